@@ -1,0 +1,123 @@
+# sfh_ml: set up, test and render the book.  `make help` lists the targets.
+#
+# Chapters are the notebooks book/[0-9]*.ipynb. They run in sorted order (chapter N may read what
+# chapter N-1 wrote) with papermill, which injects QUICK and DATA_DIR into their `parameters` cell:
+#   make test      QUICK=True,  DATA_DIR=_build/test-data, executed copies in _build/test-chapters/
+#   make book      QUICK=False, DATA_DIR=_build/data,      executed copies in _build/src/book/
+# A chapter's run is skipped when its executed copy is newer than the notebook, the library code
+# and the venv; `make clean` (or `make -B ...`) runs everything again.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= $(if $(shell command -v python3.11 2>/dev/null),python3.11,python3)
+VENV ?= .venv
+PY = $(VENV)/bin/python
+STAMP = $(VENV)/.installed
+
+# Quieter TensorFlow start-up (C++ INFO and WARNING lines); errors still show.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+BUILD := _build
+# Staging copy of the book sources; the executed chapters are written into it.
+SRC := $(BUILD)/src
+HTML := $(BUILD)/book/_build/html
+TEST_OUT := $(BUILD)/test-chapters
+DATA_DIR := $(CURDIR)/$(BUILD)/data
+TEST_DATA_DIR := $(CURDIR)/$(BUILD)/test-data
+
+CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
+NOTEBOOKS := $(wildcard book/*.ipynb)
+FULL_RUNS := $(CHAPTERS:book/%=$(SRC)/book/%)
+QUICK_RUNS := $(CHAPTERS:book/%=$(TEST_OUT)/%)
+STAGED := $(addprefix $(SRC)/,_config.yml _toc.yml $(wildcard book/*.md book/*.png book/*.bib))
+LIB := $(wildcard sfh_ml/*.py)
+LINT_PATHS := $(wildcard sfh_ml tests benchmarks)
+
+.PHONY: help venv data test unit-test test-chapters chapters book lab lint benchmark clean distclean
+
+help: ## List the targets
+	@echo "Usage: make TARGET   (variables: PYTHON=$(PYTHON) VENV=$(VENV))"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# ---------------------------------------------------------------------------- environment
+venv: $(STAMP) ## Create the venv: pinned requirements.txt, then sfh_ml in editable mode
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps -e .
+	touch $@
+
+data: venv ## Fetch the model data (~270 MB, once) and build the SSP library in $SFH_ML_CACHE
+	$(PY) -m sfh_ml.cli data
+
+# ---------------------------------------------------------------------------- chapters
+# $(call papermill,NOTEBOOK,OUTPUT,QUICK,DATA_DIR): execute one chapter. The output is written
+# under a temporary name and renamed on success, so a failed chapter is never taken as up to date;
+# its partly executed copy (with the traceback) and the log stay next to it.
+define papermill
+@mkdir -p $(dir $(2)) "$(4)"
+@rm -f $(2)
+@echo ">>> $(1)  QUICK=$(3)  DATA_DIR=$(4)"
+$(PY) -m papermill --cwd book --kernel python3 --log-output --no-progress-bar \
+    -p QUICK $(3) -p DATA_DIR "$(4)" $(1) $(basename $(2)).running.ipynb 2>&1 | tee $(basename $(2)).log \
+  || { echo "!!! $(1) failed: see $(basename $(2)).running.ipynb and $(basename $(2)).log" >&2; exit 1; }
+@mv $(basename $(2)).running.ipynb $(2)
+endef
+
+# Chain the runs so that chapter N starts after chapter N-1 has finished, also under make -j.
+chain = $(if $(word 2,$(1)),$(eval $(word 2,$(1)): $(word 1,$(1)))$(call chain,$(wordlist 2,$(words $(1)),$(1))))
+$(call chain,$(QUICK_RUNS))
+$(call chain,$(FULL_RUNS))
+
+$(QUICK_RUNS): $(TEST_OUT)/%.ipynb: book/%.ipynb $(LIB) $(STAMP) | data
+	$(call papermill,$<,$@,True,$(TEST_DATA_DIR))
+
+$(FULL_RUNS): $(SRC)/book/%.ipynb: book/%.ipynb $(LIB) $(STAMP) | data
+	$(call papermill,$<,$@,False,$(DATA_DIR))
+
+$(STAGED): $(SRC)/%: %
+	@mkdir -p $(@D)
+	cp $< $@
+
+# ---------------------------------------------------------------------------- test
+test: unit-test test-chapters ## Unit tests, then every chapter in quick mode (QUICK=True)
+
+unit-test: venv data ## Unit tests only
+	$(PY) -m pytest -q tests
+
+test-chapters: $(QUICK_RUNS) ## Every chapter in quick mode, into _build/test-chapters
+
+# ---------------------------------------------------------------------------- book
+chapters: $(FULL_RUNS) $(STAGED) ## Execute every chapter in full (QUICK=False) into _build/src
+
+book: venv data chapters ## Everything: venv, model data, full chapters, then the HTML book
+	$(VENV)/bin/jupyter-book build --all $(SRC) --path-output $(BUILD)/book 2>&1 | tee $(BUILD)/book.log
+	@if sed 's/\x1b\[[0-9;]*m//g' $(BUILD)/book.log | grep -qE '(^|: )(ERROR|CRITICAL|SEVERE):'; then \
+	    echo "!!! jupyter-book reported errors, see $(BUILD)/book.log" >&2; exit 1; fi
+	@echo "HTML book: $(CURDIR)/$(HTML)/index.html"
+
+lab: venv ## Work on the chapters interactively in JupyterLab
+	$(VENV)/bin/jupyter lab book/
+
+# ---------------------------------------------------------------------------- checks
+lint: venv ## ruff on the code; check the notebooks are committed without outputs
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(if $(NOTEBOOKS),$(VENV)/bin/nbstripout --verify --keep-id $(NOTEBOOKS),@echo "no notebooks to verify")
+
+benchmark: venv data ## Time the spectrum synthesis (benchmarks/synthesis.py)
+	$(PY) benchmarks/synthesis.py
+
+# ---------------------------------------------------------------------------- cleaning
+clean: ## Remove _build and caches (keeps the venv and the model-data cache)
+	rm -rf $(BUILD) .pytest_cache .ruff_cache *.egg-info
+	find . \( -path ./.git -o -path ./$(VENV) \) -prune -o \
+	    \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -print0 | xargs -0 -r rm -rf
+
+distclean: clean ## clean, and remove the venv too
+	rm -rf $(VENV)

@@ -1,0 +1,135 @@
+"""Command-line interface: ``sfh-ml data | generate | info`` (and the network's commands).
+
+Examples
+--------
+::
+
+    sfh-ml data                                   # fetch the model data, build the SSP library
+    sfh-ml generate --n 20000 --seed 1 --snr 10:100 --out train.h5 --workers 2
+    sfh-ml info train.h5
+"""
+
+import argparse
+import sys
+
+__all__ = ["main", "build_parser", "parse_range"]
+
+
+def parse_range(text):
+    """``"50"`` -> (50.0, 50.0); ``"10:100"`` -> (10.0, 100.0)."""
+    try:
+        parts = [float(p) for p in str(text).split(":")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or MIN:MAX, got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or parts[1] < parts[0]:
+        raise argparse.ArgumentTypeError(f"expected a number or MIN:MAX with MIN <= MAX, got {text!r}")
+    return tuple(parts)
+
+
+def _cmd_data(args):
+    from .ssp import build_library, library_path, load_library
+
+    if args.force and library_path().exists():
+        library_path().unlink()
+    if not library_path().exists():
+        build_library()
+    lib = load_library()
+    print(f"SSP library: {library_path()}")
+    print(f"  {lib.age_yr.size} ages {lib.age_yr[0] / 1e6:.1f} Myr - {lib.age_yr[-1] / 1e9:.1f} Gyr, "
+          f"{lib.zh.size} [M/H] {lib.zh[0]:+.2f}..{lib.zh[-1]:+.2f}, "
+          f"{lib.wave_aa[0]:.0f}-{lib.wave_aa[-1]:.0f} A; {lib.line_wave_aa.size} nebular lines")
+
+
+def _cmd_generate(args):
+    from .dataset import DatasetConfig, generate
+
+    config = DatasetConfig(
+        n=args.n, seed=args.seed, family=args.family, snr=args.snr, snr_phot=args.snr_phot,
+        sigma_kms=args.sigma, sigma_gas_kms=args.sigma_gas, tau_bc=args.tau_bc, tau_ism=args.tau_ism,
+        log_u=args.log_u, n_bins=args.n_bins, n_tx=args.n_tx, alpha=args.alpha, chunk_size=args.chunk_size,
+    )
+    generate(config, args.out, workers=args.workers, progress=not args.quiet, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"wrote {args.out}: {config.n} objects")
+
+
+def _cmd_info(args):
+    import json
+
+    import numpy as np
+
+    from .dataset import read_dataset
+
+    d = read_dataset(args.file, keys=["wave_aa", "age_bins_yr", "filters", "snr", "mw_log_age", "mw_zh", "family"])
+    cfg = json.loads(d["attrs"]["config"])
+    print(f"{args.file}: {d['snr'].size} objects, complete={bool(d['attrs'].get('complete'))}")
+    print(f"  wavelengths {d['wave_aa'][0]:.2f}-{d['wave_aa'][-1]:.2f} A ({d['wave_aa'].size} pixels); "
+          f"bands {', '.join(d['filters'])}; {d['age_bins_yr'].size - 1} age bins")
+    fam, counts = np.unique(d["family"], return_counts=True)
+    print("  families: " + ", ".join(f"{f} {c}" for f, c in zip(fam, counts)))
+    for key in ("snr", "mw_log_age", "mw_zh"):
+        v = d[key]
+        print(f"  {key:11s} min {v.min():8.3f}  median {np.median(v):8.3f}  max {v.max():8.3f}")
+    print("  config: " + json.dumps(cfg, sort_keys=True))
+
+
+def build_parser():
+    """The argparse parser of ``sfh-ml``."""
+    parser = argparse.ArgumentParser(prog="sfh-ml", description="Star formation histories from MUSE + HST "
+                                     "with attention CNNs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="fetch the model data (pip download) and build the SSP library")
+    p.add_argument("--force", action="store_true", help="rebuild the library even if it exists")
+    p.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("generate", help="synthesise a training set into an HDF5 file")
+    p.add_argument("--n", type=int, required=True, help="number of objects")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", required=True, help="output HDF5 file")
+    p.add_argument("--family", default="mix", help="skewnormal, densebasis or mix (default)")
+    p.add_argument("--snr", type=parse_range, default=(50.0, 50.0), help="S/N per pixel, VALUE or MIN:MAX (log-uniform)")
+    p.add_argument("--snr-phot", type=parse_range, default=(20.0, 20.0), help="S/N of the HST fluxes")
+    p.add_argument("--sigma", type=parse_range, default=(150.0, 150.0), help="stellar dispersion, km/s")
+    p.add_argument("--sigma-gas", type=parse_range, default=(20.0, 80.0), help="gas dispersion, km/s")
+    p.add_argument("--tau-bc", type=parse_range, default=(0.0, 2.0), help="birth-cloud V optical depth")
+    p.add_argument("--tau-ism", type=parse_range, default=(0.0, 1.0), help="ISM V optical depth")
+    p.add_argument("--log-u", type=parse_range, default=(-4.0, -1.5), help="ionisation parameter")
+    p.add_argument("--n-bins", type=int, default=16, help="age bins, 6.3 Myr to 14.1 Gyr")
+    p.add_argument("--n-tx", type=int, default=3, help="dense-basis tx parameters")
+    p.add_argument("--alpha", type=float, default=1.0, help="dense-basis Dirichlet concentration")
+    p.add_argument("--chunk-size", type=int, default=1024, help="objects per seeded chunk")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument("--overwrite", action="store_true", help="replace a file made with another config")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("info", help="summarise a synthetic set")
+    p.add_argument("file")
+    p.set_defaults(func=_cmd_info)
+
+    try:
+        from .training import register_cli
+    except ImportError:
+        pass
+    else:
+        register_cli(sub)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``sfh-ml`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, OSError, KeyError) as err:
+        print(f"sfh-ml {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

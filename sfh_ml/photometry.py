@@ -1,0 +1,114 @@
+"""The five PHANGS-HST bands: filter curves (pyphot), band-averaged fluxes and unit conversions."""
+
+import numpy as np
+
+__all__ = [
+    "PHANGS_FILTERS",
+    "load_filters",
+    "band_weights",
+    "band_flux",
+    "pivot_wavelengths",
+    "flam_to_mjy",
+    "mjy_to_flam",
+]
+
+# WFC3/UVIS F275W, F336W, F438W, F555W, F814W (Lee et al. 2022). NGC0628, NGC1300 and NGC1672 use ACS
+# F435W instead of F438W: pass ``HST_ACS_WFC_F435W`` in its place for those.
+PHANGS_FILTERS = ("HST_WFC3_F275W", "HST_WFC3_F336W", "HST_WFC3_F438W", "HST_WFC3_F555W", "HST_WFC3_F814W")
+C_AA_S = 2.99792458e18  # speed of light, Angstrom / s
+
+
+def load_filters(names=PHANGS_FILTERS):
+    """Filter curves from pyphot's default library.
+
+    Parameters
+    ----------
+    names : sequence of str
+        pyphot filter names.
+
+    Returns
+    -------
+    list of (wave_aa, transmission) tuples of ndarray
+        Each curve's wavelengths in Angstrom and its (photon-counting) throughput.
+    """
+    import pyphot
+
+    lib = pyphot.get_library()
+    known = set(lib.get_library_content())
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise KeyError(f"unknown filter(s) {missing}; pyphot names look like 'HST_WFC3_F275W'")
+    out = []
+    for name in names:
+        filt = lib[name]
+        wave = np.asarray(getattr(filt.wavelength, "value", filt.wavelength), dtype=float)
+        out.append((wave, np.asarray(filt.transmit, dtype=float)))
+    return out
+
+
+def band_weights(wave_aa, names=PHANGS_FILTERS):
+    """Weights that turn a spectrum into photon-weighted mean flux densities.
+
+    <f_lambda> = int f T lambda dlambda / int T lambda dlambda (trapezoid rule on ``wave_aa``), the
+    definition pyphot uses for photon-counting detectors.
+
+    Parameters
+    ----------
+    wave_aa : ndarray, shape (n_wave,)
+        Wavelength grid of the spectra, Angstrom; must cover every filter curve.
+    names : sequence of str
+
+    Returns
+    -------
+    ndarray, shape (n_band, n_wave)
+        ``flux_band = spectra @ weights.T``.
+    """
+    wave_aa = np.asarray(wave_aa, dtype=float)
+    trap = np.zeros_like(wave_aa)
+    dw = np.diff(wave_aa)
+    trap[:-1] += 0.5 * dw
+    trap[1:] += 0.5 * dw
+    weights = []
+    for name, (fw, ft) in zip(names, load_filters(names)):
+        inside = fw[ft > 0]
+        if inside.min() < wave_aa[0] or inside.max() > wave_aa[-1]:
+            raise ValueError(f"the wavelength grid {wave_aa[0]:.0f}-{wave_aa[-1]:.0f} A does not cover {name} "
+                             f"({inside.min():.0f}-{inside.max():.0f} A)")
+        t = np.interp(wave_aa, fw, ft, left=0.0, right=0.0)
+        w = t * wave_aa * trap
+        weights.append(w / w.sum())
+    return np.array(weights)
+
+
+def band_flux(wave_aa, flux, names=PHANGS_FILTERS):
+    """Photon-weighted mean flux density in each band.
+
+    Parameters
+    ----------
+    wave_aa : ndarray, shape (n_wave,)
+    flux : ndarray, shape (..., n_wave)
+        Flux density per unit wavelength (any unit; the result has the same).
+
+    Returns
+    -------
+    ndarray, shape (..., n_band)
+    """
+    return np.asarray(flux) @ band_weights(wave_aa, names).T
+
+
+def pivot_wavelengths(names=PHANGS_FILTERS):
+    """Pivot wavelengths, sqrt(int T lambda dl / int T / lambda dl), in Angstrom, shape (n_band,)."""
+    out = []
+    for fw, ft in load_filters(names):
+        out.append(np.sqrt(np.trapezoid(ft * fw, fw) / np.trapezoid(ft / fw, fw)))
+    return np.array(out)
+
+
+def flam_to_mjy(flam, pivot_aa):
+    """erg/s/cm^2/A at the pivot wavelength to mJy (f_nu = f_lambda lambda_p^2 / c)."""
+    return np.asarray(flam) * np.asarray(pivot_aa) ** 2 / C_AA_S / 1e-26
+
+
+def mjy_to_flam(mjy, pivot_aa):
+    """mJy to erg/s/cm^2/A at the pivot wavelength (the inverse of :func:`flam_to_mjy`)."""
+    return np.asarray(mjy) * 1e-26 * C_AA_S / np.asarray(pivot_aa) ** 2
