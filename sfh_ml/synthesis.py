@@ -157,7 +157,7 @@ class Synthesizer:
         self._neb_coef = (u[:, :neb_rank] * s[:neb_rank]).astype(dtype)  # (n_neb, rank)
         op_lsf = broadening_matrix(lw, self.wave_aa, total_sigma_aa(self.wave_aa, 0.0))
         self._neb_basis = (op_lsf @ vt[:neb_rank].T).T.astype(dtype)  # (rank, n_wave)
-        self.neb_rank_error = float(s[neb_rank] / s[0]) if neb_rank < s.size else 0.0
+        self.neb_rank_error = float(s[neb_rank] / s[0]) if neb_rank < s.size and s[0] > 0 else 0.0
         self._line_lum = lib.line_lum.reshape(-1, lib.line_wave_aa.size).astype(dtype)  # (n_neb, n_lines)
 
         # Fluxes: band-weighted integrals of each template over 20 A bins; dust applied per bin.

@@ -1,0 +1,134 @@
+import hashlib
+
+import h5py
+import numpy as np
+import pytest
+
+from sfh_ml import dataset
+from sfh_ml.cli import main
+from sfh_ml.dataset import DatasetConfig, generate, generate_chunk, read_dataset
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def small_config():
+    return DatasetConfig(n=300, seed=7, chunk_size=128, snr=(10.0, 100.0))
+
+
+def test_same_seed_gives_the_same_file_byte_for_byte(tmp_path, small_config):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    generate(small_config, a, progress=False)
+    generate(small_config, b, progress=False)
+    assert digest(a) == digest(b)
+    c = tmp_path / "c.h5"
+    generate(DatasetConfig(**{**small_config.__dict__, "seed": 8}), c, progress=False)
+    assert digest(a) != digest(c)
+
+
+def test_schema_and_physical_constraints(tmp_path, small_config):
+    path = generate(small_config, tmp_path / "s.h5", progress=False)
+    d = read_dataset(path)
+    n, n_bins = small_config.n, small_config.n_bins
+    assert d["spectra"].shape == (n, 3681) and d["photometry"].shape == (n, 5)
+    assert d["age_bins_yr"].shape == (n_bins + 1,) and d["sfh"].shape == (n, n_bins) and d["zh"].shape == (n, n_bins)
+    np.testing.assert_allclose(d["sfh"].sum(axis=1), 1.0, atol=1e-5)
+    assert d["sfh"].min() >= 0
+    assert d["zh"].min() >= d["attrs"]["zh_min"] - 1e-6 and d["zh"].max() <= d["attrs"]["zh_max"] + 1e-6
+    np.testing.assert_allclose(d["sfh_ssp"].sum(axis=1), 1.0, atol=1e-5)
+    assert np.all(np.isfinite(d["spectra"])) and np.all(d["spectra_noiseless"] > 0)
+    assert set(d["family"]) == {"skewnormal", "densebasis"}
+    assert np.all((d["snr"] >= 10) & (d["snr"] <= 100))
+    # the mass-weighted age of the binned truth agrees with the one on the SSP grid
+    centres = np.sqrt(d["age_bins_yr"][1:] * d["age_bins_yr"][:-1])
+    mw = d["sfh"] @ np.log10(centres)
+    assert np.median(np.abs(mw - d["mw_log_age"])) < 0.1
+    # dense-basis objects carry tx, skew-normal ones a peak age, the others NaN
+    db = d["family"] == "densebasis"
+    assert np.all(np.isfinite(d["sfh_params/tx1"][db])) and np.all(np.isnan(d["sfh_params/tx1"][~db]))
+    assert np.all(np.isfinite(d["sfh_params/peak_age_yr"][~db]))
+    assert not (tmp_path / "s.h5.partial").exists()
+
+
+def test_interrupted_run_resumes_to_the_same_file(tmp_path, small_config, monkeypatch):
+    ref = generate(small_config, tmp_path / "ref.h5", progress=False)
+    target = tmp_path / "int.h5"
+    real = dataset.generate_chunk
+
+    def failing(config, index, synthesizer=None):
+        if index == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real(config, index, synthesizer)
+
+    monkeypatch.setattr(dataset, "generate_chunk", failing)
+    with pytest.raises(KeyboardInterrupt):
+        generate(small_config, target, progress=False)
+    assert not target.exists()
+    partial = tmp_path / "int.h5.partial"
+    with h5py.File(partial, "r") as f:
+        assert list(f["chunk_done"][()]) == [True, True, False]
+    monkeypatch.setattr(dataset, "generate_chunk", real)
+    generate(small_config, target, progress=False)
+    assert digest(target) == digest(ref)
+
+
+def test_parallel_workers_give_the_same_file(tmp_path):
+    config = DatasetConfig(n=200, seed=3, chunk_size=64)
+    one = generate(config, tmp_path / "one.h5", progress=False)
+    two = generate(config, tmp_path / "two.h5", progress=False, workers=2)
+    assert digest(one) == digest(two)
+
+
+def test_chunks_are_independent_of_each_other(small_config):
+    synth = small_config.synthesizer()
+    a = generate_chunk(small_config, 1, synth)
+    b = generate_chunk(small_config, 1, synth)
+    np.testing.assert_array_equal(a["spectra"], b["spectra"])
+    c = generate_chunk(small_config, 0, synth)
+    assert not np.allclose(a["spectra"][:10], c["spectra"][:10])
+
+
+def test_existing_file_with_another_config_is_not_overwritten(tmp_path, small_config):
+    path = generate(small_config, tmp_path / "x.h5", progress=False)
+    before = digest(path)
+    other = DatasetConfig(**{**small_config.__dict__, "n": 100})
+    with pytest.raises(ValueError, match="exists and was made with another config"):
+        generate(other, path, progress=False)
+    assert digest(path) == before
+    generate(other, path, progress=False, overwrite=True)
+    assert read_dataset(path, keys=["snr"])["snr"].size == 100
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(n=0), "n must be a positive integer"),
+        (dict(n=10, snr=(0.0, 10.0)), "S/N must be > 0"),
+        (dict(n=10, family="exponential"), "unknown SFH family"),
+        (dict(n=10, log_u=(-5.0, -1.0)), "outside the Cloudy grid"),
+        (dict(n=10, tau_bc=(-1.0, 1.0)), "optical depths must be >= 0"),
+        (dict(n=10, n_bins=0), "n_bins"),
+        (dict(n=10, snr=(50.0, 10.0)), "increasing"),
+    ],
+)
+def test_bad_config_raises_with_its_message(kw, message):
+    with pytest.raises(ValueError, match=message):
+        DatasetConfig(**kw)
+
+
+def test_unwritable_path_fails_at_once(tmp_path):
+    with pytest.raises(OSError, match="does not exist"):
+        generate(DatasetConfig(n=10), tmp_path / "missing" / "x.h5", progress=False)
+
+
+def test_cli_generate_and_bad_input(tmp_path, capsys):
+    out = tmp_path / "cli.h5"
+    assert main(["generate", "--n", "50", "--seed", "1", "--snr", "20:80", "--out", str(out), "--quiet"]) == 0
+    d = read_dataset(out, keys=["snr"])
+    assert d["snr"].size == 50 and d["snr"].min() >= 20 and d["snr"].max() <= 80
+    assert main(["generate", "--n", "-5", "--out", str(out)]) == 2
+    assert "n must be a positive integer" in capsys.readouterr().err
+    assert main(["info", str(out)]) == 0
+    assert "50 objects" in capsys.readouterr().out
