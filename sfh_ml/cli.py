@@ -37,18 +37,31 @@ def _cmd_data(args):
         build_library()
     lib = load_library()
     print(f"SSP library: {library_path()}")
-    print(f"  {lib.age_yr.size} ages {lib.age_yr[0] / 1e6:.1f} Myr - {lib.age_yr[-1] / 1e9:.1f} Gyr, "
-          f"{lib.zh.size} [M/H] {lib.zh[0]:+.2f}..{lib.zh[-1]:+.2f}, "
-          f"{lib.wave_aa[0]:.0f}-{lib.wave_aa[-1]:.0f} A; {lib.line_wave_aa.size} nebular lines")
+    print(
+        f"  {lib.age_yr.size} ages {lib.age_yr[0] / 1e6:.1f} Myr - {lib.age_yr[-1] / 1e9:.1f} Gyr, "
+        f"{lib.zh.size} [M/H] {lib.zh[0]:+.2f}..{lib.zh[-1]:+.2f}, "
+        f"{lib.wave_aa[0]:.0f}-{lib.wave_aa[-1]:.0f} A; {lib.line_wave_aa.size} nebular lines"
+    )
 
 
 def _cmd_generate(args):
     from .dataset import DatasetConfig, generate
 
     config = DatasetConfig(
-        n=args.n, seed=args.seed, family=args.family, snr=args.snr, snr_phot=args.snr_phot,
-        sigma_kms=args.sigma, sigma_gas_kms=args.sigma_gas, tau_bc=args.tau_bc, tau_ism=args.tau_ism,
-        log_u=args.log_u, n_bins=args.n_bins, n_tx=args.n_tx, alpha=args.alpha, chunk_size=args.chunk_size,
+        n=args.n,
+        seed=args.seed,
+        family=args.family,
+        snr=args.snr,
+        snr_phot=args.snr_phot,
+        sigma_kms=args.sigma,
+        sigma_gas_kms=args.sigma_gas,
+        tau_bc=args.tau_bc,
+        tau_ism=args.tau_ism,
+        log_u=args.log_u,
+        n_bins=args.n_bins,
+        n_tx=args.n_tx,
+        alpha=args.alpha,
+        chunk_size=args.chunk_size,
     )
     generate(config, args.out, workers=args.workers, progress=not args.quiet, overwrite=args.overwrite)
     if not args.quiet:
@@ -62,11 +75,15 @@ def _cmd_info(args):
 
     from .dataset import read_dataset
 
-    d = read_dataset(args.file, keys=["wave_aa", "age_bins_yr", "filters", "snr", "mw_log_age", "mw_zh", "family"])
+    d = read_dataset(
+        args.file, keys=["wave_aa", "age_bins_yr", "filters", "snr", "mw_log_age", "mw_zh", "family"]
+    )
     cfg = json.loads(d["attrs"]["config"])
     print(f"{args.file}: {d['snr'].size} objects, complete={bool(d['attrs'].get('complete'))}")
-    print(f"  wavelengths {d['wave_aa'][0]:.2f}-{d['wave_aa'][-1]:.2f} A ({d['wave_aa'].size} pixels); "
-          f"bands {', '.join(d['filters'])}; {d['age_bins_yr'].size - 1} age bins")
+    print(
+        f"  wavelengths {d['wave_aa'][0]:.2f}-{d['wave_aa'][-1]:.2f} A ({d['wave_aa'].size} pixels); "
+        f"bands {', '.join(d['filters'])}; {d['age_bins_yr'].size - 1} age bins"
+    )
     fam, counts = np.unique(d["family"], return_counts=True)
     print("  families: " + ", ".join(f"{f} {c}" for f, c in zip(fam, counts)))
     for key in ("snr", "mw_log_age", "mw_zh"):
@@ -77,8 +94,9 @@ def _cmd_info(args):
 
 def build_parser():
     """The argparse parser of ``sfh-ml``."""
-    parser = argparse.ArgumentParser(prog="sfh-ml", description="Star formation histories from MUSE + HST "
-                                     "with attention CNNs.")
+    parser = argparse.ArgumentParser(
+        prog="sfh-ml", description="Star formation histories from MUSE + HST with attention CNNs."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("data", help="fetch the model data (pip download) and build the SSP library")
@@ -90,7 +108,9 @@ def build_parser():
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", required=True, help="output HDF5 file")
     p.add_argument("--family", default="mix", help="skewnormal, densebasis or mix (default)")
-    p.add_argument("--snr", type=parse_range, default=(50.0, 50.0), help="S/N per pixel, VALUE or MIN:MAX (log-uniform)")
+    p.add_argument(
+        "--snr", type=parse_range, default=(50.0, 50.0), help="S/N per pixel, VALUE or MIN:MAX (log-uniform)"
+    )
     p.add_argument("--snr-phot", type=parse_range, default=(20.0, 20.0), help="S/N of the HST fluxes")
     p.add_argument("--sigma", type=parse_range, default=(150.0, 150.0), help="stellar dispersion, km/s")
     p.add_argument("--sigma-gas", type=parse_range, default=(20.0, 80.0), help="gas dispersion, km/s")

@@ -101,8 +101,17 @@ def _sha256(path):
 
 
 def _download(art, dest):
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           "-d", str(dest), art.requirement]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+        art.requirement,
+    ]
     if art.sdist:
         cmd[4:4] = ["--no-binary", ":all:"]
     else:

@@ -39,11 +39,19 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
-from .instrument import MUSE_DWAVE_AA, MUSE_N_WAVE, MUSE_WAVE_START_AA, muse_wave
+from .instrument import MUSE_DWAVE_AA, MUSE_N_WAVE, MUSE_WAVE_START_AA
 from .photometry import PHANGS_FILTERS
-from .sfh import MAX_AGE_YR, ZH_RANGE, ChemicalEvolution, DenseBasis, SkewNormalBurst, concatenate, default_age_bins
+from .sfh import (
+    MAX_AGE_YR,
+    ZH_RANGE,
+    ChemicalEvolution,
+    DenseBasis,
+    SkewNormalBurst,
+    concatenate,
+    default_age_bins,
+)
 from .synthesis import SynthesisParams, Synthesizer
 
 __all__ = ["DatasetConfig", "generate", "generate_chunk", "read_dataset", "FAMILIES", "SCHEMA_VERSION"]
@@ -221,15 +229,25 @@ def generate_chunk(config, index, synthesizer=None):
     edges = config.age_bins_yr
     ha = synth.library.line_index("H  1  6562.80A")
     rec = dict(
-        spectra=out["spectra"], spectra_noiseless=out["spectra_noiseless"],
-        photometry=out["photometry"], photometry_noiseless=out["photometry_noiseless"],
-        sfh=sfh.mass_fractions(edges).astype(np.float32), zh=sfh.zh_in_bins(edges).astype(np.float32),
-        sfh_ssp=out["mass_ssp"].astype(np.float32), zh_ssp=out["zh_ssp"].astype(np.float32),
-        mw_log_age=out["mw_log_age"], lw_log_age=out["lw_log_age"], mw_zh=out["mw_zh"], lw_zh=out["lw_zh"],
-        mstar_frac=out["mstar_frac"], halpha_lum=out["line_lum"][:, ha],
+        spectra=out["spectra"],
+        spectra_noiseless=out["spectra_noiseless"],
+        photometry=out["photometry"],
+        photometry_noiseless=out["photometry_noiseless"],
+        sfh=sfh.mass_fractions(edges).astype(np.float32),
+        zh=sfh.zh_in_bins(edges).astype(np.float32),
+        sfh_ssp=out["mass_ssp"].astype(np.float32),
+        zh_ssp=out["zh_ssp"].astype(np.float32),
+        mw_log_age=out["mw_log_age"],
+        lw_log_age=out["lw_log_age"],
+        mw_zh=out["mw_zh"],
+        lw_zh=out["lw_zh"],
+        mstar_frac=out["mstar_frac"],
+        halpha_lum=out["line_lum"][:, ha],
         family=sfh.family.astype("S10"),
-        **{k: getattr(params, k) for k in ("tau_bc", "tau_ism", "log_u", "sigma_kms", "sigma_gas_kms", "snr",
-                                           "snr_phot")},
+        **{
+            k: getattr(params, k)
+            for k in ("tau_bc", "tau_ism", "log_u", "sigma_kms", "sigma_gas_kms", "snr", "snr_phot")
+        },
     )
     sfh_params = dict(sfh.params, zh_start=sfh.zh_start, zh_final=sfh.zh_final, zh_gamma=sfh.zh_gamma)
     for name in _sfh_param_names(config):
@@ -238,8 +256,18 @@ def generate_chunk(config, index, synthesizer=None):
 
 
 def _sfh_param_names(config):
-    return ("peak_age_yr", "width_yr", "skew", "burst_age_yr", "burst_duration_yr", "burst_frac",
-            *(f"tx{i + 1}" for i in range(config.n_tx)), "zh_start", "zh_final", "zh_gamma")
+    return (
+        "peak_age_yr",
+        "width_yr",
+        "skew",
+        "burst_age_yr",
+        "burst_duration_yr",
+        "burst_frac",
+        *(f"tx{i + 1}" for i in range(config.n_tx)),
+        "zh_start",
+        "zh_final",
+        "zh_gamma",
+    )
 
 
 def _create(f, config, synth):
@@ -247,14 +275,31 @@ def _create(f, config, synth):
     n_ssp = synth.library.age_yr.size
     cs = min(config.chunk_size, n)
     layout = {
-        "spectra": ((n, n_wave), np.float32), "spectra_noiseless": ((n, n_wave), np.float32),
-        "photometry": ((n, n_band), np.float32), "photometry_noiseless": ((n, n_band), np.float32),
-        "sfh": ((n, config.n_bins), np.float32), "zh": ((n, config.n_bins), np.float32),
-        "sfh_ssp": ((n, n_ssp), np.float32), "zh_ssp": ((n, n_ssp), np.float32),
+        "spectra": ((n, n_wave), np.float32),
+        "spectra_noiseless": ((n, n_wave), np.float32),
+        "photometry": ((n, n_band), np.float32),
+        "photometry_noiseless": ((n, n_band), np.float32),
+        "sfh": ((n, config.n_bins), np.float32),
+        "zh": ((n, config.n_bins), np.float32),
+        "sfh_ssp": ((n, n_ssp), np.float32),
+        "zh_ssp": ((n, n_ssp), np.float32),
         "family": ((n,), "S10"),
     }
-    for name in ("mw_log_age", "lw_log_age", "mw_zh", "lw_zh", "mstar_frac", "halpha_lum", "tau_bc", "tau_ism",
-                 "log_u", "sigma_kms", "sigma_gas_kms", "snr", "snr_phot"):
+    for name in (
+        "mw_log_age",
+        "lw_log_age",
+        "mw_zh",
+        "lw_zh",
+        "mstar_frac",
+        "halpha_lum",
+        "tau_bc",
+        "tau_ism",
+        "log_u",
+        "sigma_kms",
+        "sigma_gas_kms",
+        "snr",
+        "snr_phot",
+    ):
         layout[name] = ((n,), np.float64)
     for name in _sfh_param_names(config):
         layout[f"sfh_params/{name}"] = ((n,), np.float64)
@@ -336,7 +381,9 @@ def generate(config, path, workers=1, progress=True, overwrite=False):
                 print(f"{path} is already complete with this config")
             return path
         if not overwrite:
-            raise ValueError(f"{path} exists and was made with another config; pass overwrite=True (--overwrite)")
+            raise ValueError(
+                f"{path} exists and was made with another config; pass overwrite=True (--overwrite)"
+            )
     mode = "w"
     if partial.exists():
         try:
@@ -351,8 +398,13 @@ def generate(config, path, workers=1, progress=True, overwrite=False):
             _create(f, config, synth if synth is not None else config.synthesizer())
         done = f["chunk_done"][()]
         todo = [int(i) for i in np.flatnonzero(~done)]
-        bar = tqdm(total=config.n, initial=int(done.sum()) * config.chunk_size if todo else config.n,
-                   disable=not progress, unit="spec", desc=path.name)
+        bar = tqdm(
+            total=config.n,
+            initial=int(done.sum()) * config.chunk_size if todo else config.n,
+            disable=not progress,
+            unit="spec",
+            desc=path.name,
+        )
         if todo and workers == 1:
             results = (_local(config, i, synth) for i in todo)
         elif todo:
@@ -413,8 +465,11 @@ def read_dataset(path, keys=None, index=None):
     path = Path(path)
     if not path.exists():
         partial = path.with_name(path.name + ".partial")
-        hint = f" (an unfinished {partial.name} exists: run the same generate command to resume)" \
-            if partial.exists() else ""
+        hint = (
+            f" (an unfinished {partial.name} exists: run the same generate command to resume)"
+            if partial.exists()
+            else ""
+        )
         raise FileNotFoundError(f"no dataset {path}{hint}")
     out = {}
     with h5py.File(path, "r") as f:
@@ -426,8 +481,11 @@ def read_dataset(path, keys=None, index=None):
             if name not in f:
                 raise KeyError(f"{path} has no dataset {name!r}")
             d = f[name]
-            value = d[index] if (index is not None and d.ndim and d.shape[0] == n and name != "chunk_done") \
+            value = (
+                d[index]
+                if (index is not None and d.ndim and d.shape[0] == n and name != "chunk_done")
                 else d[()]
+            )
             if value.dtype.kind == "S":
                 value = value.astype(str)
             out[name] = value

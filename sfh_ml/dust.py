@@ -62,5 +62,8 @@ def charlot_fall(wave_aa, age_yr, tau_bc, tau_ism, slope=CF00_SLOPE):
     if np.any(tau_bc < 0) or np.any(tau_ism < 0):
         raise ValueError("optical depths must be >= 0")
     young = (np.asarray(age_yr) < BIRTH_CLOUD_AGE_YR).astype(float)
-    tau = optical_depth(wave_aa, tau_ism)[:, None, :] + young[None, :, None] * optical_depth(wave_aa, tau_bc)[:, None, :]
+    tau = (
+        optical_depth(wave_aa, tau_ism)[:, None, :]
+        + young[None, :, None] * optical_depth(wave_aa, tau_bc)[:, None, :]
+    )
     return np.exp(-tau)

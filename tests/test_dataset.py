@@ -33,7 +33,11 @@ def test_schema_and_physical_constraints(tmp_path, small_config):
     d = read_dataset(path)
     n, n_bins = small_config.n, small_config.n_bins
     assert d["spectra"].shape == (n, 3681) and d["photometry"].shape == (n, 5)
-    assert d["age_bins_yr"].shape == (n_bins + 1,) and d["sfh"].shape == (n, n_bins) and d["zh"].shape == (n, n_bins)
+    assert (
+        d["age_bins_yr"].shape == (n_bins + 1,)
+        and d["sfh"].shape == (n, n_bins)
+        and d["zh"].shape == (n, n_bins)
+    )
     np.testing.assert_allclose(d["sfh"].sum(axis=1), 1.0, atol=1e-5)
     assert d["sfh"].min() >= 0
     assert d["zh"].min() >= d["attrs"]["zh_min"] - 1e-6 and d["zh"].max() <= d["attrs"]["zh_max"] + 1e-6

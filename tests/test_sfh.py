@@ -66,8 +66,17 @@ def test_skew_normal_peaks_where_asked_and_burst_holds_its_mass():
     fam = SkewNormalBurst()
     n = 3
     peak = np.array([2e7, 1e9, 8e9])
-    batch = fam.batch(peak, 0.2 * peak, np.zeros(n), np.full(n, 5e6), np.full(n, 2e6), np.full(n, 0.3),
-                      np.full(n, -1.0), np.zeros(n), np.ones(n))
+    batch = fam.batch(
+        peak,
+        0.2 * peak,
+        np.zeros(n),
+        np.full(n, 5e6),
+        np.full(n, 2e6),
+        np.full(n, 0.3),
+        np.full(n, -1.0),
+        np.zeros(n),
+        np.ones(n),
+    )
     ages = np.logspace(6.5, 10.1, 2000)
     sfr = batch.sfr(ages)
     old = ages > 1e7
@@ -99,7 +108,10 @@ def test_constant_sfh_forms_mass_at_a_constant_rate():
         (lambda: DenseBasis(alpha=-1), "alpha"),
         (lambda: ConstantSFH(zh=0.5), "outside the SSP grid"),
         (lambda: default_age_bins(0), "n_bins"),
-        (lambda: SkewNormalBurst().sample(3, np.random.default_rng(0)).mass_fractions([1e6, 1e5]), "increasing"),
+        (
+            lambda: SkewNormalBurst().sample(3, np.random.default_rng(0)).mass_fractions([1e6, 1e5]),
+            "increasing",
+        ),
         (lambda: SkewNormalBurst().sample(3, np.random.default_rng(0)).mass_fractions([0, 3e10]), "within"),
     ],
 )

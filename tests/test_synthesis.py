@@ -17,8 +17,9 @@ from sfh_ml.synthesis import SynthesisParams, Synthesizer
 def old_population(n=1):
     """A 5 Gyr old population: no star younger than 10 Myr, hence no nebular emission."""
     ones = np.ones(n)
-    return SkewNormalBurst().batch(5e9 * ones, 1e9 * ones, 0 * ones, ones, ones, 0 * ones, -0.3 * ones,
-                                   0 * ones, ones)
+    return SkewNormalBurst().batch(
+        5e9 * ones, 1e9 * ones, 0 * ones, ones, ones, 0 * ones, -0.3 * ones, 0 * ones, ones
+    )
 
 
 def gaussian(x, a, mu, sig, c):
@@ -67,8 +68,12 @@ def test_stellar_line_broadened_by_the_pipeline_has_the_expected_fwhm(library):
     lam0 = 6563.0
     sig_lib = 2.51 / 2.3548
     line = 1.0 + 5.0 * np.exp(-0.5 * ((library.wave_aa - lam0) / sig_lib) ** 2)
-    fake = dataclasses.replace(library, flux=np.broadcast_to(line, library.flux.shape).astype(np.float32),
-                               neb_cont=np.zeros_like(library.neb_cont), line_lum=np.zeros_like(library.line_lum))
+    fake = dataclasses.replace(
+        library,
+        flux=np.broadcast_to(line, library.flux.shape).astype(np.float32),
+        neb_cont=np.zeros_like(library.neb_cont),
+        line_lum=np.zeros_like(library.line_lum),
+    )
     synth = Synthesizer(fake, sigma_kms=150.0)
     spec = synth(old_population(), make_params(1), noise=False)["spectra_noiseless"][0]
     w = synth.wave_aa
@@ -94,7 +99,8 @@ def test_emission_line_has_lsf_plus_gas_dispersion(synth, library, sigma_gas):
     assert np.sqrt(var) == pytest.approx(expected, rel=0.03)
     # the line flux is conserved on the MUSE grid: sum(f dlambda) equals the line luminosity
     assert lines[np.abs(w - ha) < 9].sum() * 1.25 == pytest.approx(
-        out["line_lum"][0, library.line_index("H  1  6562.80A")], rel=0.01)
+        out["line_lum"][0, library.line_index("H  1  6562.80A")], rel=0.01
+    )
 
 
 def test_fluxes_equal_an_independent_pyphot_integration(synth):
@@ -103,8 +109,13 @@ def test_fluxes_equal_an_independent_pyphot_integration(synth):
     rng = np.random.default_rng(11)
     n = 6
     batch = SkewNormalBurst(peak_age_range=(5e6, 1e10)).sample(n, rng)
-    params = make_params(n, tau_bc=rng.uniform(0, 2, n), tau_ism=rng.uniform(0, 1, n),
-                         log_u=rng.uniform(-3.5, -1.5, n), sigma_gas_kms=60.0)
+    params = make_params(
+        n,
+        tau_bc=rng.uniform(0, 2, n),
+        tau_ism=rng.uniform(0, 1, n),
+        log_u=rng.uniform(-3.5, -1.5, n),
+        sigma_gas_kms=60.0,
+    )
     ours = synth(batch, params, noise=False)["photometry_noiseless"]
     wave, full = synth.full_spectrum(batch, params)
     lib = pyphot.get_library()
@@ -120,7 +131,9 @@ def test_attenuation_at_5500_aa_equals_exp_minus_tau(synth):
     k = (w[i] / 5500.0) ** -0.7
     # old stars: ISM screen only, birth clouds do nothing
     base = synth(old_population(), make_params(1), noise=False)["spectra_noiseless"][0, i]
-    dusty = synth(old_population(), make_params(1, tau_bc=1.5, tau_ism=0.6), noise=False)["spectra_noiseless"][0, i]
+    dusty = synth(old_population(), make_params(1, tau_bc=1.5, tau_ism=0.6), noise=False)[
+        "spectra_noiseless"
+    ][0, i]
     assert dusty / base == pytest.approx(np.exp(-0.6 * k), rel=1e-4)
     # stars younger than 10 Myr and their nebular emission: birth cloud and ISM
     young = ConstantSFH(5e6, 0.0).sample(1)

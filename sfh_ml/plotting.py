@@ -1,0 +1,222 @@
+"""Figures for the book: SFH families, the SSP library, synthesis steps, datasets."""
+
+import numpy as np
+
+__all__ = [
+    "plot_sfh_family",
+    "plot_ssp_library",
+    "plot_seam",
+    "plot_spectrum_components",
+    "plot_broadening",
+    "plot_photometry",
+    "plot_noise",
+    "plot_dataset_overview",
+]
+
+
+def _axes(ax, **kw):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(**kw)
+    return ax
+
+
+def plot_sfh_family(batch, ax_sfr=None, ax_cum=None, ax_zh=None, n_show=8, title=None):
+    """Star formation rate, cumulative mass and metallicity track of the first ``n_show`` histories.
+
+    Parameters
+    ----------
+    batch : SFHBatch
+    ax_sfr, ax_cum, ax_zh : matplotlib Axes, optional
+        Where to draw each panel; created in one row if all are omitted.
+    n_show : int
+    title : str, optional
+
+    Returns
+    -------
+    tuple of Axes
+    """
+    import matplotlib.pyplot as plt
+
+    if ax_sfr is None and ax_cum is None and ax_zh is None:
+        _, (ax_sfr, ax_cum, ax_zh) = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
+    age = np.logspace(6, np.log10(batch.age_grid_yr[-1]) - 1e-6, 600)
+    sfr = batch.sfr(age)
+    cum = 1.0 - batch.cumulative_at(age)  # fraction formed by then
+    zh = batch.zh_at(cum)
+    colors = plt.cm.viridis(np.linspace(0, 0.9, n_show))
+    for i in range(min(n_show, len(batch))):
+        if ax_sfr is not None:
+            ax_sfr.plot(age, sfr[i] / sfr[i].max(), color=colors[i], lw=1.2)
+        if ax_cum is not None:
+            ax_cum.plot(age, cum[i], color=colors[i], lw=1.2)
+        if ax_zh is not None:
+            ax_zh.plot(age, zh[i], color=colors[i], lw=1.2)
+    for ax, label in (
+        (ax_sfr, "SFR / max"),
+        (ax_cum, "mass fraction formed"),
+        (ax_zh, "[M/H] of stars born"),
+    ):
+        if ax is not None:
+            ax.set_xscale("log")
+            ax.set_xlabel("look-back time [yr]")
+            ax.set_ylabel(label)
+            ax.invert_xaxis()
+    if title and ax_sfr is not None:
+        ax_sfr.set_title(title)
+    return ax_sfr, ax_cum, ax_zh
+
+
+def plot_ssp_library(library, zh_index=4, ax=None, wave_range=(1700, 10000), norm_aa=5500.0):
+    """SSP spectra of one metallicity, coloured by age, normalised at ``norm_aa``."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    ax = _axes(ax, figsize=(10, 4.5))
+    w = library.wave_aa
+    m = (w > wave_range[0]) & (w < wave_range[1])
+    i0 = np.argmin(np.abs(w - norm_aa))
+    cmap = plt.cm.plasma
+    norm = LogNorm(library.age_yr[0], library.age_yr[-1])
+    for k, age in enumerate(library.age_yr):
+        f = library.flux[k, zh_index]
+        ax.plot(w[m], f[m] / f[i0], color=cmap(norm(age)), lw=0.6)
+    ax.set_yscale("log")
+    ax.set_xlabel("wavelength [Å]")
+    ax.set_ylabel(f"flux / flux({norm_aa:.0f} Å)")
+    ax.set_title(f"SSP library, [M/H] = {library.zh[zh_index]:+.2f}: BC03 below 63 Myr, E-MILES above")
+    plt.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="age [yr]")
+    return ax
+
+
+def plot_seam(library, zh_index=4, ax=None, wave_range=(3800, 9300), n_each=3):
+    """Spectra just below (BC03) and above (E-MILES) the 63 Myr seam, in L_sun/Å/M_sun."""
+    ax = _axes(ax, figsize=(10, 4))
+    w = library.wave_aa
+    m = (w > wave_range[0]) & (w < wave_range[1])
+    k = int(np.argmin(np.abs(library.age_yr - 10**7.8)))
+    for j in range(k - n_each, k + n_each):
+        style = "--" if j < k else "-"
+        src = "BC03 (scaled)" if j < k else "E-MILES"
+        ax.plot(
+            w[m],
+            library.flux[j, zh_index, m],
+            style,
+            lw=0.7,
+            label=f"{library.age_yr[j] / 1e6:.0f} Myr, {src}",
+        )
+    ax.set_xlabel("wavelength [Å]")
+    ax.set_ylabel("L$_\\odot$ Å$^{-1}$ M$_\\odot^{-1}$")
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title("Across the 63 Myr seam")
+    return ax
+
+
+def plot_spectrum_components(wave_aa, out, index=0, ax=None, wave_range=None):
+    """Noise-free spectrum of one object with its stellar, nebular-continuum and line parts.
+
+    ``out`` is the dict returned by ``Synthesizer(..., components=True)``.
+    """
+    ax = _axes(ax, figsize=(11, 4))
+    m = slice(None) if wave_range is None else (wave_aa > wave_range[0]) & (wave_aa < wave_range[1])
+    ax.plot(wave_aa[m], out["dust_free"][index][m], color="0.6", lw=0.8, label="without dust")
+    ax.plot(wave_aa[m], out["spectra_noiseless"][index][m], color="k", lw=0.8, label="total")
+    ax.plot(wave_aa[m], out["stellar"][index][m], color="C0", lw=0.8, label="stars")
+    ax.plot(wave_aa[m], out["nebular_continuum"][index][m], color="C1", lw=0.8, label="nebular continuum")
+    ax.plot(wave_aa[m], out["emission_lines"][index][m], color="C3", lw=0.6, label="emission lines")
+    ax.set_yscale("log")
+    total = out["spectra_noiseless"][index][m]
+    ax.set_ylim(np.median(total) * 3e-3, total.max() * 2)
+    ax.set_xlabel("wavelength [Å]")
+    ax.set_ylabel("L$_\\odot$ Å$^{-1}$ per M$_\\odot$ formed")
+    ax.legend(fontsize=8, ncol=5, loc="upper right")
+    return ax
+
+
+def plot_broadening(library_wave, library_flux, muse_wave, muse_flux, ax=None, wave_range=(5100, 5300)):
+    """A stretch of spectrum at the library resolution and after the MUSE LSF + velocity dispersion."""
+    ax = _axes(ax, figsize=(10, 3.5))
+    m1 = (library_wave > wave_range[0]) & (library_wave < wave_range[1])
+    m2 = (muse_wave > wave_range[0]) & (muse_wave < wave_range[1])
+    ax.plot(
+        library_wave[m1], library_flux[m1], color="0.5", lw=0.8, label="SSP mix, library resolution (2.5 Å)"
+    )
+    ax.plot(muse_wave[m2], muse_flux[m2], color="C3", lw=1.2, label="MUSE LSF ⊕ σ★, on the MUSE grid")
+    ax.set_xlabel("wavelength [Å]")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_photometry(wave_aa, flux, pivots_aa, phot, filters, ax=None, muse_range=(4750, 9350)):
+    """Full-range spectrum, the filter curves and the five band fluxes at their pivot wavelengths."""
+    from .photometry import load_filters
+
+    ax = _axes(ax, figsize=(11, 4))
+    ax.plot(wave_aa, flux, color="k", lw=0.5, label="spectrum")
+    top = 2.0 * max(np.nanpercentile(flux, 98), np.nanmax(phot))  # strong lines run off the top
+    for (fw, ft), name, c in zip(load_filters(filters), filters, ["C4", "C0", "C2", "C1", "C3"]):
+        ax.fill_between(fw, 0, ft / ft.max() * top * 0.3, color=c, alpha=0.2)
+        ax.text(fw[np.argmax(ft)], top * 0.32, name.split("_")[-1], color=c, ha="center", fontsize=8)
+    ax.plot(pivots_aa, phot, "o", color="C3", ms=7, label="band fluxes ⟨f$_\\lambda$⟩")
+    ax.axvspan(*muse_range, color="0.9", zorder=0, label="MUSE range")
+    ax.set_ylim(0, top)
+    ax.set_xlabel("wavelength [Å]")
+    ax.set_ylabel("L$_\\odot$ Å$^{-1}$ per M$_\\odot$ formed")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_noise(wave_aa, noiseless, noisy, snrs, ax=None, wave_range=(6400, 6800)):
+    """One spectrum without noise and with noise at several S/N."""
+    ax = _axes(ax, figsize=(10, 3.5))
+    m = (wave_aa > wave_range[0]) & (wave_aa < wave_range[1])
+    for k, (f, s) in enumerate(zip(noisy, snrs)):
+        ax.plot(wave_aa[m], f[m] + k * 0.0, lw=0.6, alpha=0.8, label=f"S/N = {s:g}")
+    ax.plot(wave_aa[m], noiseless[m], color="k", lw=1, label="noise-free")
+    ax.set_xlabel("wavelength [Å]")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_dataset_overview(data, fig=None):
+    """Distributions of a synthetic set: ages, metallicities, SFH per bin, dust, S/N.
+
+    ``data`` is the dict returned by :func:`sfh_ml.dataset.read_dataset`.
+    """
+    import matplotlib.pyplot as plt
+
+    fig = fig or plt.figure(figsize=(13, 7), constrained_layout=True)
+    axs = fig.subplots(2, 3)
+    fam = np.asarray(data["family"])
+    for f in np.unique(fam):
+        sel = fam == f
+        axs[0, 0].hist(data["mw_log_age"][sel], bins=40, histtype="step", label=f"{f}, mass-weighted")
+        axs[0, 0].hist(
+            data["lw_log_age"][sel], bins=40, histtype="step", ls="--", label=f"{f}, light-weighted"
+        )
+        axs[0, 1].hist(data["mw_zh"][sel], bins=40, histtype="step", label=f)
+    axs[0, 0].set_xlabel("log age [yr]")
+    axs[0, 0].legend(fontsize=7)
+    axs[0, 1].set_xlabel("mass-weighted [M/H]")
+    axs[0, 1].legend(fontsize=8)
+    edges = data["age_bins_yr"]
+    centres = np.sqrt(edges[1:] * edges[:-1])
+    q = np.percentile(data["sfh"], [16, 50, 84], axis=0)
+    axs[0, 2].fill_between(np.log10(centres), q[0], q[2], alpha=0.3, step="mid")
+    axs[0, 2].plot(np.log10(centres), q[1], drawstyle="steps-mid")
+    axs[0, 2].plot(np.log10(centres), data["sfh"].mean(axis=0), "k:", drawstyle="steps-mid", label="mean")
+    axs[0, 2].set_yscale("symlog", linthresh=1e-3)
+    axs[0, 2].set_xlabel("log age bin [yr]")
+    axs[0, 2].set_ylabel("mass fraction (median, 16-84 %)")
+    axs[0, 2].legend(fontsize=8)
+    axs[1, 0].hist(data["tau_bc"], bins=30, histtype="step", label="τ$_{BC}$")
+    axs[1, 0].hist(data["tau_ism"], bins=30, histtype="step", label="τ$_{ISM}$")
+    axs[1, 0].set_xlabel("V-band optical depth")
+    axs[1, 0].legend(fontsize=8)
+    axs[1, 1].hist(np.log10(data["snr"]), bins=30, histtype="step")
+    axs[1, 1].set_xlabel("log S/N per pixel")
+    dominant = np.argmax(data["sfh"], axis=1)
+    axs[1, 2].hist(np.log10(centres[dominant]), bins=np.log10(edges), histtype="stepfilled", alpha=0.6)
+    axs[1, 2].set_xlabel("log age of the dominant bin [yr]")
+    return fig
