@@ -11,6 +11,11 @@ __all__ = [
     "plot_photometry",
     "plot_noise",
     "plot_dataset_overview",
+    "plot_recovery",
+    "plot_one_to_one",
+    "plot_per_bin_error",
+    "plot_history",
+    "plot_coverage",
 ]
 
 
@@ -220,3 +225,142 @@ def plot_dataset_overview(data, fig=None):
     axs[1, 2].hist(np.log10(centres[dominant]), bins=np.log10(edges), histtype="stepfilled", alpha=0.6)
     axs[1, 2].set_xlabel("log age of the dominant bin [yr]")
     return fig
+
+
+# ---------------------------------------------------------------------------------------------- networks
+def _bin_centres(age_bins_yr):
+    edges = np.asarray(age_bins_yr, dtype=float)
+    return np.sqrt(edges[1:] * edges[:-1])
+
+
+def plot_recovery(
+    wave_aa, spectrum, pivots_aa, photometry, age_bins_yr, true_sfh, true_zh, pred, index=0, axs=None
+):
+    """The poster's Fig. 4 for one object: inputs, cumulative SFH and metallicity evolution.
+
+    Parameters
+    ----------
+    wave_aa : ndarray, shape (n_wave,)
+    spectrum : ndarray, shape (n_wave,)
+        The network's input spectrum.
+    pivots_aa, photometry : ndarray, shape (n_band,)
+        Pivot wavelengths and input fluxes.
+    age_bins_yr : ndarray, shape (n_bins + 1,)
+    true_sfh, true_zh : ndarray, shape (n_bins,)
+        Truth: mass fraction and [M/H] per bin.
+    pred : dict of ndarray
+        Output of :func:`sfh_ml.models.predict` (``sfh_cum``, ``sfh_cum_sigma``, ``zh``, ``zh_sigma``,
+        each of shape (n_obj, n_bins)); object ``index`` is drawn.
+    axs : sequence of three Axes, optional
+    """
+    import matplotlib.pyplot as plt
+
+    if axs is None:
+        _, axs = plt.subplots(1, 3, figsize=(14, 3.4), constrained_layout=True, width_ratios=[1.6, 1, 1])
+    ax0, ax1, ax2 = axs
+    norm = np.nanmean(spectrum)
+    ax0.plot(wave_aa, spectrum / norm, color="0.3", lw=0.5)
+    ax0.plot(pivots_aa, photometry / norm, "o", color="C3", ms=5)
+    ax0.set_xlabel("wavelength [Å]")
+    ax0.set_ylabel("flux / mean")
+    ax0.set_yscale("log")
+    # Fraction of the mass formed by look-back time edges[k] (the young edge of bin k): 1 - sum of the
+    # younger bins; the predicted cumulative runs from young to old like the bins.
+    edges = np.asarray(age_bins_yr, dtype=float)
+    cum_true = 1.0 - np.concatenate([[0.0], np.cumsum(true_sfh)[:-1]])
+    mean = 1.0 - np.concatenate([[0.0], pred["sfh_cum"][index][:-1]])
+    sig = np.concatenate([[0.0], pred["sfh_cum_sigma"][index][:-1]])
+    ax1.step(edges[:-1], cum_true, where="post", color="darkred", lw=1.8, label="input")
+    ax1.step(edges[:-1], mean, where="post", color="lightcoral", lw=1.5, label="recovered")
+    ax1.fill_between(
+        edges[:-1],
+        np.clip(mean - sig, 0, 1),
+        np.clip(mean + sig, 0, 1),
+        step="post",
+        color="lightcoral",
+        alpha=0.3,
+    )
+    ax1.set_xscale("log")
+    ax1.invert_xaxis()
+    ax1.set_xlabel("look-back time [yr]")
+    ax1.set_ylabel("mass fraction formed")
+    ax1.legend(fontsize=8)
+    c = _bin_centres(edges)
+    ax2.plot(c, true_zh, "o-", color="darkgreen", ms=3, label="input")
+    ax2.plot(c, pred["zh"][index], "o-", color="limegreen", ms=3, label="recovered")
+    ax2.fill_between(
+        c,
+        pred["zh"][index] - pred["zh_sigma"][index],
+        pred["zh"][index] + pred["zh_sigma"][index],
+        color="limegreen",
+        alpha=0.25,
+    )
+    ax2.set_xscale("log")
+    ax2.invert_xaxis()
+    ax2.set_xlabel("look-back time [yr]")
+    ax2.set_ylabel("[M/H]")
+    ax2.legend(fontsize=8)
+    return axs
+
+
+def plot_one_to_one(true, pred, label, ax=None, color=None, lim=None):
+    """Recovered against true values with the bias and robust scatter (1.4826 MAD) written on."""
+    ax = _axes(ax, figsize=(4.2, 4))
+    true, pred = np.asarray(true), np.asarray(pred)
+    d = pred - true
+    bias = np.median(d)
+    scatter = 1.4826 * np.median(np.abs(d - bias))
+    lo, hi = lim or (min(true.min(), pred.min()), max(true.max(), pred.max()))
+    ax.hexbin(true, pred, gridsize=40, extent=(lo, hi, lo, hi), mincnt=1, bins="log", cmap="Blues")
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel(f"true {label}")
+    ax.set_ylabel(f"recovered {label}")
+    ax.text(
+        0.04,
+        0.94,
+        f"bias {bias:+.3f}\nscatter {scatter:.3f}",
+        transform=ax.transAxes,
+        va="top",
+        fontsize=9,
+        color=color or "k",
+    )
+    return ax
+
+
+def plot_per_bin_error(age_bins_yr, curves, ylabel, ax=None):
+    """Error per age bin for several models: ``curves`` maps a label to an array of shape (n_bins,)."""
+    ax = _axes(ax, figsize=(6, 3.6))
+    c = _bin_centres(age_bins_yr)
+    for label, y in curves.items():
+        ax.plot(c, y, "o-", ms=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("age bin [yr]")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_history(history, ax=None, keys=("loss", "val_loss")):
+    """Learning curves from a Keras history dict (or a pandas-like mapping of lists)."""
+    ax = _axes(ax, figsize=(6, 3.6))
+    for key in keys:
+        if key in history:
+            ax.plot(np.arange(1, len(history[key]) + 1), history[key], label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_coverage(nominal, observed, labels, ax=None):
+    """Calibration of the uncertainties: observed coverage against nominal for each output."""
+    ax = _axes(ax, figsize=(4.2, 4))
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    for obs, label in zip(observed, labels):
+        ax.plot(nominal, obs, "o-", ms=3, label=label)
+    ax.set_xlabel("nominal coverage")
+    ax.set_ylabel("observed coverage")
+    ax.legend(fontsize=8)
+    return ax
