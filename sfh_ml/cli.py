@@ -1,4 +1,4 @@
-"""Command-line interface: ``sfh-ml data | generate | info`` (and the network's commands).
+"""Command-line interface: ``sfh-ml data | generate | info | train | evaluate | predict``.
 
 Examples
 --------
@@ -7,6 +7,11 @@ Examples
     sfh-ml data                                   # fetch the model data, build the SSP library
     sfh-ml generate --n 20000 --seed 1 --snr 10:100 --out train.h5 --workers 2
     sfh-ml info train.h5
+    sfh-ml train --data train.h5 --model v2 --out v2.keras
+    sfh-ml evaluate --model v2.keras --data test.h5 --json metrics.json
+
+The network commands live in :mod:`sfh_ml.training`; they are loaded (with Keras) only when asked
+for, so the data commands start quickly.
 """
 
 import argparse
@@ -92,8 +97,11 @@ def _cmd_info(args):
     print("  config: " + json.dumps(cfg, sort_keys=True))
 
 
-def build_parser():
-    """The argparse parser of ``sfh-ml``."""
+DATA_COMMANDS = ("data", "generate", "info")
+
+
+def build_parser(with_network=True):
+    """The argparse parser of ``sfh-ml`` (``with_network``: also the Keras commands)."""
     parser = argparse.ArgumentParser(
         prog="sfh-ml", description="Star formation histories from MUSE + HST with attention CNNs."
     )
@@ -130,25 +138,25 @@ def build_parser():
     p.add_argument("file")
     p.set_defaults(func=_cmd_info)
 
-    try:
+    if with_network:
         from .training import register_cli
-    except ImportError:
-        pass
-    else:
+
         register_cli(sub)
     return parser
 
 
 def main(argv=None):
     """Entry point of the ``sfh-ml`` command; returns the exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    words = [a for a in argv if not a.startswith("-")]
+    parser = build_parser(with_network=not (words and words[0] in DATA_COMMANDS))
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except (ValueError, OSError, KeyError) as err:
         print(f"sfh-ml {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return int(status or 0)
 
 
 if __name__ == "__main__":

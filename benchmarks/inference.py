@@ -1,0 +1,85 @@
+"""Inference and training throughput of the v1 and v2 networks at the default (paper) size.
+
+Builds each network for MUSE spectra (3681 pixels), 5 HST bands and 16 age bins, and prints:
+parameter count, batched inference speed (batch 1024, median of 3 passes after 2 warm-up passes)
+and training speed (``train_on_batch``, batch 256, after 2 warm-up steps). Numbers only, no
+assertions. Synthetic random inputs: the speed does not depend on the values. The machine's other
+load counts: run it on an idle machine for numbers to quote.
+
+Usage: ``python benchmarks/inference.py [--n-infer 8192] [--train-steps 8] [--versions v1 v2]``.
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from sfh_ml.models import build_model, make_targets  # noqa: E402
+
+__all__ = ["inference_rate", "training_rate", "main"]
+
+N_WAVE, N_BANDS, N_BINS = 3681, 5, 16
+WAVE_AA = 4749.89 + 1.25 * np.arange(N_WAVE)
+
+
+def _inputs(n, rng):
+    """Positive smooth-ish spectra (n, N_WAVE) and photometry (n, N_BANDS), float32."""
+    spectrum = (1.0 + 0.1 * rng.standard_normal((n, N_WAVE))) * rng.uniform(1e-3, 1e2, (n, 1))
+    photometry = spectrum[:, :: N_WAVE // N_BANDS][:, :N_BANDS]
+    return {"spectrum": spectrum.astype(np.float32), "photometry": photometry.astype(np.float32)}
+
+
+def inference_rate(model, x, batch_size=1024, warmup=2, repeats=3):
+    """Spectra per second of ``model.predict`` over all of ``x``: median of ``repeats`` passes.
+
+    The first passes trace the graph and let oneDNN cache its kernels; they are not timed.
+    """
+    for _ in range(warmup):
+        model.predict(x, batch_size=batch_size, verbose=0)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict(x, batch_size=batch_size, verbose=0)
+        times.append(time.perf_counter() - start)
+    return len(x["spectrum"]) / float(np.median(times))
+
+
+def training_rate(model, x, y, steps, batch_size=256, warmup=2):
+    """Spectra per second of ``train_on_batch`` over ``steps`` batches (after ``warmup`` steps)."""
+    batch = lambda d, i: {k: v[i * batch_size : (i + 1) * batch_size] for k, v in d.items()}
+    for i in range(warmup):
+        model.train_on_batch(batch(x, i), batch(y, i))
+    start = time.perf_counter()
+    for i in range(steps):
+        model.train_on_batch(batch(x, warmup + i), batch(y, warmup + i))
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-infer", type=int, default=8192, help="spectra to predict (default 8192)")
+    parser.add_argument("--train-steps", type=int, default=8, help="timed training steps (default 8)")
+    parser.add_argument("--versions", nargs="+", default=["v1", "v2"])
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+    x = _inputs(max(args.n_infer, (args.train_steps + 2) * 256), rng)
+    sfh = rng.dirichlet(np.ones(N_BINS), len(x["spectrum"]))
+    y = make_targets(sfh, rng.uniform(-1.7, 0.2, sfh.shape))
+    x_infer = {k: v[: args.n_infer] for k, v in x.items()}
+    print(f"backend {keras.backend.backend()}, {os.cpu_count()} CPUs; n_wave={N_WAVE}, n_bands={N_BANDS}, "
+          f"n_bins={N_BINS}")
+    print(f"{'model':6s} {'params':>9s} {'infer/s (b=1024)':>17s} {'train/s (b=256)':>16s}")
+    for version in args.versions:
+        keras.utils.set_random_seed(0)
+        model = build_model(version, N_WAVE, N_BANDS, N_BINS, wave_aa=WAVE_AA)
+        infer = inference_rate(model, x_infer)
+        train = training_rate(model, x, y, args.train_steps)
+        print(f"{version:6s} {model.count_params():9d} {infer:17.0f} {train:16.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
