@@ -78,6 +78,8 @@ _COMMON = {
     "latent_dim": 128, "phot_units": 64, "decoder_units": 256, "dropout": 0.0,
     # silu: smoother than relu (fits a tiny set ~25 % better in the same steps), as cheap on CPU
     "activation": "silu", "proj_activation": None,
+    # False: the photometry is ignored (masked) whatever is passed: the spectra-only ablation
+    "use_photometry": True,
 }
 DEFAULT_HYPER = {
     # Strided convolutions: 3681 px -> 921 -> 461 -> 231 -> 58 tokens; the stem is cheap (few channels).
@@ -123,6 +125,9 @@ class InputNormalization(layers.Layer):
         Wavelength grid (Angstrom) the model is trained on (metadata for :func:`check_compatible`).
     filters : sequence of str, shape (n_bands,), optional
         Names of the bands, in input order (metadata).
+    use_photometry : bool
+        If False every band is treated as missing, whatever is passed: a spectra-only network
+        with the same interface (the photometry ablation).
 
     Call arguments
     --------------
@@ -137,8 +142,9 @@ class InputNormalization(layers.Layer):
         Standardised compressed band fluxes, then the band mask.
     """
 
-    def __init__(self, n_wave, n_bands, wave_aa=None, filters=None, **kwargs):
+    def __init__(self, n_wave, n_bands, wave_aa=None, filters=None, use_photometry=True, **kwargs):
         super().__init__(**kwargs)
+        self.use_photometry = bool(use_photometry)
         self.n_wave = int(n_wave)
         self.n_bands = int(n_bands)
         self.wave_aa = _float_list(wave_aa)
@@ -157,6 +163,8 @@ class InputNormalization(layers.Layer):
         scale = ops.sum(ops.abs(spec), axis=-1, keepdims=True) / ops.maximum(n_valid, 1.0)
         scale = ops.where(scale > 0, scale, ops.ones_like(scale))  # (batch, 1)
         phot_mask = ops.cast(ops.isfinite(photometry), photometry.dtype)  # (batch, n_bands)
+        if not self.use_photometry:
+            phot_mask = ops.zeros_like(phot_mask)
         phot = ops.where(phot_mask > 0, photometry, ops.zeros_like(photometry)) / scale
         phot = ops.arcsinh(phot / (2.0 * PHOT_SOFTENING)) / math.log(10.0) + math.log10(PHOT_SOFTENING)
         return spec / scale, spec_mask, phot, phot_mask
@@ -194,7 +202,8 @@ class InputNormalization(layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(n_wave=self.n_wave, n_bands=self.n_bands, wave_aa=self.wave_aa, filters=self.filters)
+        config.update(n_wave=self.n_wave, n_bands=self.n_bands, wave_aa=self.wave_aa, filters=self.filters,
+                      use_photometry=self.use_photometry)
         return config
 
 
@@ -505,7 +514,7 @@ def build_model(
     hp = _hyper(version, hyper)
     spectrum = keras.Input((n_wave,), name="spectrum")  # (batch, n_wave)
     photometry = keras.Input((n_bands,), name="photometry")  # (batch, n_bands)
-    norm = InputNormalization(n_wave, n_bands, wave_aa, filters, name="normalisation")
+    norm = InputNormalization(n_wave, n_bands, wave_aa, filters, hp["use_photometry"], name="normalisation")
     spec, phot = norm(spectrum, photometry)  # (batch, n_wave, 2), (batch, 2 * n_bands)
 
     spec_latent = _spectral_encoder(spec, hp, version)  # (batch, latent_dim)

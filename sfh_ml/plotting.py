@@ -16,6 +16,7 @@ __all__ = [
     "plot_per_bin_error",
     "plot_history",
     "plot_coverage",
+    "plot_architecture",
 ]
 
 
@@ -343,8 +344,10 @@ def plot_per_bin_error(age_bins_yr, curves, ylabel, ax=None):
 
 
 def plot_history(history, ax=None, keys=("loss", "val_loss")):
-    """Learning curves from a Keras history dict (or a pandas-like mapping of lists)."""
+    """Learning curves from a list of per-epoch dicts (``TrainingResult.history``) or a dict of lists."""
     ax = _axes(ax, figsize=(6, 3.6))
+    if isinstance(history, list | tuple):
+        history = {k: [row.get(k, np.nan) for row in history] for k in (history[0] if history else {})}
     for key in keys:
         if key in history:
             ax.plot(np.arange(1, len(history[key]) + 1), history[key], label=key)
@@ -363,4 +366,131 @@ def plot_coverage(nominal, observed, labels, ax=None):
     ax.set_xlabel("nominal coverage")
     ax.set_ylabel("observed coverage")
     ax.legend(fontsize=8)
+    return ax
+
+
+SPECTRAL_PREFIXES = ("stem", "conv", "tokens", "position", "attn", "spec_")
+
+
+def _branch(name):
+    if name in ("spectrum", "normalisation") or name.startswith(SPECTRAL_PREFIXES):
+        return "spectrum"
+    if name == "photometry" or name.startswith("phot_"):
+        return "photometry"
+    if "decoder" in name:
+        return name.split("decoder")[0].rstrip("_") or "joint"
+    return "shared"
+
+
+def _blocks(model):
+    """Consecutive layers merged into labelled blocks per branch (attention sub-layers into one)."""
+    blocks = {}
+    for layer in model.layers:
+        name = layer.name
+        if name == "decoders":  # v1: the two decoders' outputs side by side, nothing to draw
+            continue
+        if name == "attn_norm":
+            key, label = name, "LayerNorm"
+        elif name.startswith("attn") and "_" in name:
+            key, label = name.split("_")[0], f"self-attention\nblock {name.split('_')[0][4:]}"
+        elif "decoder" in name:
+            head = name.split("decoder")[0].rstrip("_")
+            key = head + "_decoder"
+            label = {"sfh": "SFH decoder", "zh": "[M/H] decoder"}.get(head, "joint decoder\nSFH + [M/H]")
+        elif name.startswith("phot_dense"):
+            key, label = "phot_dense", "Dense encoder"
+        else:
+            key, label = name, f"{name}\n{layer.__class__.__name__}"
+        branch = _branch(name)
+        lst = blocks.setdefault(branch, [])
+        if not lst or lst[-1][0] != key:
+            lst.append([key, label, 0])
+        lst[-1][2] += layer.count_params()
+    return blocks
+
+
+def plot_architecture(model, ax=None):
+    """A block diagram of a network: its spectral and photometric branches, latent space and decoder(s).
+
+    Layers are grouped by branch from their names (``stem``, ``conv*``, ``attn*``, ``phot_*``,
+    ``*decoder*``...), with the number of parameters of each block.
+    """
+    from matplotlib.patches import FancyBboxPatch
+
+    blocks = _blocks(model)
+    ax = _axes(ax, figsize=(14, 4.2))
+    colours = {
+        "spectrum": "#cfe2f3",
+        "photometry": "#fce5cd",
+        "shared": "#d9ead3",
+        "joint": "#ead1dc",
+        "sfh": "#f4cccc",
+        "zh": "#d9d2e9",
+    }
+    rows = {"spectrum": 2.0, "photometry": 0.0, "sfh": 2.0, "zh": 0.0, "joint": 1.0}
+    pos = {}
+    for branch in ("spectrum", "photometry"):
+        for i, block in enumerate(blocks.get(branch, [])):
+            pos[block[0]] = (i * 1.25, rows[branch])
+    x = max(p[0] for p in pos.values()) + 1.4
+    shared = [b for b in blocks.get("shared", []) if b[0] not in ("history", "sfh", "zh")]
+    for block in shared:
+        pos[block[0]] = (x, 1.0)
+        x += 1.25
+    decoders = [b for b in blocks if b in ("sfh", "zh", "joint")]
+    for branch in decoders:
+        for j, block in enumerate(blocks[branch]):
+            pos[block[0]] = (x + j * 1.25, rows[branch])
+    x += 1.35 * max(len(blocks[b]) for b in decoders)
+    for key, y in (("history", 1.0), ("sfh", 1.6), ("zh", 0.4)):
+        pos[key] = (x + (0 if key == "history" else 1.3), y)
+    every = [(b, k, lab, n) for b in blocks for k, lab, n in blocks[b]]
+    for branch, key, label, n in every:
+        if key not in pos:
+            continue
+        cx, cy = pos[key]
+        text = label + (f"\n{n:,} par." if n else "")
+        ax.add_patch(
+            FancyBboxPatch(
+                (cx - 0.55, cy - 0.32),
+                1.1,
+                0.64,
+                boxstyle="round,pad=0.03",
+                fc=colours.get(branch, "#eeeeee"),
+                ec="0.3",
+                lw=0.8,
+            )
+        )
+        ax.text(cx, cy, text, ha="center", va="center", fontsize=6.5)
+
+    def arrow(a, b):
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        ax.annotate("", xy=(x1 - 0.56, y1), xytext=(x0 + 0.56, y0), arrowprops=dict(arrowstyle="->", lw=0.7))
+
+    for branch in ("spectrum", "photometry", *decoders):
+        keys = [k for k, _, _ in blocks.get(branch, [])]
+        for a, b in zip(keys[:-1], keys[1:]):
+            arrow(a, b)
+    if shared:
+        for branch in ("spectrum", "photometry"):
+            last = [k for k, _, _ in blocks[branch]][-1]
+            arrow(last, shared[0][0])
+        for a, b in zip([k for k, _, _ in shared][:-1], [k for k, _, _ in shared][1:]):
+            arrow(a, b)
+        for branch in decoders:
+            arrow(shared[-1][0], blocks[branch][0][0])
+            arrow(blocks[branch][-1][0], "history")
+    arrow("history", "sfh")
+    arrow("history", "zh")
+    # the photometry input feeds the normalisation layer too
+    ax.annotate(
+        "",
+        xy=pos["normalisation"],
+        xytext=pos["photometry"],
+        arrowprops=dict(arrowstyle="->", lw=0.5, ls=":", color="0.5"),
+    )
+    ax.set_xlim(-0.8, x + 2.0)
+    ax.set_ylim(-0.6, 2.6)
+    ax.axis("off")
+    ax.set_title(f"{model.name}: {model.count_params():,} parameters")
     return ax

@@ -566,6 +566,7 @@ def _cli_train(args):
         args.data, version=args.model, out_path=args.out, epochs=args.epochs, batch_size=args.batch_size,
         val_fraction=args.val_fraction, seed=args.seed, learning_rate=args.lr, patience=args.patience,
         n_max=args.n_max, resume=not args.no_resume, augment=not args.no_augment,
+        **({"use_photometry": False} if args.no_photometry else {}),
     )
     stopped = f" (stopped: {result.stopped})" if result.stopped else ""
     print(f"saved {args.out}: {len(result.history)} epochs, best epoch {result.best_epoch}{stopped}")
@@ -605,6 +606,7 @@ def register_cli(subparsers):
     p.add_argument("--n-max", type=int, default=None, help="use only the first N objects")
     p.add_argument("--no-augment", action="store_true", help="no masked spans / missing bands")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--no-photometry", action="store_true", help="spectra only: ignore the HST bands")
     p.set_defaults(func=_cli_train)
 
     p = subparsers.add_parser("evaluate", help="metrics of a trained model on a labelled data set")
