@@ -110,8 +110,9 @@ lint: venv ## ruff on the code; check the notebooks are committed without output
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(if $(NOTEBOOKS),$(VENV)/bin/nbstripout --verify --keep-id $(NOTEBOOKS),@echo "no notebooks to verify")
 
-benchmark: venv data ## Time the spectrum synthesis (benchmarks/synthesis.py)
+benchmark: venv data ## Print synthesis and inference speeds (benchmarks/synthesis.py, inference.py)
 	$(PY) benchmarks/synthesis.py
+	$(PY) benchmarks/inference.py
 
 # ---------------------------------------------------------------------------- cleaning
 clean: ## Remove _build and caches (keeps the venv and the model-data cache)
