@@ -282,6 +282,9 @@ class _Checkpointer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
+        for p in ("", "val_"):  # the point errors: a monitor that outliers of the NLL cannot swing
+            if f"{p}sfh_cumulative_sfh_mae" in logs and f"{p}zh_zh_mae" in logs:
+                logs[f"{p}point_error"] = logs[f"{p}sfh_cumulative_sfh_mae"] + logs[f"{p}zh_zh_mae"]
         state = self.state
         if not math.isfinite(logs.get("loss", math.nan)):
             state["stopped"] = "non-finite loss"
@@ -410,13 +413,14 @@ def train(
     batch_size : int
     val_fraction : float
         Fraction of objects held out (deterministically, from ``seed``) for validation, early
-        stopping and the choice of the best epoch; 0 monitors the training loss.
+        stopping and the choice of the best epoch; 0 monitors the training set.
     seed : int
         Seeds the weights, the split, the order of the batches and the augmentation.
     learning_rate : float
         Initial learning rate, decayed with a cosine over ``epochs`` to 1 % of it.
     patience : int
-        Early stopping: epochs without improvement of the monitored loss.
+        Early stopping: epochs without improvement of the point error (MAE of the cumulative SFH
+        plus MAE of [M/H]) on the validation set.
     n_max : int, optional
         Use only the first ``n_max`` objects.
     resume : bool
@@ -456,7 +460,9 @@ def train(
         aug = (augment if isinstance(augment, dict) else {}) if augment else None
         train_set = HistoryDataset(data, train_idx, batch_size, shuffle=True, seed=seed, augment=aug)
         val_set = HistoryDataset(data, val_idx, batch_size, shuffle=False) if len(val_idx) else None
-        monitor = "val_loss" if val_set is not None else "loss"
+        # Early stopping and the best epoch follow the point errors (cumulative SFH + [M/H] MAE), not the
+        # NLL: a few over-confident objects can swing a validation NLL while the histories improve.
+        monitor = "val_point_error" if val_set is not None else "point_error"
         cbs = [
             keras.callbacks.LearningRateScheduler(_cosine_schedule(learning_rate, epochs)),
             _Checkpointer(train_set, state, paths, monitor, patience),
