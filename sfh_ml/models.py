@@ -31,6 +31,10 @@ Weigend 1994; Kendall & Gal 2017). Several independently seeded models can be av
 ensemble (Lakshminarayanan et al. 2017) by passing a list of models to :func:`predict`, which adds
 the spread of the members' means to the predicted variance.
 
+Saved models (``model.save("v2.keras")``) load with ``keras.models.load_model("v2.keras")`` and
+no ``custom_objects``, once this module is imported (``import sfh_ml.models``): importing it
+registers the layers and losses with Keras.
+
 :func:`build_model` returns a *compiled* model (Adam with gradient clipping, the losses
 :class:`SFHLoss` and :class:`ZHLoss`, and the point-error metrics), so that a saved model carries
 its optimizer state and training can resume from it. Pass ``compile=False`` to get it uncompiled.
