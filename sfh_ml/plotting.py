@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from .metrics import bin_centres_yr
+
 __all__ = [
     "plot_sfh_family",
     "plot_ssp_library",
@@ -207,7 +209,7 @@ def plot_dataset_overview(data, fig=None):
     axs[0, 1].set_xlabel("mass-weighted [M/H]")
     axs[0, 1].legend(fontsize=8)
     edges = data["age_bins_yr"]
-    centres = np.sqrt(edges[1:] * edges[:-1])
+    centres = bin_centres_yr(edges)
     q = np.percentile(data["sfh"], [16, 50, 84], axis=0)
     axs[0, 2].fill_between(np.log10(centres), q[0], q[2], alpha=0.3, step="mid")
     axs[0, 2].plot(np.log10(centres), q[1], drawstyle="steps-mid")
@@ -229,11 +231,6 @@ def plot_dataset_overview(data, fig=None):
 
 
 # ---------------------------------------------------------------------------------------------- networks
-def _bin_centres(age_bins_yr):
-    edges = np.asarray(age_bins_yr, dtype=float)
-    return np.sqrt(edges[1:] * edges[:-1])
-
-
 def plot_recovery(
     wave_aa, spectrum, pivots_aa, photometry, age_bins_yr, true_sfh, true_zh, pred, index=0, axs=None
 ):
@@ -281,12 +278,8 @@ def plot_recovery(
         color="lightcoral",
         alpha=0.3,
     )
-    ax1.set_xscale("log")
-    ax1.invert_xaxis()
-    ax1.set_xlabel("look-back time [yr]")
-    ax1.set_ylabel("mass fraction formed")
-    ax1.legend(fontsize=8)
-    c = _bin_centres(edges)
+    _lookback_axis(ax1, "mass fraction formed")
+    c = bin_centres_yr(edges)
     ax2.plot(c, true_zh, "o-", color="darkgreen", ms=3, label="input")
     ax2.plot(c, pred["zh"][index], "o-", color="limegreen", ms=3, label="recovered")
     ax2.fill_between(
@@ -296,12 +289,17 @@ def plot_recovery(
         color="limegreen",
         alpha=0.25,
     )
-    ax2.set_xscale("log")
-    ax2.invert_xaxis()
-    ax2.set_xlabel("look-back time [yr]")
-    ax2.set_ylabel("[M/H]")
-    ax2.legend(fontsize=8)
+    _lookback_axis(ax2, "[M/H]")
     return axs
+
+
+def _lookback_axis(ax, ylabel):
+    """Logarithmic look-back time running from old (left) to young (right), with a legend."""
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("look-back time [yr]")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
 
 
 def plot_one_to_one(true, pred, label, ax=None, color=None, lim=None):
@@ -333,7 +331,7 @@ def plot_one_to_one(true, pred, label, ax=None, color=None, lim=None):
 def plot_per_bin_error(age_bins_yr, curves, ylabel, ax=None):
     """Error per age bin for several models: ``curves`` maps a label to an array of shape (n_bins,)."""
     ax = _axes(ax, figsize=(6, 3.6))
-    c = _bin_centres(age_bins_yr)
+    c = bin_centres_yr(age_bins_yr)
     for label, y in curves.items():
         ax.plot(c, y, "o-", ms=3, label=label)
     ax.set_xscale("log")

@@ -241,6 +241,13 @@ class Synthesizer:
         z_neb = sfh.zh_in_bins(neb_edges, closed=False)
         return mass, zh, wz, w_old, w_young, m_neb, z_neb
 
+    def _nebular_weights(self, m_neb, z_neb, log_u):
+        """Cloudy-grid weights flattened as (age, [M/H], log U): (n_obj, n_neb_age * n_zh * n_u)."""
+        lib = self.library
+        wz = interp_weights(z_neb, lib.zh)  # (n, n_neb_age, n_zh)
+        wu = interp_weights(log_u, lib.log_u)  # (n, n_u)
+        return (m_neb[:, :, None, None] * wz[:, :, :, None] * wu[:, None, None, :]).reshape(len(m_neb), -1)
+
     # ------------------------------------------------------------------ main entry
     def __call__(self, sfh, params, rng=None, noise=True, components=False, block_size=1024):
         """Synthesise spectra and fluxes.
@@ -304,11 +311,7 @@ class Synthesizer:
         w_old, w_young = w_old.astype(dt), w_young.astype(dt)
 
         # Nebular weights over (age, [M/H], log U), flattened as in the library.
-        wz_neb = interp_weights(z_neb, lib.zh)  # (n, n_neb_age, n_zh)
-        wu = interp_weights(params.log_u, lib.log_u)  # (n, n_u)
-        w_neb = (
-            (m_neb[:, :, None, None] * wz_neb[:, :, :, None] * wu[:, None, None, :]).reshape(n, -1).astype(dt)
-        )
+        w_neb = self._nebular_weights(m_neb, z_neb, params.log_u).astype(dt)
         line_lum = w_neb @ self._line_lum  # (n, n_lines)
         neb_coef = w_neb @ self._neb_coef  # (n, rank)
 
@@ -391,9 +394,7 @@ class Synthesizer:
         n = len(sfh)
         _, _, _, w_old, w_young, m_neb, z_neb = self._weights(sfh)
         tpl = lib.flux.reshape(self.n_age * self.n_zh, -1).astype(np.float64)
-        wz_neb = interp_weights(z_neb, lib.zh)
-        wu = interp_weights(params.log_u, lib.log_u)
-        w_neb = (m_neb[:, :, None, None] * wz_neb[:, :, :, None] * wu[:, None, None, :]).reshape(n, -1)
+        w_neb = self._nebular_weights(m_neb, z_neb, params.log_u)
         line_lum = w_neb @ lib.line_lum.reshape(-1, lib.line_wave_aa.size)
         neb = w_neb @ lib.neb_cont.reshape(-1, lib.wave_aa.size).astype(np.float64)
         lines = np.zeros((n, lib.wave_aa.size))
