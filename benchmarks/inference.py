@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sfh_ml.models import build_model, make_targets  # noqa: E402
+from sfh_ml.network import build_model, make_targets  # noqa: E402
 
 __all__ = ["inference_rate", "training_rate", "main"]
 
@@ -70,8 +70,10 @@ def main(argv=None):
     sfh = rng.dirichlet(np.ones(N_BINS), len(x["spectrum"]))
     y = make_targets(sfh, rng.uniform(-1.7, 0.2, sfh.shape))
     x_infer = {k: v[: args.n_infer] for k, v in x.items()}
-    print(f"backend {keras.backend.backend()}, {os.cpu_count()} CPUs; n_wave={N_WAVE}, n_bands={N_BANDS}, "
-          f"n_bins={N_BINS}")
+    print(
+        f"backend {keras.backend.backend()}, {os.cpu_count()} CPUs; n_wave={N_WAVE}, n_bands={N_BANDS}, "
+        f"n_bins={N_BINS}"
+    )
     print(f"{'model':6s} {'params':>9s} {'infer/s (b=1024)':>17s} {'train/s (b=256)':>16s}")
     for version in args.versions:
         keras.utils.set_random_seed(0)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from sfh_ml import DatasetConfig, generate
-from sfh_ml.training import evaluate, train
+from sfh_ml.network import evaluate, train
 
 TARGETS = {"mw_log_age": 0.10, "mw_zh": 0.03}  # scatter (dex) the project aims at, |bias| <= 0.02
 
@@ -35,18 +35,22 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
-    train_path = generate(DatasetConfig(n=args.n_train, seed=1, snr=(10.0, 100.0)),
-                          out / f"train_{args.n_train // 1000}k.h5")
+    train_path = generate(
+        DatasetConfig(n=args.n_train, seed=1, snr=(10.0, 100.0)), out / f"train_{args.n_train // 1000}k.h5"
+    )
     test50 = generate(DatasetConfig(n=args.n_test, seed=2, snr=50.0), out / "test_snr50.h5")
     testmix = generate(DatasetConfig(n=args.n_test, seed=3, snr=(5.0, 100.0)), out / "test_snrmix.h5")
     print(f"data sets ready in {time.perf_counter() - t0:.0f} s")
 
     model_path = out / f"{args.model}_{args.n_train // 1000}k.keras"
     t0 = time.perf_counter()
-    result = train(train_path, args.model, model_path, epochs=args.epochs, batch_size=args.batch_size,
-                   seed=42, verbose=2)
-    print(f"trained {model_path}: {len(result.history)} epochs (best {result.best_epoch}), "
-          f"{time.perf_counter() - t0:.0f} s in this run")
+    result = train(
+        train_path, args.model, model_path, epochs=args.epochs, batch_size=args.batch_size, seed=42, verbose=2
+    )
+    print(
+        f"trained {model_path}: {len(result.history)} epochs (best {result.best_epoch}), "
+        f"{time.perf_counter() - t0:.0f} s in this run"
+    )
 
     for name, path in (("S/N = 50", test50), ("S/N 5-100", testmix)):
         metrics = evaluate(model_path, path)
@@ -54,11 +58,15 @@ def main():
         print(f"\nheld-out set at {name} ({metrics['n_objects']} objects)")
         for key, stats in metrics["mean_quantities"].items():
             target = f"   target scatter <= {TARGETS[key]}" if key in TARGETS else ""
-            print(f"  {key:11s} bias {stats['median_bias']:+.3f}  scatter (NMAD) {stats['nmad']:.3f}  "
-                  f"std {stats['std']:.3f} dex{target}")
+            print(
+                f"  {key:11s} bias {stats['median_bias']:+.3f}  scatter (NMAD) {stats['nmad']:.3f}  "
+                f"std {stats['std']:.3f} dex{target}"
+            )
         cov = metrics["coverage"]
-        print(f"  coverage within 1 sigma: cumulative SFH {cov['sfh_cum']['1sigma']['all']:.3f}, "
-              f"[M/H] (mass-weighted) {cov['zh_mass_weighted']['1sigma']['all']:.3f} (0.683 expected)")
+        print(
+            f"  coverage within 1 sigma: cumulative SFH {cov['sfh_cum']['1sigma']['all']:.3f}, "
+            f"[M/H] (mass-weighted) {cov['zh_mass_weighted']['1sigma']['all']:.3f} (0.683 expected)"
+        )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sfh_ml.dataset import DatasetConfig, generate, generate_chunk
+from sfh_ml.synthesis.dataset import DatasetConfig, generate, generate_chunk
 
 
 def main():
@@ -33,8 +33,10 @@ def main():
         for i in range(config.n_chunks):
             generate_chunk(config, i, synth)
         dt = time.perf_counter() - t0
-        print(f"in memory : {args.n} spectra in {dt:.2f} s = {args.n / dt:,.0f} spectra/s ({what}; "
-              f"set-up {setup:.1f} s, {synth.sigma_nodes_kms.size} broadened template sets)")
+        print(
+            f"in memory : {args.n} spectra in {dt:.2f} s = {args.n / dt:,.0f} spectra/s ({what}; "
+            f"set-up {setup:.1f} s, {synth.sigma_nodes_kms.size} broadened template sets)"
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

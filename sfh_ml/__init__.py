@@ -1,68 +1,61 @@
-"""sfh_ml: star formation and metallicity histories from MUSE spectra + HST fluxes with attention CNNs."""
+"""sfh_ml: star formation and metallicity histories from MUSE spectra + HST fluxes with attention CNNs.
 
+The package has three wings, one per part of the book:
+
+* :mod:`sfh_ml.synthesis`: synthetic observations (SSP library, SFHs, dust, nebular emission,
+  MUSE and HST) and the synthetic-set files;
+* :mod:`sfh_ml.network`: the networks (v1, v2), training, inference and validation metrics;
+* :mod:`sfh_ml.observations`: real PHANGS data;
+
+plus :mod:`sfh_ml.data` (model data), :mod:`sfh_ml.plotting`, :mod:`sfh_ml.constants` and the
+command line, :mod:`sfh_ml.cli`. The synthesis names are imported here directly; the network names
+(``predict``, ``load_model``, ``train``, ...) on first use, so that ``import sfh_ml`` and the data
+commands do not start Keras.
+"""
+
+import importlib
+
+from . import constants
+from .constants import BIRTH_CLOUD_AGE_YR, MAX_AGE_YR, ZH_RANGE
 from .data import DataError, cache_dir, fetch
-from .dataset import DatasetConfig, generate, generate_chunk, read_dataset
-from .dust import attenuation, charlot_fall, optical_depth
-from .instrument import add_noise, broadening_matrix, muse_lsf_fwhm, muse_wave, noise_sigma, total_sigma_aa
-from .nebular import KENNICUTT_HALPHA, L_SUN_ERG_S, add_lines, sfr_from_halpha
-from .photometry import PHANGS_FILTERS, band_flux, band_weights, flam_to_mjy, mjy_to_flam, pivot_wavelengths
-from .sfh import (
-    MAX_AGE_YR,
-    ZH_RANGE,
-    ChemicalEvolution,
-    ConstantSFH,
-    DenseBasis,
-    SFHBatch,
-    SkewNormalBurst,
-    concatenate,
-    default_age_bins,
-)
-from .ssp import SSPLibrary, build_library, emiles_fwhm_aa, library_path, load_library
-from .synthesis import SynthesisParams, Synthesizer
+from .synthesis import *  # noqa: F403
+from .synthesis import __all__ as _synthesis_all
 
 __version__ = "0.1.0"
 
+_NETWORK = (
+    "build_model",
+    "train",
+    "load_model",
+    "predict",
+    "evaluate",
+    "predict_file",
+    "check_compatible",
+    "get_metadata",
+    "metrics",
+)
+
 __all__ = [
+    "__version__",
+    "constants",
+    "BIRTH_CLOUD_AGE_YR",
+    "MAX_AGE_YR",
+    "ZH_RANGE",
     "DataError",
     "cache_dir",
     "fetch",
-    "DatasetConfig",
-    "generate",
-    "generate_chunk",
-    "read_dataset",
-    "attenuation",
-    "charlot_fall",
-    "optical_depth",
-    "add_noise",
-    "broadening_matrix",
-    "muse_lsf_fwhm",
-    "muse_wave",
-    "noise_sigma",
-    "total_sigma_aa",
-    "KENNICUTT_HALPHA",
-    "L_SUN_ERG_S",
-    "add_lines",
-    "sfr_from_halpha",
-    "PHANGS_FILTERS",
-    "band_flux",
-    "band_weights",
-    "flam_to_mjy",
-    "mjy_to_flam",
-    "pivot_wavelengths",
-    "MAX_AGE_YR",
-    "ZH_RANGE",
-    "ChemicalEvolution",
-    "ConstantSFH",
-    "DenseBasis",
-    "SFHBatch",
-    "SkewNormalBurst",
-    "concatenate",
-    "default_age_bins",
-    "SSPLibrary",
-    "build_library",
-    "emiles_fwhm_aa",
-    "library_path",
-    "load_library",
-    "SynthesisParams",
-    "Synthesizer",
+    *_synthesis_all,
+    *_NETWORK,
 ]
+
+
+def __getattr__(name):
+    if name in _NETWORK:
+        return getattr(importlib.import_module(".network", __name__), name)
+    if name in ("network", "observations", "plotting", "cli"):
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'sfh_ml' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

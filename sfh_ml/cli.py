@@ -7,11 +7,10 @@ Examples
     sfh-ml data                                   # fetch the model data, build the SSP library
     sfh-ml generate --n 20000 --seed 1 --snr 10:100 --out train.h5 --workers 2
     sfh-ml info train.h5
-    sfh-ml train --data train.h5 --model v2 --out v2.keras
+    sfh-ml train --data train.h5 --arch v2 --out v2.keras
     sfh-ml evaluate --model v2.keras --data test.h5 --json metrics.json
 
-The network commands live in :mod:`sfh_ml.training`; they are loaded (with Keras) only when asked
-for, so the data commands start quickly.
+Every command imports what it needs inside its function, so the data commands start without Keras.
 """
 
 import argparse
@@ -34,7 +33,7 @@ def parse_range(text):
 
 
 def _cmd_data(args):
-    from .ssp import build_library, library_path, load_library
+    from .synthesis.ssp import build_library, library_path, load_library
 
     if args.force and library_path().exists():
         library_path().unlink()
@@ -50,7 +49,7 @@ def _cmd_data(args):
 
 
 def _cmd_generate(args):
-    from .dataset import DatasetConfig, generate
+    from .synthesis.dataset import DatasetConfig, generate
 
     config = DatasetConfig(
         n=args.n,
@@ -78,7 +77,7 @@ def _cmd_info(args):
 
     import numpy as np
 
-    from .dataset import read_dataset
+    from .synthesis.dataset import read_dataset
 
     d = read_dataset(
         args.file, keys=["wave_aa", "age_bins_yr", "filters", "snr", "mw_log_age", "mw_zh", "family"]
@@ -97,11 +96,53 @@ def _cmd_info(args):
     print("  config: " + json.dumps(cfg, sort_keys=True))
 
 
-DATA_COMMANDS = ("data", "generate", "info")
+def _cmd_train(args):
+    from .network import train
+
+    result = train(
+        args.data,
+        version=args.arch,
+        out_path=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        learning_rate=args.lr,
+        patience=args.patience,
+        n_max=args.n_max,
+        resume=not args.no_resume,
+        augment=not args.no_augment,
+        **({"use_photometry": False} if args.no_photometry else {}),
+    )
+    stopped = f" (stopped: {result.stopped})" if result.stopped else ""
+    print(f"saved {args.out}: {len(result.history)} epochs, best epoch {result.best_epoch}{stopped}")
+    return 0
 
 
-def build_parser(with_network=True):
-    """The argparse parser of ``sfh-ml`` (``with_network``: also the Keras commands)."""
+def _cmd_evaluate(args):
+    import json
+
+    from .files import atomic_write_text
+    from .network import evaluate
+
+    result = evaluate(args.model, args.data, n_max=args.n_max)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=1))
+    for name, stats in result["mean_quantities"].items():
+        print(f"{name:11s} bias {stats['bias']:+.3f}  nmad {stats['nmad']:.3f}  std {stats['std']:.3f}")
+    return 0
+
+
+def _cmd_predict(args):
+    from .network import predict_file
+
+    predict_file(args.model, args.data, args.out, batch_size=args.batch_size)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def build_parser():
+    """The argparse parser of ``sfh-ml``: every command, each importing what it needs when run."""
     parser = argparse.ArgumentParser(
         prog="sfh-ml", description="Star formation histories from MUSE + HST with attention CNNs."
     )
@@ -138,19 +179,42 @@ def build_parser(with_network=True):
     p.add_argument("file")
     p.set_defaults(func=_cmd_info)
 
-    if with_network:
-        from .training import register_cli
+    p = sub.add_parser("train", help="train a network on an HDF5 training set")
+    p.add_argument("--data", required=True, help="training set (HDF5)")
+    p.add_argument("--arch", choices=("v1", "v2"), default="v2", help="architecture (default v2)")
+    p.add_argument("--out", required=True, help="output model (.keras)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
+    p.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
+    p.add_argument("--n-max", type=int, default=None, help="use only the first N objects")
+    p.add_argument("--no-augment", action="store_true", help="no masked spans / missing bands")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--no-photometry", action="store_true", help="spectra only: ignore the HST bands")
+    p.set_defaults(func=_cmd_train)
 
-        register_cli(sub)
+    p = sub.add_parser("evaluate", help="metrics of a trained model on a labelled data set")
+    p.add_argument("--model", required=True, help="trained model (.keras)")
+    p.add_argument("--data", required=True, help="labelled data set (HDF5)")
+    p.add_argument("--json", default=None, help="write the metrics to this JSON file")
+    p.add_argument("--n-max", type=int, default=None, help="use only the first N objects")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict SFHs and [M/H] histories for an HDF5 file")
+    p.add_argument("--model", required=True, help="trained model (.keras)")
+    p.add_argument("--data", required=True, help="input HDF5 (spectra, photometry, wave_aa)")
+    p.add_argument("--out", required=True, help="output HDF5")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.set_defaults(func=_cmd_predict)
     return parser
 
 
 def main(argv=None):
     """Entry point of the ``sfh-ml`` command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    words = [a for a in argv if not a.startswith("-")]
-    parser = build_parser(with_network=not (words and words[0] in DATA_COMMANDS))
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         status = args.func(args)
     except (ValueError, OSError, KeyError) as err:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .metrics import bin_centres_yr
+from .network.metrics import bin_centres_yr
 
 __all__ = [
     "plot_sfh_family",
@@ -158,7 +158,7 @@ def plot_broadening(library_wave, library_flux, muse_wave, muse_flux, ax=None, w
 
 def plot_photometry(wave_aa, flux, pivots_aa, phot, filters, ax=None, muse_range=(4750, 9350)):
     """Full-range spectrum, the filter curves and the five band fluxes at their pivot wavelengths."""
-    from .photometry import load_filters
+    from .synthesis.photometry import load_filters
 
     ax = _axes(ax, figsize=(11, 4))
     ax.plot(wave_aa, flux, color="k", lw=0.5, label="spectrum")

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from sfh_ml.ssp import load_library
-from sfh_ml.synthesis import SynthesisParams, Synthesizer
+from sfh_ml.synthesis.ssp import load_library
+from sfh_ml.synthesis.synthesizer import SynthesisParams, Synthesizer
 
 
 @pytest.fixture(scope="session")

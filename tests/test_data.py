@@ -4,7 +4,7 @@ import pytest
 
 from sfh_ml import data
 from sfh_ml.data import DataError, fetch
-from sfh_ml.ssp import load_library
+from sfh_ml.synthesis.ssp import load_library
 
 
 def test_corrupt_artefact_gives_a_clear_error(tmp_path, monkeypatch):

@@ -4,9 +4,9 @@ import h5py
 import numpy as np
 import pytest
 
-from sfh_ml import dataset
 from sfh_ml.cli import main
-from sfh_ml.dataset import DatasetConfig, generate, generate_chunk, read_dataset
+from sfh_ml.synthesis import dataset
+from sfh_ml.synthesis.dataset import DatasetConfig, generate, generate_chunk, read_dataset
 
 
 def digest(path):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.interpolate import PchipInterpolator
 
-from sfh_ml.sfh import (
+from sfh_ml.synthesis.sfh import (
     MAX_AGE_YR,
     ZH_RANGE,
     ChemicalEvolution,

@@ -5,13 +5,13 @@ import pytest
 from conftest import make_params
 from scipy.optimize import curve_fit
 
-from sfh_ml.dust import attenuation
-from sfh_ml.instrument import C_KMS, broadening_matrix, muse_lsf_fwhm
-from sfh_ml.nebular import L_SUN_ERG_S, sfr_from_halpha
-from sfh_ml.photometry import PHANGS_FILTERS
-from sfh_ml.sfh import ConstantSFH, DenseBasis, SkewNormalBurst
-from sfh_ml.ssp import SEAM_AGE_YR
-from sfh_ml.synthesis import SynthesisParams, Synthesizer
+from sfh_ml.synthesis.dust import attenuation
+from sfh_ml.synthesis.instrument import C_KMS, broadening_matrix, muse_lsf_fwhm
+from sfh_ml.synthesis.nebular import L_SUN_ERG_S, sfr_from_halpha
+from sfh_ml.synthesis.photometry import PHANGS_FILTERS
+from sfh_ml.synthesis.sfh import ConstantSFH, DenseBasis, SkewNormalBurst
+from sfh_ml.synthesis.ssp import SEAM_AGE_YR
+from sfh_ml.synthesis.synthesizer import SynthesisParams, Synthesizer
 
 
 def old_population(n=1):

@@ -4,7 +4,6 @@ The toy HDF5 files follow the ``sfh-ml generate`` schema with short spectra (400
 bins; the networks are tiny, so that each training run takes a few seconds on 2 cores.
 """
 
-import argparse
 import json
 
 import h5py
@@ -13,15 +12,26 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from sfh_ml import metrics, models, training  # noqa: E402
+from sfh_ml import network as models  # noqa: E402
+from sfh_ml.cli import build_parser  # noqa: E402
+from sfh_ml.network import inference, metrics, training  # noqa: E402
 
 N_WAVE, N_BANDS, N_BINS = 400, 5, 8
 AGE_BINS_YR = np.logspace(np.log10(6.3e6), np.log10(1.41e10), N_BINS + 1)
 FILTERS = [b"F275W", b"F336W", b"F438W", b"F555W", b"F814W"]
 ZH_RANGE = (-1.71, 0.22)
 TINY = {
-    "stem_filters": 8, "conv_filters": (16,), "conv_strides": (2,), "token_dim": 16, "token_proj": 4,
-    "latent_dim": 32, "phot_units": 16, "decoder_units": 64, "n_heads": 2, "n_blocks": 1, "ff_dim": 32,
+    "stem_filters": 8,
+    "conv_filters": (16,),
+    "conv_strides": (2,),
+    "token_dim": 16,
+    "token_proj": 4,
+    "latent_dim": 32,
+    "phot_units": 16,
+    "decoder_units": 64,
+    "n_heads": 2,
+    "n_blocks": 1,
+    "ff_dim": 32,
 }
 RUN = {"version": "v2", "batch_size": 16, "val_fraction": 0.25, "patience": 100, "verbose": 0, **TINY}
 
@@ -214,7 +224,7 @@ def test_training_on_other_grids_is_refused(runs, tmp_path):
     with h5py.File(other, "r+") as f:
         f["wave_aa"][...] = f["wave_aa"][:] + 0.5
     with pytest.raises(ValueError, match="wavelength grid mismatch"):
-        training.evaluate(out / "a.keras", other)
+        models.evaluate(out / "a.keras", other)
     with pytest.raises(ValueError, match="wavelength grid mismatch"):
         training.train(other, out_path=out / "a.keras", epochs=4, **RUN)  # resuming a's checkpoint
 
@@ -230,8 +240,8 @@ def test_evaluate_gives_zero_error_for_a_perfect_predictor(runs, toy_file, monke
         cum, sigma = np.cumsum(sfh, axis=1), np.full_like(sfh, 0.01)
         return {"sfh": sfh, "sfh_cum": cum, "sfh_cum_sigma": sigma, "zh": zh, "zh_sigma": sigma}
 
-    monkeypatch.setattr(training, "predict", perfect)
-    result = training.evaluate(out / "a.keras", toy_file)
+    monkeypatch.setattr(inference, "predict", perfect)
+    result = models.evaluate(out / "a.keras", toy_file)
     json.dumps(result, allow_nan=False)  # plain JSON
     assert result["model"] == "v2" and result["n_objects"] == 64
     for name in ("mw_log_age", "lw_log_age", "mw_zh", "lw_zh"):
@@ -247,7 +257,7 @@ def test_evaluate_gives_zero_error_for_a_perfect_predictor(runs, toy_file, monke
 
 def test_evaluate_a_trained_model(runs, toy_file):
     out, _, _, _, _ = runs
-    result = training.evaluate(out / "a.keras", toy_file, n_max=32)
+    result = models.evaluate(out / "a.keras", toy_file, n_max=32)
     assert result["n_objects"] == 32
     stats = result["mean_quantities"]["mw_log_age"]
     assert 0 < stats["nmad"] < 2.0 and abs(stats["bias"]) < 2.0  # dex, over an age range of 3.3 dex
@@ -258,7 +268,7 @@ def test_evaluate_a_trained_model(runs, toy_file):
 def test_predict_file_writes_predictions_and_identifiers(runs, toy_file, tmp_path):
     out, a, _, _, _ = runs
     pred_path = tmp_path / "pred.h5"
-    training.predict_file(out / "a.keras", toy_file, pred_path, chunk=24)  # several chunks
+    models.predict_file(out / "a.keras", toy_file, pred_path, chunk=24)  # several chunks
     data = training.load_data(toy_file)
     expected = models.predict(a.model, data["spectra"], data["photometry"])
     with h5py.File(pred_path) as f, h5py.File(toy_file) as src:
@@ -275,12 +285,25 @@ def test_predict_file_writes_predictions_and_identifiers(runs, toy_file, tmp_pat
 
 
 def test_cli_train_evaluate_and_predict(toy_file, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    training.register_cli(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()
     model_path, metrics_path, pred_path = tmp_path / "m.keras", tmp_path / "m.json", tmp_path / "p.h5"
     for argv in (
-        ["train", "--data", str(toy_file), "--model", "v1", "--out", str(model_path), "--epochs", "1",
-         "--batch-size", "32", "--n-max", "48", "--no-augment"],
+        [
+            "train",
+            "--data",
+            str(toy_file),
+            "--arch",
+            "v1",
+            "--out",
+            str(model_path),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--n-max",
+            "48",
+            "--no-augment",
+        ],
         ["evaluate", "--model", str(model_path), "--data", str(toy_file), "--json", str(metrics_path)],
         ["predict", "--model", str(model_path), "--data", str(toy_file), "--out", str(pred_path)],
     ):

@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 from astropy.io import fits
 
-from .data import DataError, cache_dir, fetch
+from ..data import DataError, cache_dir, fetch
 from .instrument import broadening_matrix
 
 __all__ = [

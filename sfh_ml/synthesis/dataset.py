@@ -52,7 +52,7 @@ from .sfh import (
     concatenate,
     default_age_bins,
 )
-from .synthesis import SynthesisParams, Synthesizer
+from .synthesizer import SynthesisParams, Synthesizer
 
 __all__ = ["DatasetConfig", "generate", "generate_chunk", "read_dataset", "FAMILIES", "SCHEMA_VERSION"]
 

@@ -268,7 +268,7 @@ def evaluate_predictions(pred, truth, age_bins_yr, snr=None, snr_bins=DEFAULT_SN
     ----------
     pred : dict of array, each shape (n, n_bins)
         ``sfh`` and ``zh``; optionally ``sfh_cum``, ``sfh_cum_sigma``, ``zh_sigma`` (as returned by
-        :func:`sfh_ml.models.predict`) for the coverage of the uncertainties.
+        :func:`sfh_ml.network.predict`) for the coverage of the uncertainties.
     truth : dict of array, each shape (n, n_bins)
         ``sfh`` (mass fractions) and ``zh`` (dex).
     age_bins_yr : array, shape (n_bins + 1,)

@@ -1,4 +1,4 @@
-"""Training, evaluation and batch prediction of the networks, and their command-line interface.
+"""Training the networks: data feeding, augmentation, resumable checkpoints, early stopping.
 
 Reads the HDF5 training sets written by ``sfh-ml generate`` (datasets ``wave_aa``, ``spectra``,
 ``photometry``, ``sfh``, ``zh``, ``age_bins_yr``, ...). :func:`train` is resumable: every epoch it
@@ -21,8 +21,11 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from . import metrics
-from .models import adapt, build_model, check_compatible, get_metadata, make_targets, predict
+from ..constants import ZH_RANGE
+from ..utils import as_str
+from .architectures import adapt, build_model
+from .losses import make_targets
+from .metadata import check_compatible
 
 __all__ = [
     "REQUIRED_KEYS",
@@ -32,15 +35,11 @@ __all__ = [
     "HistoryDataset",
     "TrainingResult",
     "train",
-    "evaluate",
-    "predict_file",
-    "register_cli",
 ]
 
 REQUIRED_KEYS = ("wave_aa", "spectra", "photometry", "age_bins_yr", "sfh", "zh")
 READ_CHUNK = 16384  # rows read from HDF5 at a time
 MIN_LR_FRACTION = 0.01  # the cosine schedule ends at this fraction of the initial learning rate
-PREDICTION_KEYS = ("sfh", "sfh_cum", "sfh_cum_sigma", "zh", "zh_sigma")
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -50,10 +49,6 @@ def _read_rows(dset, n, desc):
     for start in tqdm(range(0, n, READ_CHUNK), desc=desc, disable=n <= READ_CHUNK, leave=False):
         out[start : start + READ_CHUNK] = dset[start : min(start + READ_CHUNK, n)]
     return out
-
-
-def _str_list(values):
-    return [v.decode() if isinstance(v, bytes | np.bytes_) else str(v) for v in values]
 
 
 def load_data(path, n_max=None, noiseless=False):
@@ -96,7 +91,7 @@ def load_data(path, n_max=None, noiseless=False):
             "zh": _read_rows(f["zh"], n, "zh"),
             "wave_aa": f["wave_aa"][:].astype(np.float64),
             "age_bins_yr": f["age_bins_yr"][:].astype(np.float64),
-            "filters": _str_list(f["filters"][:]) if "filters" in f else None,
+            "filters": as_str(f["filters"][:]) if "filters" in f else None,
             "snr": f["snr"][:n].astype(np.float64) if "snr" in f else None,
             "zh_range": (float(f.attrs["zh_min"]), float(f.attrs["zh_max"])) if "zh_min" in f.attrs else None,
         }
@@ -283,8 +278,8 @@ class _Checkpointer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         for p in ("", "val_"):  # the point errors: a monitor that outliers of the NLL cannot swing
-            if f"{p}sfh_cumulative_sfh_mae" in logs and f"{p}zh_zh_mae" in logs:
-                logs[f"{p}point_error"] = logs[f"{p}sfh_cumulative_sfh_mae"] + logs[f"{p}zh_zh_mae"]
+            if f"{p}sfh_sfh_cum_mae" in logs and f"{p}zh_zh_mae" in logs:
+                logs[f"{p}point_error"] = logs[f"{p}sfh_sfh_cum_mae"] + logs[f"{p}zh_zh_mae"]
         state = self.state
         if not math.isfinite(logs.get("loss", math.nan)):
             state["stopped"] = "non-finite loss"
@@ -368,14 +363,29 @@ def _resume_or_build(paths, data, train_idx, version, resume, learning_rate, hyp
         check_compatible(model, data["wave_aa"], data["age_bins_yr"], data["filters"])
         return model, state
     n_bands, n_bins = data["photometry"].shape[1], data["sfh"].shape[1]
-    zh_range = data["zh_range"] or (-1.71, 0.22)
+    zh_range = data["zh_range"] or ZH_RANGE
     model = build_model(
-        version, data["wave_aa"].size, n_bands, n_bins, zh_range=zh_range, wave_aa=data["wave_aa"],
-        age_bins_yr=data["age_bins_yr"], filters=data["filters"], learning_rate=learning_rate, **hyper,
+        version,
+        data["wave_aa"].size,
+        n_bands,
+        n_bins,
+        zh_range=zh_range,
+        wave_aa=data["wave_aa"],
+        age_bins_yr=data["age_bins_yr"],
+        filters=data["filters"],
+        learning_rate=learning_rate,
+        **hyper,
     )
     adapt(model, data["spectra"], data["photometry"], index=train_idx)
-    state = {"version": version, "epoch": 0, "best": None, "best_epoch": None, "wait": 0, "stopped": None,
-             "history": []}
+    state = {
+        "version": version,
+        "epoch": 0,
+        "best": None,
+        "best_epoch": None,
+        "wait": 0,
+        "stopped": None,
+        "history": [],
+    }
     return model, state
 
 
@@ -435,7 +445,7 @@ def train(
     deterministic : bool
         On TensorFlow, enable op determinism (process-wide) so that runs are reproducible.
     **hyper
-        Network hyper-parameters (see :func:`sfh_ml.models.build_model`).
+        Network hyper-parameters (see :func:`sfh_ml.network.build_model`).
 
     Returns
     -------
@@ -444,7 +454,7 @@ def train(
     Notes
     -----
     A new model's input standardisation is fitted to the training objects (see
-    :func:`sfh_ml.models.adapt`). The learning rate follows the cosine from epoch 0 even when
+    :func:`sfh_ml.network.adapt`). The learning rate follows the cosine from epoch 0 even when
     resuming, so a resumed run follows the same schedule as an uninterrupted one.
     """
     paths = _paths(out_path)
@@ -468,163 +478,17 @@ def train(
             _Checkpointer(train_set, state, paths, monitor, patience),
             *(callbacks or []),
         ]
-        model.fit(train_set, validation_data=val_set, epochs=epochs, initial_epoch=initial_epoch,
-                  callbacks=cbs, verbose=verbose, shuffle=False)
+        model.fit(
+            train_set,
+            validation_data=val_set,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=cbs,
+            verbose=verbose,
+            shuffle=False,
+        )
     if os.path.exists(paths["best"]):
         model.load_weights(paths["best"])
     _atomic_save_model(model, paths["model"])
     _write_history(state["history"], paths)
     return TrainingResult(model, state["history"], state["best_epoch"], initial_epoch, state["stopped"])
-
-
-# ----------------------------------------------------------------------------------------- evaluation
-def _load_model(model_or_path):
-    if isinstance(model_or_path, keras.Model):
-        return model_or_path
-    if not os.path.exists(model_or_path):
-        raise FileNotFoundError(f"no such model file: {model_or_path}")
-    return keras.models.load_model(model_or_path)
-
-
-def evaluate(model_or_path, data_path, n_max=None, batch_size=1024, noiseless=False, snr_bins=None):
-    """Metrics of a model on a labelled data set.
-
-    Parameters
-    ----------
-    model_or_path : keras.Model or str
-    data_path : str or Path
-        HDF5 with the training-set schema (its grids must match the model's).
-    n_max : int, optional
-        Evaluate on the first ``n_max`` objects only.
-    noiseless : bool
-        Use the noiseless inputs.
-    snr_bins : sequence of float, optional
-        S/N bin edges (default :data:`sfh_ml.metrics.DEFAULT_SNR_BINS`).
-
-    Returns
-    -------
-    dict
-        :func:`sfh_ml.metrics.evaluate_predictions` plus ``model`` (version) and ``data`` (path).
-    """
-    model = _load_model(model_or_path)
-    data = load_data(data_path, n_max=n_max, noiseless=noiseless)
-    check_compatible(model, data["wave_aa"], data["age_bins_yr"], data["filters"])
-    pred = predict(model, data["spectra"], data["photometry"], batch_size=batch_size)
-    result = metrics.evaluate_predictions(
-        pred, {"sfh": data["sfh"], "zh": data["zh"]}, data["age_bins_yr"], snr=data["snr"],
-        snr_bins=metrics.DEFAULT_SNR_BINS if snr_bins is None else snr_bins,
-    )
-    return {"model": get_metadata(model)["version"], "data": str(data_path), **result}
-
-
-def _per_object_keys(f, n):
-    """Root datasets with one value per object (identifiers, scalars), except the predictions."""
-    is_per_object = lambda d: isinstance(d, h5py.Dataset) and d.shape == (n,)
-    return [k for k, d in f.items() if is_per_object(d) and k not in PREDICTION_KEYS]
-
-
-def predict_file(model_path, data_path, out_path, batch_size=1024, chunk=READ_CHUNK):
-    """Predict every object of an HDF5 file and write the predictions to another (atomically).
-
-    The input needs ``spectra`` (n, n_wave), ``photometry`` (n, n_bands) and ``wave_aa``; its
-    ``age_bins_yr`` and ``filters``, if present, are checked against the model.
-
-    The output holds ``sfh``, ``sfh_cum``, ``sfh_cum_sigma``, ``zh``, ``zh_sigma`` (n, n_bins)
-    float32 (see :func:`sfh_ml.models.predict`), ``mw_log_age_pred`` and ``mw_zh_pred`` (n,), the
-    model's ``age_bins_yr``, ``index`` (row in the input), copies of the input's per-object 1-D
-    datasets (identifiers, S/N, true scalars) and of its ``filters``.
-    """
-    model = _load_model(model_path)
-    meta = get_metadata(model)
-    tmp = f"{out_path}.tmp"
-    with h5py.File(data_path, "r") as src, h5py.File(tmp, "w") as dst:
-        for key in ("spectra", "photometry", "wave_aa"):
-            if key not in src:
-                raise ValueError(f"{data_path} lacks the dataset {key!r}")
-        age_bins = src["age_bins_yr"][:] if "age_bins_yr" in src else None
-        filters = _str_list(src["filters"][:]) if "filters" in src else None
-        check_compatible(model, src["wave_aa"][:], age_bins, filters)
-        n = src["spectra"].shape[0]
-        for key in PREDICTION_KEYS:
-            dst.create_dataset(key, (n, meta["n_bins"]), dtype=np.float32)
-        for key in ("mw_log_age_pred", "mw_zh_pred"):
-            dst.create_dataset(key, (n,), dtype=np.float32)
-        for start in tqdm(range(0, n, chunk), desc="predict", disable=n <= chunk):
-            stop = min(start + chunk, n)
-            pred = predict(model, src["spectra"][start:stop], src["photometry"][start:stop], batch_size)
-            for key in PREDICTION_KEYS:
-                dst[key][start:stop] = pred[key]
-            dst["mw_log_age_pred"][start:stop] = metrics.mean_log_age(pred["sfh"], meta["age_bins_yr"])
-            dst["mw_zh_pred"][start:stop] = metrics.mean_zh(pred["sfh"], pred["zh"])
-        dst["index"] = np.arange(n)
-        dst["age_bins_yr"] = meta["age_bins_yr"]
-        for key in _per_object_keys(src, n) + (["filters"] if "filters" in src else []):
-            if key not in dst:
-                src.copy(src[key], dst, name=key)
-        dst.attrs.update(model_path=str(model_path), model_version=str(meta["version"]))
-        dst.attrs["data_path"] = str(data_path)
-    os.replace(tmp, out_path)
-
-
-# ----------------------------------------------------------------------------------------- CLI
-def _cli_train(args):
-    result = train(
-        args.data, version=args.model, out_path=args.out, epochs=args.epochs, batch_size=args.batch_size,
-        val_fraction=args.val_fraction, seed=args.seed, learning_rate=args.lr, patience=args.patience,
-        n_max=args.n_max, resume=not args.no_resume, augment=not args.no_augment,
-        **({"use_photometry": False} if args.no_photometry else {}),
-    )
-    stopped = f" (stopped: {result.stopped})" if result.stopped else ""
-    print(f"saved {args.out}: {len(result.history)} epochs, best epoch {result.best_epoch}{stopped}")
-    return 0
-
-
-def _cli_evaluate(args):
-    result = evaluate(args.model, args.data, n_max=args.n_max)
-    if args.json:
-        _atomic_write_text(args.json, json.dumps(result, indent=1))
-    for name, stats in result["mean_quantities"].items():
-        print(f"{name:11s} bias {stats['bias']:+.3f}  nmad {stats['nmad']:.3f}  std {stats['std']:.3f}")
-    return 0
-
-
-def _cli_predict(args):
-    predict_file(args.model, args.data, args.out, batch_size=args.batch_size)
-    print(f"wrote {args.out}")
-    return 0
-
-
-def register_cli(subparsers):
-    """Add the ``train``, ``evaluate`` and ``predict`` subcommands to an argparse subparsers object.
-
-    Each sets ``func`` (taking the parsed arguments, returning an exit code).
-    """
-    p = subparsers.add_parser("train", help="train a network on an HDF5 training set")
-    p.add_argument("--data", required=True, help="training set (HDF5)")
-    p.add_argument("--model", choices=("v1", "v2"), default="v2", help="architecture (default v2)")
-    p.add_argument("--out", required=True, help="output model (.keras)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
-    p.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
-    p.add_argument("--n-max", type=int, default=None, help="use only the first N objects")
-    p.add_argument("--no-augment", action="store_true", help="no masked spans / missing bands")
-    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
-    p.add_argument("--no-photometry", action="store_true", help="spectra only: ignore the HST bands")
-    p.set_defaults(func=_cli_train)
-
-    p = subparsers.add_parser("evaluate", help="metrics of a trained model on a labelled data set")
-    p.add_argument("--model", required=True, help="trained model (.keras)")
-    p.add_argument("--data", required=True, help="labelled data set (HDF5)")
-    p.add_argument("--json", default=None, help="write the metrics to this JSON file")
-    p.add_argument("--n-max", type=int, default=None, help="use only the first N objects")
-    p.set_defaults(func=_cli_evaluate)
-
-    p = subparsers.add_parser("predict", help="predict SFHs and [M/H] histories for an HDF5 file")
-    p.add_argument("--model", required=True, help="trained model (.keras)")
-    p.add_argument("--data", required=True, help="input HDF5 (spectra, photometry, wave_aa)")
-    p.add_argument("--out", required=True, help="output HDF5")
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.set_defaults(func=_cli_predict)

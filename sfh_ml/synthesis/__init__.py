@@ -1,0 +1,74 @@
+"""Part 1 of the book: synthetic observations.
+
+From star formation histories to MUSE spectra and HST fluxes, and the synthetic-set files:
+
+* :mod:`~sfh_ml.synthesis.ssp`: the SSP library (E-MILES + BC03-MILES young ages + Cloudy grids);
+* :mod:`~sfh_ml.synthesis.sfh`: SFH families (skew-normal + burst, dense basis) with Z(t);
+* :mod:`~sfh_ml.synthesis.dust`: Charlot & Fall (2000) attenuation;
+* :mod:`~sfh_ml.synthesis.nebular`: nebular continuum and lines;
+* :mod:`~sfh_ml.synthesis.instrument`: the MUSE grid, line-spread function, broadening and noise;
+* :mod:`~sfh_ml.synthesis.photometry`: the five PHANGS-HST bands;
+* :mod:`~sfh_ml.synthesis.synthesizer`: all of it together, vectorised over objects;
+* :mod:`~sfh_ml.synthesis.dataset`: seeded, resumable generation of synthetic sets into HDF5.
+
+Nothing here imports Keras.
+"""
+
+from .dataset import FAMILIES, SCHEMA_VERSION, DatasetConfig, generate, generate_chunk, read_dataset
+from .dust import attenuation, charlot_fall, optical_depth
+from .instrument import add_noise, broadening_matrix, muse_lsf_fwhm, muse_wave, noise_sigma, total_sigma_aa
+from .nebular import KENNICUTT_HALPHA, L_SUN_ERG_S, add_lines, sfr_from_halpha
+from .photometry import PHANGS_FILTERS, band_flux, band_weights, flam_to_mjy, mjy_to_flam, pivot_wavelengths
+from .sfh import (
+    ChemicalEvolution,
+    ConstantSFH,
+    DenseBasis,
+    SFHBatch,
+    SkewNormalBurst,
+    concatenate,
+    default_age_bins,
+)
+from .ssp import SSPLibrary, build_library, emiles_fwhm_aa, library_path, load_library
+from .synthesizer import SynthesisParams, Synthesizer
+
+__all__ = [
+    "FAMILIES",
+    "SCHEMA_VERSION",
+    "DatasetConfig",
+    "generate",
+    "generate_chunk",
+    "read_dataset",
+    "attenuation",
+    "charlot_fall",
+    "optical_depth",
+    "add_noise",
+    "broadening_matrix",
+    "muse_lsf_fwhm",
+    "muse_wave",
+    "noise_sigma",
+    "total_sigma_aa",
+    "KENNICUTT_HALPHA",
+    "L_SUN_ERG_S",
+    "add_lines",
+    "sfr_from_halpha",
+    "PHANGS_FILTERS",
+    "band_flux",
+    "band_weights",
+    "flam_to_mjy",
+    "mjy_to_flam",
+    "pivot_wavelengths",
+    "ChemicalEvolution",
+    "ConstantSFH",
+    "DenseBasis",
+    "SFHBatch",
+    "SkewNormalBurst",
+    "concatenate",
+    "default_age_bins",
+    "SSPLibrary",
+    "build_library",
+    "emiles_fwhm_aa",
+    "library_path",
+    "load_library",
+    "SynthesisParams",
+    "Synthesizer",
+]
