@@ -2,10 +2,12 @@
 #
 # Chapters are the notebooks book/[0-9]*.ipynb. They run in sorted order (chapter N may read what
 # chapter N-1 wrote) with papermill, which injects QUICK and DATA_DIR into their `parameters` cell:
-#   make test      QUICK=True,  DATA_DIR=_build/test-data, executed copies in _build/test-chapters/
-#   make book      QUICK=False, DATA_DIR=_build/data,      executed copies in _build/src/book/
-# A chapter's run is skipped when its executed copy is newer than the notebook, the library code
-# and the venv; `make clean` (or `make -B ...`) runs everything again.
+#   make test      QUICK=True,  DATA_DIR=../_build/test-data, executed copies in _build/test-chapters/
+#   make book      QUICK=False, DATA_DIR=../_build/data,      executed copies in _build/src/book/
+# (DATA_DIR is relative to book/, where papermill runs them, so that no path of the build machine
+# shows in the book.) TensorFlow's start-up lines are then removed from the executed copies
+# (sfh_ml/_book.py). A chapter's run is skipped when its executed copy is newer than the notebook,
+# the library code and the venv; `make clean` (or `make -B ...`) runs everything again.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -18,7 +20,8 @@ VENV ?= .venv
 PY = $(VENV)/bin/python
 STAMP = $(VENV)/.installed
 
-# Quieter TensorFlow start-up (C++ INFO and WARNING lines); errors still show.
+# Quieter TensorFlow start-up (C++ INFO and WARNING lines); errors still show. What TensorFlow writes
+# before it reads this (absl's InitializeLog notice, oneDNN) is removed from the chapters afterwards.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 BUILD := _build
@@ -26,18 +29,27 @@ BUILD := _build
 SRC := $(BUILD)/src
 HTML := $(BUILD)/book/_build/html
 TEST_OUT := $(BUILD)/test-chapters
-DATA_DIR := $(CURDIR)/$(BUILD)/data
-TEST_DATA_DIR := $(CURDIR)/$(BUILD)/test-data
+# Staging copy of the book with the quick-mode chapters, and its HTML (make test-book).
+TEST_SRC := $(BUILD)/test-src
+TEST_HTML := $(BUILD)/test-book/_build/html
+DATA_DIR := $(BUILD)/data
+TEST_DATA_DIR := $(BUILD)/test-data
+# A path as the chapters see it from book/ (absolute paths are kept).
+from_book = $(if $(filter /%,$(1)),$(1),../$(1))
 
 CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
 NOTEBOOKS := $(wildcard book/*.ipynb)
 FULL_RUNS := $(CHAPTERS:book/%=$(SRC)/book/%)
 QUICK_RUNS := $(CHAPTERS:book/%=$(TEST_OUT)/%)
-STAGED := $(addprefix $(SRC)/,_config.yml _toc.yml $(wildcard book/*.md book/*.png book/*.bib))
-LIB := $(wildcard sfh_ml/*.py)
-LINT_PATHS := $(wildcard sfh_ml tests benchmarks)
+BOOK_FILES := _config.yml _toc.yml $(wildcard book/*.md book/*.png book/*.bib)
+STAGED := $(addprefix $(SRC)/,$(BOOK_FILES))
+TEST_STAGED := $(addprefix $(TEST_SRC)/,$(BOOK_FILES))
+TEST_COPIES := $(CHAPTERS:book/%=$(TEST_SRC)/book/%)
+LIB := $(shell find sfh_ml -name '*.py' -not -path '*/__pycache__/*')
+# ruff checks and formats the code and the chapters alike.
+LINT_PATHS := $(wildcard sfh_ml tests benchmarks) $(NOTEBOOKS)
 
-.PHONY: help venv data test unit-test test-chapters chapters book lab lint benchmark clean distclean
+.PHONY: help venv data test unit-test test-chapters test-book chapters book lab lint benchmark clean distclean
 
 help: ## List the targets
 	@echo "Usage: make TARGET   (variables: PYTHON=$(PYTHON) VENV=$(VENV))"
@@ -65,9 +77,22 @@ define papermill
 @rm -f $(2)
 @echo ">>> $(1)  QUICK=$(3)  DATA_DIR=$(4)"
 $(PY) -m papermill --cwd book --kernel python3 --log-output --no-progress-bar \
-    -p QUICK $(3) -p DATA_DIR "$(4)" $(1) $(basename $(2)).running.ipynb 2>&1 | tee $(basename $(2)).log \
+    -p QUICK $(3) -p DATA_DIR "$(call from_book,$(4))" $(1) $(basename $(2)).running.ipynb 2>&1 \
+    | tee $(basename $(2)).log \
   || { echo "!!! $(1) failed: see $(basename $(2)).running.ipynb and $(basename $(2)).log" >&2; exit 1; }
+$(PY) sfh_ml/_book.py $(basename $(2)).running.ipynb
 @mv $(basename $(2)).running.ipynb $(2)
+endef
+
+# $(call render,SOURCE_DIR,OUTPUT_DIR): the HTML book from a staging copy whose chapters are executed.
+# Fails on Sphinx errors, and on a page that shows a path of this machine or TensorFlow noise.
+define render
+$(VENV)/bin/jupyter-book build --all $(1) --path-output $(2) 2>&1 | tee $(2).log
+@if sed 's/\x1b\[[0-9;]*m//g' $(2).log | grep -qE '(^|: )(ERROR|CRITICAL|SEVERE):'; then \
+    echo "!!! jupyter-book reported errors, see $(2).log" >&2; exit 1; fi
+@if grep -rlF --include='*.html' -e '$(CURDIR)' $(if $(filter-out /,$(HOME)),-e '$(HOME)/') -e 'absl::InitializeLog' \
+    -e 'tf.function retracing' $(2)/_build/html; then \
+    echo "!!! the pages above show a path of this machine or TensorFlow noise" >&2; exit 1; fi
 endef
 
 # Chain the runs so that chapter N starts after chapter N-1 has finished, also under make -j.
@@ -85,29 +110,40 @@ $(STAGED): $(SRC)/%: %
 	@mkdir -p $(@D)
 	cp $< $@
 
+$(TEST_STAGED): $(TEST_SRC)/%: %
+	@mkdir -p $(@D)
+	cp $< $@
+
+$(TEST_COPIES): $(TEST_SRC)/book/%: $(TEST_OUT)/%
+	@mkdir -p $(@D)
+	cp $< $@
+
 # ---------------------------------------------------------------------------- test
-test: unit-test test-chapters ## Unit tests, then every chapter in quick mode (QUICK=True)
+test: unit-test test-chapters test-book ## Unit tests, every chapter in quick mode (QUICK=True), their HTML
 
 unit-test: venv data ## Unit tests only
 	$(PY) -m pytest -q tests
 
 test-chapters: $(QUICK_RUNS) ## Every chapter in quick mode, into _build/test-chapters
 
+test-book: venv $(TEST_STAGED) $(TEST_COPIES) ## The HTML book of the quick-mode chapters, into _build/test-book
+	$(call render,$(TEST_SRC),$(BUILD)/test-book)
+	@echo "HTML book (quick mode): $(CURDIR)/$(TEST_HTML)/index.html"
+
 # ---------------------------------------------------------------------------- book
 chapters: $(FULL_RUNS) $(STAGED) ## Execute every chapter in full (QUICK=False) into _build/src
 
 book: venv data chapters ## Everything: venv, model data, full chapters, then the HTML book
-	$(VENV)/bin/jupyter-book build --all $(SRC) --path-output $(BUILD)/book 2>&1 | tee $(BUILD)/book.log
-	@if sed 's/\x1b\[[0-9;]*m//g' $(BUILD)/book.log | grep -qE '(^|: )(ERROR|CRITICAL|SEVERE):'; then \
-	    echo "!!! jupyter-book reported errors, see $(BUILD)/book.log" >&2; exit 1; fi
+	$(call render,$(SRC),$(BUILD)/book)
 	@echo "HTML book: $(CURDIR)/$(HTML)/index.html"
 
 lab: venv ## Work on the chapters interactively in JupyterLab
 	$(VENV)/bin/jupyter lab book/
 
 # ---------------------------------------------------------------------------- checks
-lint: venv ## ruff on the code; check the notebooks are committed without outputs
+lint: venv ## ruff check, ruff format --check (code and chapters); chapters without outputs
 	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(if $(NOTEBOOKS),$(VENV)/bin/nbstripout --verify --keep-id $(NOTEBOOKS),@echo "no notebooks to verify")
 
 benchmark: venv data ## Print synthesis and inference speeds (benchmarks/synthesis.py, inference.py)

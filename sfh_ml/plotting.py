@@ -1,22 +1,33 @@
-"""Figures for the book: SFH families, the SSP library, synthesis steps, datasets."""
+"""Every figure of the book: SFH families, the SSP library, synthesis steps, data sets, training and
+validation of the networks.
+
+Each function draws on the Axes it is given (or on new ones) and returns them; matplotlib is imported
+inside the functions.
+"""
 
 import numpy as np
 
-from .network.metrics import bin_centres_yr
+from .network.metrics import bin_centres_yr, group_statistic, scatter_stats, snr_bin_centres
 
 __all__ = [
     "plot_sfh_family",
+    "plot_binned_histories",
     "plot_ssp_library",
+    "plot_surviving_mass",
     "plot_seam",
     "plot_spectrum_components",
     "plot_broadening",
     "plot_photometry",
     "plot_noise",
     "plot_dataset_overview",
+    "plot_spectra_by_age",
     "plot_recovery",
     "plot_one_to_one",
     "plot_per_bin_error",
+    "plot_scatter_by_group",
+    "plot_learning_curve",
     "plot_history",
+    "plot_validation_curves",
     "plot_coverage",
     "plot_architecture",
 ]
@@ -76,6 +87,37 @@ def plot_sfh_family(batch, ax_sfr=None, ax_cum=None, ax_zh=None, n_show=8, title
     return ax_sfr, ax_cum, ax_zh
 
 
+def plot_binned_histories(batch, age_bins_yr, n_show=3, axs=None):
+    """The mass fraction and [M/H] of the first ``n_show`` histories in the target age bins.
+
+    Parameters
+    ----------
+    batch : SFHBatch
+    age_bins_yr : ndarray, shape (n_bins + 1,)
+        Bin edges in years.
+    n_show : int
+    axs : pair of Axes, optional
+        Where to draw the mass fractions and the [M/H]; created side by side if omitted.
+
+    Returns
+    -------
+    pair of Axes
+    """
+    import matplotlib.pyplot as plt
+
+    if axs is None:
+        _, axs = plt.subplots(1, 2, figsize=(12, 3.5), constrained_layout=True)
+    ax_sfh, ax_zh = axs
+    centres = bin_centres_yr(age_bins_yr)
+    sfh, zh = batch.mass_fractions(age_bins_yr), batch.zh_in_bins(age_bins_yr)
+    for i in range(min(n_show, len(batch))):
+        ax_sfh.step(centres, sfh[i], where="mid", color=f"C{i}")
+        ax_zh.step(centres, zh[i], where="mid", color=f"C{i}")
+    ax_sfh.set(xscale="log", xlabel="age bin [yr]", ylabel="sfh: mass fraction")
+    ax_zh.set(xscale="log", xlabel="age bin [yr]", ylabel="zh: [M/H] of the stars formed")
+    return axs
+
+
 def plot_ssp_library(library, zh_index=4, ax=None, wave_range=(1700, 10000), norm_aa=5500.0):
     """SSP spectra of one metallicity, coloured by age, normalised at ``norm_aa``."""
     import matplotlib.pyplot as plt
@@ -95,6 +137,30 @@ def plot_ssp_library(library, zh_index=4, ax=None, wave_range=(1700, 10000), nor
     ax.set_ylabel(f"flux / flux({norm_aa:.0f} Å)")
     ax.set_title(f"SSP library, [M/H] = {library.zh[zh_index]:+.2f}: BC03 below 63 Myr, E-MILES above")
     plt.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="age [yr]")
+    return ax
+
+
+def plot_surviving_mass(library, ax=None, seam_age_yr=10**7.8):
+    """Stellar mass that survives (living stars and remnants) per unit mass formed, against age.
+
+    Parameters
+    ----------
+    library : SSPLibrary
+        Its ``mstar_frac``, shape (n_age, n_zh), one curve per [M/H].
+    ax : Axes, optional
+    seam_age_yr : float
+        Age of the seam between BC03 and E-MILES (63 Myr), marked with a dotted line.
+
+    Returns
+    -------
+    Axes
+    """
+    ax = _axes(ax, figsize=(6, 3.5))
+    for j, zh in enumerate(library.zh):
+        ax.plot(library.age_yr, library.mstar_frac[:, j], label=f"[M/H] = {zh:+.2f}")
+    ax.axvline(seam_age_yr, color="0.7", ls=":")
+    ax.set(xscale="log", xlabel="age [yr]", ylabel="surviving mass / mass formed")
+    ax.legend(fontsize=7)
     return ax
 
 
@@ -179,8 +245,8 @@ def plot_noise(wave_aa, noiseless, noisy, snrs, ax=None, wave_range=(6400, 6800)
     """One spectrum without noise and with noise at several S/N."""
     ax = _axes(ax, figsize=(10, 3.5))
     m = (wave_aa > wave_range[0]) & (wave_aa < wave_range[1])
-    for k, (f, s) in enumerate(zip(noisy, snrs)):
-        ax.plot(wave_aa[m], f[m] + k * 0.0, lw=0.6, alpha=0.8, label=f"S/N = {s:g}")
+    for f, s in zip(noisy, snrs):
+        ax.plot(wave_aa[m], f[m], lw=0.6, alpha=0.8, label=f"S/N = {s:g}")
     ax.plot(wave_aa[m], noiseless[m], color="k", lw=1, label="noise-free")
     ax.set_xlabel("wavelength [Å]")
     ax.legend(fontsize=8)
@@ -190,7 +256,7 @@ def plot_noise(wave_aa, noiseless, noisy, snrs, ax=None, wave_range=(6400, 6800)
 def plot_dataset_overview(data, fig=None):
     """Distributions of a synthetic set: ages, metallicities, SFH per bin, dust, S/N.
 
-    ``data`` is the dict returned by :func:`sfh_ml.dataset.read_dataset`.
+    ``data`` is the dict returned by :func:`sfh_ml.synthesis.dataset.read_dataset`.
     """
     import matplotlib.pyplot as plt
 
@@ -230,6 +296,33 @@ def plot_dataset_overview(data, fig=None):
     return fig
 
 
+def plot_spectra_by_age(data, n_show=6, ax=None):
+    """A few spectra of a set, from young to old mass-weighted age, each divided by its mean and offset.
+
+    Parameters
+    ----------
+    data : dict
+        :func:`sfh_ml.synthesis.dataset.read_dataset` output with ``wave_aa``, ``spectra`` and
+        ``mw_log_age``.
+    n_show : int
+        Number of spectra, spread evenly in the order of mass-weighted age.
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+    """
+    ax = _axes(ax, figsize=(11, 4))
+    order = np.argsort(data["mw_log_age"])
+    for k, i in enumerate(order[:: max(1, len(order) // n_show)][:n_show]):
+        spec = data["spectra"][i]
+        label = f"mass-weighted log age {data['mw_log_age'][i]:.2f}"
+        ax.plot(data["wave_aa"], spec / np.nanmean(spec) + k, lw=0.5, label=label)
+    ax.set(xlabel="wavelength [Å]", ylabel="flux / mean + offset")
+    ax.legend(fontsize=7, loc="upper right")
+    return ax
+
+
 # ---------------------------------------------------------------------------------------------- networks
 def plot_recovery(
     wave_aa, spectrum, pivots_aa, photometry, age_bins_yr, true_sfh, true_zh, pred, index=0, axs=None
@@ -247,7 +340,7 @@ def plot_recovery(
     true_sfh, true_zh : ndarray, shape (n_bins,)
         Truth: mass fraction and [M/H] per bin.
     pred : dict of ndarray
-        Output of :func:`sfh_ml.models.predict` (``sfh_cum``, ``sfh_cum_sigma``, ``zh``, ``zh_sigma``,
+        Output of :func:`sfh_ml.network.predict` (``sfh_cum``, ``sfh_cum_sigma``, ``zh``, ``zh_sigma``,
         each of shape (n_obj, n_bins)); object ``index`` is drawn.
     axs : sequence of three Axes, optional
     """
@@ -306,9 +399,7 @@ def plot_one_to_one(true, pred, label, ax=None, color=None, lim=None):
     """Recovered against true values with the bias and robust scatter (1.4826 MAD) written on."""
     ax = _axes(ax, figsize=(4.2, 4))
     true, pred = np.asarray(true), np.asarray(pred)
-    d = pred - true
-    bias = np.median(d)
-    scatter = 1.4826 * np.median(np.abs(d - bias))
+    stats = scatter_stats(pred, true)
     lo, hi = lim or (min(true.min(), pred.min()), max(true.max(), pred.max()))
     ax.hexbin(true, pred, gridsize=40, extent=(lo, hi, lo, hi), mincnt=1, bins="log", cmap="Blues")
     ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
@@ -319,7 +410,7 @@ def plot_one_to_one(true, pred, label, ax=None, color=None, lim=None):
     ax.text(
         0.04,
         0.94,
-        f"bias {bias:+.3f}\nscatter {scatter:.3f}",
+        f"bias {stats['median_bias']:+.3f}\nscatter {stats['nmad']:.3f}",
         transform=ax.transAxes,
         va="top",
         fontsize=9,
@@ -341,6 +432,72 @@ def plot_per_bin_error(age_bins_yr, curves, ylabel, ax=None):
     return ax
 
 
+MEAN_QUANTITY_LABELS = {
+    "mw_log_age": "mass-weighted log age",
+    "lw_log_age": "light-weighted log age",
+    "mw_zh": "mass-weighted [M/H]",
+    "lw_zh": "light-weighted [M/H]",
+}
+
+
+def plot_scatter_by_group(metrics_by_model, quantity="mw_log_age", key="nmad", axs=None):
+    """A statistic of a mean quantity against S/N and against the age of the dominant bin.
+
+    Parameters
+    ----------
+    metrics_by_model : dict
+        Model name -> :func:`sfh_ml.network.metrics.evaluate_predictions` output, computed with
+        ``snr`` (so that it has ``by_snr``) on a set with a range of S/N.
+    quantity : {"mw_log_age", "lw_log_age", "mw_zh", "lw_zh"}
+    key : str
+        The statistic (:func:`sfh_ml.network.metrics.scatter_stats` key), in dex.
+    axs : pair of Axes, optional
+
+    Returns
+    -------
+    pair of Axes
+    """
+    import matplotlib.pyplot as plt
+
+    if axs is None:
+        _, axs = plt.subplots(1, 2, figsize=(12, 3.8), constrained_layout=True)
+    labels = {"nmad": "scatter", "median_bias": "bias", "bias": "mean bias", "mae": "MAE", "std": "std"}
+    ylabel = f"{labels.get(key, key)} of {MEAN_QUANTITY_LABELS.get(quantity, quantity)} (dex)"
+    for name, m in metrics_by_model.items():
+        by_snr, by_age = m["by_snr"], m["by_dominant_age"]
+        snr_centres = snr_bin_centres(by_snr["snr_bins"])
+        axs[0].plot(snr_centres, group_statistic(by_snr[quantity], key), "o-", label=name)
+        axs[1].plot(by_age["bin_centres_yr"], group_statistic(by_age[quantity], key), "o-", label=name)
+    axs[0].set(xscale="log", xlabel="S/N per pixel", ylabel=ylabel)
+    axs[1].set(xscale="log", xlabel="age of the dominant bin [yr]", ylabel=ylabel)
+    axs[0].legend(fontsize=8)
+    return axs
+
+
+def plot_learning_curve(n_train, curves, ax=None, ylabel="scatter (dex)"):
+    """Errors against the number of training spectra, on log-log axes.
+
+    Parameters
+    ----------
+    n_train : ndarray, shape (n_models,)
+        Training-set sizes.
+    curves : dict
+        Label -> ndarray of shape (n_models,), e.g. from :func:`sfh_ml.network.metrics.learning_curve`.
+    ax : Axes, optional
+    ylabel : str
+
+    Returns
+    -------
+    Axes
+    """
+    ax = _axes(ax, figsize=(6, 3.8))
+    for (label, y), marker in zip(curves.items(), "os^vD"):
+        ax.plot(n_train, y, f"{marker}-", label=label)
+    ax.set(xscale="log", yscale="log", xlabel="training spectra", ylabel=ylabel)
+    ax.legend(fontsize=8)
+    return ax
+
+
 def plot_history(history, ax=None, keys=("loss", "val_loss")):
     """Learning curves from a list of per-epoch dicts (``TrainingResult.history``) or a dict of lists."""
     ax = _axes(ax, figsize=(6, 3.6))
@@ -351,6 +508,33 @@ def plot_history(history, ax=None, keys=("loss", "val_loss")):
             ax.plot(np.arange(1, len(history[key]) + 1), history[key], label=key)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_validation_curves(histories, key, ax=None, ylabel=None):
+    """One logged quantity per epoch for several training runs, on a log scale.
+
+    Parameters
+    ----------
+    histories : dict
+        Run name -> list of per-epoch dicts (``TrainingResult.history``).
+    key : str
+        The logged quantity, e.g. ``"val_sfh_cum_mae"``; runs without it are skipped.
+    ax : Axes, optional
+    ylabel : str, optional
+        Default ``key``.
+
+    Returns
+    -------
+    Axes
+    """
+    ax = _axes(ax, figsize=(6, 3.6))
+    for name, history in histories.items():
+        values = [row.get(key, np.nan) for row in history]
+        if np.any(np.isfinite(values)):
+            ax.plot(np.arange(1, len(values) + 1), values, label=name)
+    ax.set(xlabel="epoch", ylabel=ylabel or key, yscale="log")
     ax.legend(fontsize=8)
     return ax
 

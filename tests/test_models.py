@@ -4,12 +4,17 @@ Tiny networks on short spectra (400 pixels, 8 age bins) keep the file fast on 2 
 spectra are sums of per-bin templates, so the SFH and [M/H] can be learnt from them.
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
 
 from sfh_ml import network as models  # noqa: E402
+from sfh_ml.network import inference  # noqa: E402
 from sfh_ml.network.layers import LOG_SIGMA_RANGE  # noqa: E402
 
 N_WAVE, N_BANDS, N_BINS = 400, 5, 8
@@ -136,8 +141,9 @@ def test_save_and_load_give_identical_predictions_and_metadata(version, data, tm
 def test_predict_returns_consistent_arrays(data):
     spectra, photometry, _, _ = data
     pred = models.predict(tiny_model("v2"), spectra, photometry, batch_size=16)
-    assert set(pred) == {"sfh", "sfh_cum", "sfh_cum_sigma", "zh", "zh_sigma"}
-    assert all(v.shape == (64, N_BINS) for v in pred.values())
+    assert set(pred) == {"sfh", "sfh_cum", "sfh_cum_sigma", "zh", "zh_sigma", "quality"}
+    assert all(pred[k].shape == (64, N_BINS) for k in models.PREDICTION_KEYS)
+    assert pred["quality"].shape == (64,) and not pred["quality"].any()  # clean toy spectra: all good
     np.testing.assert_allclose(pred["sfh_cum"], np.cumsum(pred["sfh"], axis=1), atol=1e-12)
     assert np.all(pred["sfh_cum_sigma"] > 0) and np.all(pred["zh_sigma"] > 0)
 
@@ -147,21 +153,24 @@ def test_nan_pixels_and_bands_are_masked_not_propagated(data):
     spectra, photometry = spectra[:8].copy(), photometry[:8].copy()
     spectra[0, 100:180] = np.nan  # a masked span
     spectra[1, ::3] = np.inf  # scattered bad pixels
-    spectra[2] = np.nan  # nothing left of the spectrum
+    spectra[2] = np.nan  # nothing left of the spectrum: unusable
     photometry[3, 0] = np.nan  # a missing band
     photometry[4] = np.nan  # no photometry at all
+    usable = np.arange(8) != 2
     for version in models.VERSIONS:
         pred = models.predict(tiny_model(version), spectra, photometry)
-        for key, value in pred.items():
-            assert np.all(np.isfinite(value)), (version, key)
-        np.testing.assert_allclose(pred["sfh"].sum(1), 1.0, atol=1e-5)
+        for key in models.PREDICTION_KEYS:
+            assert np.all(np.isfinite(pred[key][usable])), (version, key)
+            assert np.all(np.isnan(pred[key][2])), (version, key)  # no plausible numbers for no data
+        np.testing.assert_allclose(pred["sfh"][usable].sum(1), 1.0, atol=1e-5)
+        assert list(pred["quality"]) == [0, 0, inference.QUALITY_NO_SPECTRUM, 16, 16, 0, 0, 0]
 
 
 def test_the_network_overfits_a_tiny_set(trained):
     _, before, after = trained
     # Memorising 64 objects: the cumulative-SFH error must fall well below that of the untrained net.
-    assert after["sfh_sfh_cum_mae"] < before["sfh_sfh_cum_mae"] / 3
-    assert after["zh_zh_mae"] < before["zh_zh_mae"] / 2
+    assert after["sfh_cum_mae"] < before["sfh_cum_mae"] / 3
+    assert after["zh_mae"] < before["zh_mae"] / 2
     assert after["loss"] < before["loss"] - 1.0  # NLL: sigma shrinks as the errors do
 
 
@@ -262,3 +271,36 @@ def test_an_ensemble_adds_the_spread_of_its_members(data):
     np.testing.assert_allclose(both["sfh"], 0.5 * (pa["sfh"] + pb["sfh"]), rtol=1e-6)
     expected = np.sqrt(0.5 * (pa["zh_sigma"] ** 2 + pb["zh_sigma"] ** 2) + 0.25 * (pa["zh"] - pb["zh"]) ** 2)
     np.testing.assert_allclose(both["zh_sigma"], expected, rtol=1e-6)
+
+
+def test_predict_checks_the_wavelength_grid_and_the_band_order(data):
+    spectra, photometry, _, _ = data
+    model = tiny_model("v1")
+    ref = models.predict(model, spectra[:4], photometry[:4])
+    same = models.predict(model, spectra[:4], photometry[:4], wave_aa=WAVE_AA, filters=FILTERS)
+    np.testing.assert_array_equal(same["sfh"], ref["sfh"])
+    with pytest.raises(ValueError, match="wavelength grid mismatch: pixel 0 is 4759.8900 A"):
+        models.predict(model, spectra[:4], photometry[:4], wave_aa=WAVE_AA + 10.0)  # same pixel count
+    with pytest.raises(ValueError, match="filters mismatch"):
+        models.predict(model, spectra[:4], photometry[:4], filters=FILTERS[::-1])
+
+
+def test_a_keras_file_that_is_not_an_sfh_ml_network_is_refused(tmp_path):
+    # damaged files (truncated, random bytes) are rows of tests/test_bad_inputs.py
+    path = tmp_path / "m.keras"
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]).save(path)
+    with pytest.raises(models.ModelFileError, match=r"m\.keras holds no sfh_ml network"):
+        models.load_model(path)
+    with pytest.raises(FileNotFoundError, match="no such model file: .*other.keras"):
+        models.load_model(tmp_path / "other.keras")
+
+
+def test_load_model_works_in_a_fresh_process_without_registering_anything(tmp_path):
+    # import sfh_ml alone (lazy network names): the custom layers must come with load_model
+    path = tmp_path / "m.keras"
+    tiny_model("v2").save(path)
+    code = f"import sfh_ml; m = sfh_ml.load_model({str(path)!r}); print(sfh_ml.get_metadata(m)['version'])"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "v2"

@@ -5,7 +5,8 @@
 * :mod:`~sfh_ml.network.architectures`: v1 (four branches) and v2 (attention, one decoder);
 * :mod:`~sfh_ml.network.metadata`: the grids a model was trained for, and the check against data;
 * :mod:`~sfh_ml.network.training`: data feeding, augmentation, resumable training;
-* :mod:`~sfh_ml.network.inference`: ``load_model``, ``predict``, ``evaluate``, ``predict_file``;
+* :mod:`~sfh_ml.network.inference`: ``load_model``, ``predict`` (with a quality flag per object),
+  ``evaluate``, ``predict_file``;
 * :mod:`~sfh_ml.network.metrics`: accuracy against synthetic truth (pure numpy).
 
 Importing this package imports Keras and registers the custom layers, so that saved models load.
@@ -13,11 +14,29 @@ Importing this package imports Keras and registers the custom layers, so that sa
 
 from . import metrics
 from .architectures import DEFAULT_HYPER, VERSIONS, adapt, build_model, compile_model
-from .inference import PREDICTION_KEYS, evaluate, load_model, predict, predict_file
+from .inference import (
+    PREDICTION_KEYS,
+    QUALITY_FLAGS,
+    QUALITY_UNUSABLE,
+    ModelFileError,
+    NoUsableObjectError,
+    evaluate,
+    load_model,
+    predict,
+    predict_file,
+)
 from .layers import HistoryHead, InputNormalization, PositionEmbedding
 from .losses import SFHLoss, ZHLoss, make_targets, sfh_cum_mae, zh_mae
 from .metadata import check_compatible, get_metadata
-from .training import HistoryDataset, TrainingResult, augment_batch, load_data, split_indices, train
+from .training import (
+    HistoryDataset,
+    TrainingError,
+    TrainingResult,
+    augment_batch,
+    load_data,
+    split_indices,
+    train,
+)
 
 __all__ = [
     "metrics",
@@ -27,6 +46,10 @@ __all__ = [
     "build_model",
     "compile_model",
     "PREDICTION_KEYS",
+    "QUALITY_FLAGS",
+    "QUALITY_UNUSABLE",
+    "ModelFileError",
+    "NoUsableObjectError",
     "evaluate",
     "load_model",
     "predict",
@@ -43,6 +66,7 @@ __all__ = [
     "get_metadata",
     "HistoryDataset",
     "TrainingResult",
+    "TrainingError",
     "augment_batch",
     "load_data",
     "split_indices",

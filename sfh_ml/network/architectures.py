@@ -35,9 +35,9 @@ from keras import layers
 
 from ..constants import ZH_RANGE
 from .layers import HistoryHead, InputNormalization, PositionEmbedding
-from .losses import SFHLoss, ZHLoss, sfh_cum_mae, zh_mae
+from .losses import SFHLoss, ZHLoss, point_metrics
 
-__all__ = ["VERSIONS", "DEFAULT_HYPER", "build_model", "compile_model", "adapt"]
+__all__ = ["VERSIONS", "DEFAULT_HYPER", "build_model", "compile_model", "adapt", "resolve_hyper"]
 
 VERSIONS = ("v1", "v2")
 _COMMON = {
@@ -142,7 +142,13 @@ def _decoder(latent, hp, n_bins, n_out, name):
     return layers.Reshape((n_bins, n_out), name=f"{name}_reshape")(x)  # (batch, n_bins, n_out)
 
 
-def _hyper(version, hyper):
+def resolve_hyper(version, hyper):
+    """The hyper-parameters of a network: :data:`DEFAULT_HYPER` ``[version]`` updated with ``hyper``.
+
+    Raises ValueError for an unknown version or hyper-parameter, or an inconsistent combination.
+    """
+    if version not in VERSIONS:
+        raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
     unknown = sorted(set(hyper) - set(DEFAULT_HYPER[version]))
     if unknown:
         allowed = sorted(DEFAULT_HYPER[version])
@@ -204,7 +210,7 @@ def build_model(
         Band names, stored in the model.
     compile : bool
         Compile with Adam (global gradient norm clipped to 1), :class:`SFHLoss`, :class:`ZHLoss`
-        and the metrics :func:`sfh_cum_mae`, :func:`zh_mae`.
+        and the metrics :func:`sfh_cum_mae`, :func:`zh_mae` (logged under these names).
     learning_rate : float
         Initial Adam learning rate.
     **hyper
@@ -217,7 +223,7 @@ def build_model(
         NaN = masked); outputs ``{"sfh": (batch, n_bins, 2), "zh": (batch, n_bins, 2)}``.
     """
     _check_build_args(version, n_wave, n_bands, n_bins, zh_range, wave_aa, age_bins_yr, filters)
-    hp = _hyper(version, hyper)
+    hp = resolve_hyper(version, hyper)
     spectrum = keras.Input((n_wave,), name="spectrum")  # (batch, n_wave)
     photometry = keras.Input((n_bands,), name="photometry")  # (batch, n_bands)
     norm = InputNormalization(n_wave, n_bands, wave_aa, filters, hp["use_photometry"], name="normalisation")
@@ -247,7 +253,7 @@ def compile_model(model, learning_rate=1e-3):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=1.0),
         loss={"sfh": SFHLoss(), "zh": ZHLoss()},
-        metrics={"sfh": [sfh_cum_mae], "zh": [zh_mae]},
+        metrics=point_metrics(),  # logged as sfh_cum_mae and zh_mae
     )
     model.optimizer.build(model.trainable_variables)  # so that a model saved before training reloads whole
 

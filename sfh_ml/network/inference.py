@@ -1,30 +1,217 @@
 """Inference: load a trained network, predict histories, evaluate against truth, predict files.
 
-:func:`predict` takes arrays in physical units (NaN = masked); :func:`predict_file` runs a model
-over an HDF5 file chunk by chunk and writes the predictions atomically; :func:`evaluate` scores a
-model on a labelled synthetic set with :mod:`sfh_ml.network.metrics`.
+:func:`predict` takes arrays in physical units. Before the network sees them, missing values are
+masked (:func:`mask_missing`) and every object gets a quality flag (:func:`quality_flags`, a bit
+mask of :data:`QUALITY_FLAGS`, 0 = good); objects that cannot be trusted (:data:`QUALITY_UNUSABLE`)
+get NaN predictions, never plausible numbers. :func:`predict_file` runs a model over an HDF5 file
+chunk by chunk and writes the predictions atomically, never over an existing file unless asked and
+never over an input; :func:`evaluate` scores a model on a labelled synthetic set with
+:mod:`sfh_ml.network.metrics`.
 """
 
+import functools
+import json
+import math
 import os
+from pathlib import Path
 
 import h5py
 import keras
 import numpy as np
 from tqdm import tqdm
 
-from ..utils import as_str
+from ..files import check_output, tmp_path
+from ..utils import as_str, pixel_edges
 from . import metrics
 from .metadata import check_compatible, get_metadata
 from .training import load_data
 
-__all__ = ["load_model", "predict", "evaluate", "predict_file", "PREDICTION_KEYS"]
+__all__ = [
+    "load_model",
+    "predict",
+    "evaluate",
+    "predict_file",
+    "mask_missing",
+    "quality_flags",
+    "describe_quality",
+    "ModelFileError",
+    "NoUsableObjectError",
+    "PREDICTION_KEYS",
+    "QUALITY_FLAGS",
+    "QUALITY_UNUSABLE",
+    "QUALITY_NO_SPECTRUM",
+    "QUALITY_FEW_PIXELS",
+    "QUALITY_NEGATIVE_SPECTRUM",
+    "QUALITY_PHOTOMETRY_SCALE",
+    "QUALITY_MISSING_BANDS",
+    "MISSING_VALUES",
+]
 
 PREDICTION_KEYS = ("sfh", "sfh_cum", "sfh_cum_sigma", "zh", "zh_sigma")
 READ_CHUNK = 16384  # rows read from HDF5 at a time
+QUALITY_BLOCK = 4096  # rows per block in the photometry check (bounds its temporary arrays)
+
+# ----------------------------------------------------------------------------------------- quality
+# Per-object quality flags: a bit mask, 0 = good.
+QUALITY_NO_SPECTRUM = 1  # no usable pixel: all NaN, inf, zero or missing-value flags
+QUALITY_FEW_PIXELS = 2  # fewer than MIN_VALID_FRACTION of the pixels usable (training masks at most ~25 %)
+QUALITY_NEGATIVE_SPECTRUM = 4  # more than half the usable pixels < 0 (median < 0): not a flux density
+QUALITY_PHOTOMETRY_SCALE = 8  # a band differs from the spectrum's level by > PHOT_SCALE_TOLERANCE: units?
+QUALITY_MISSING_BANDS = 16  # at least one band missing (NaN, <= 0, a flag): predicted without it
+QUALITY_FLAGS = {
+    "no_spectrum": QUALITY_NO_SPECTRUM,
+    "few_pixels": QUALITY_FEW_PIXELS,
+    "negative_spectrum": QUALITY_NEGATIVE_SPECTRUM,
+    "photometry_scale": QUALITY_PHOTOMETRY_SCALE,
+    "missing_bands": QUALITY_MISSING_BANDS,
+}
+# Objects with any of these bits get NaN predictions; QUALITY_MISSING_BANDS only informs.
+QUALITY_UNUSABLE = (
+    QUALITY_NO_SPECTRUM | QUALITY_FEW_PIXELS | QUALITY_NEGATIVE_SPECTRUM | QUALITY_PHOTOMETRY_SCALE
+)
+
+MISSING_VALUES = (-9999.0, -999.0, -99999.0)  # missing-value flags of catalogues (PHANGS: -9999)
+HUGE_VALUE = 1e30  # |value| >= this is a fill value (IDL / FITS bad-value conventions), not a flux
+MIN_VALID_FRACTION = 0.5  # fewer usable pixels than this fraction: QUALITY_FEW_PIXELS
+# Band flux over the spectrum's mean flux density in the band: outside [1/30, 30] the two cannot be
+# the same object in the same units (dust, apertures and partial overlap move it by tens of per cent).
+PHOT_SCALE_TOLERANCE = 30.0
+MIN_BAND_OVERLAP = 0.5  # a band is compared with the spectrum if this much of its throughput is covered
+
+
+def mask_missing(spectra, photometry):
+    """Missing values as NaN, which the network masks.
+
+    Spectra: non-finite pixels, exact zeros (the fill value of cube pipelines outside the field or
+    in masked spaxels), the flags :data:`MISSING_VALUES` and ``|f| >= 1e30``. Photometry: the same,
+    and any band flux <= 0 (a PHANGS non-detection or flag carries no usable colour).
+
+    Parameters
+    ----------
+    spectra : array, shape (n, n_wave)
+    photometry : array, shape (n, n_bands)
+
+    Returns
+    -------
+    spectra, photometry : ndarray, float32
+        Copies with NaN where the input was missing.
+    """
+    spectra = np.array(spectra, dtype=np.float32)  # copies
+    photometry = np.array(photometry, dtype=np.float32)
+    flagged = lambda a: ~np.isfinite(a) | (np.abs(a) >= HUGE_VALUE) | np.isin(a, MISSING_VALUES)
+    spectra[flagged(spectra) | (spectra == 0)] = np.nan
+    photometry[flagged(photometry) | ~(photometry > 0)] = np.nan
+    return spectra, photometry
+
+
+@functools.lru_cache(maxsize=8)
+def _band_overlap(filters, wave_bytes):
+    """Throughput weights of each band on the spectral pixels, and each band's full weight.
+
+    Returns ``(weights (n_bands, n_wave), totals (n_bands,))``, or None if pyphot does not know a
+    band (then the photometry cannot be compared with the spectrum).
+    """
+    from ..synthesis.photometry import load_filters
+
+    wave_aa = np.frombuffer(wave_bytes, dtype=np.float64)
+    try:
+        curves = load_filters(list(filters))
+    except (KeyError, ImportError, OSError):
+        return None
+    dw = np.diff(pixel_edges(wave_aa))  # (n_wave,)
+    # photon-weighted band mean (as photometry.band_weights): weight T(lambda) lambda dlambda
+    weights = np.array([np.interp(wave_aa, fw, ft, left=0.0, right=0.0) * wave_aa * dw for fw, ft in curves])
+    totals = np.array([np.trapezoid(ft * fw, fw) for fw, ft in curves])  # (n_bands,)
+    return weights.astype(np.float32), totals.astype(np.float32)
+
+
+def _photometry_ratio(spectra, photometry, wave_aa, filters):
+    """Band flux over the spectrum's photon-weighted mean flux in the band's overlap, (n, n_bands).
+
+    NaN where a band is missing, unknown to pyphot, or covered by usable pixels for less than
+    :data:`MIN_BAND_OVERLAP` of its throughput.
+    """
+    ratio = np.full(photometry.shape, np.nan, dtype=np.float32)  # (n, n_bands)
+    overlap = _band_overlap(tuple(filters), np.asarray(wave_aa, dtype=np.float64).tobytes())
+    if overlap is None:
+        return ratio
+    weights, totals = overlap  # (n_bands, n_wave), (n_bands,)
+    for start in range(0, len(spectra), QUALITY_BLOCK):
+        block = spectra[start : start + QUALITY_BLOCK]  # (b, n_wave)
+        valid = np.isfinite(block)
+        covered = valid.astype(np.float32) @ weights.T  # (b, n_bands)
+        level = np.where(valid, block, 0.0) @ weights.T / np.maximum(covered, np.finfo(np.float32).tiny)
+        level[covered < MIN_BAND_OVERLAP * totals] = np.nan
+        ratio[start : start + QUALITY_BLOCK] = photometry[start : start + QUALITY_BLOCK] / level
+    return ratio
+
+
+def quality_flags(spectra, photometry, wave_aa=None, filters=None, min_valid_fraction=MIN_VALID_FRACTION):
+    """Per-object quality flags (bit mask of :data:`QUALITY_FLAGS`; 0 = good).
+
+    Parameters
+    ----------
+    spectra : ndarray, shape (n, n_wave)
+        Flux densities per Angstrom, missing pixels NaN (see :func:`mask_missing`).
+    photometry : ndarray, shape (n, n_bands)
+        Band-mean flux densities per Angstrom in the spectra's units, missing bands NaN.
+    wave_aa : array, shape (n_wave,), optional
+        Wavelengths of the pixels, Angstrom.
+    filters : sequence of str, optional
+        pyphot names of the bands. With ``wave_aa``, each band that overlaps the spectrum (by at
+        least half its throughput, on usable pixels) is compared with the spectrum's mean flux
+        density there: a ratio beyond 30 either way sets :data:`QUALITY_PHOTOMETRY_SCALE` (fluxes
+        in another unit, e.g. mJy against erg/s/cm2/A). Without them, or for bands pyphot does
+        not know, no comparison is made.
+    min_valid_fraction : float
+        Fewer usable pixels than this fraction sets :data:`QUALITY_FEW_PIXELS`.
+
+    Returns
+    -------
+    ndarray, shape (n,), int32
+        :data:`QUALITY_NO_SPECTRUM` (no usable pixel), :data:`QUALITY_FEW_PIXELS`,
+        :data:`QUALITY_NEGATIVE_SPECTRUM` (median of the usable pixels < 0),
+        :data:`QUALITY_PHOTOMETRY_SCALE` and :data:`QUALITY_MISSING_BANDS` (informative only).
+    """
+    n, n_wave = spectra.shape
+    valid = np.isfinite(spectra)  # (n, n_wave)
+    n_valid = valid.sum(axis=1)  # (n,)
+    n_negative = (spectra < 0).sum(axis=1)  # NaN compares False
+    flags = np.zeros(n, dtype=np.int32)
+    flags[n_valid == 0] |= QUALITY_NO_SPECTRUM
+    flags[(n_valid > 0) & (n_valid < min_valid_fraction * n_wave)] |= QUALITY_FEW_PIXELS
+    flags[(n_valid > 0) & (2 * n_negative > n_valid)] |= QUALITY_NEGATIVE_SPECTRUM
+    flags[np.isnan(photometry).any(axis=1)] |= QUALITY_MISSING_BANDS
+    if wave_aa is not None and filters is not None:
+        ratio = _photometry_ratio(spectra, photometry, wave_aa, filters)  # (n, n_bands)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            off = np.abs(np.log10(ratio)) > math.log10(PHOT_SCALE_TOLERANCE)  # NaN -> False
+        flags[off.any(axis=1)] |= QUALITY_PHOTOMETRY_SCALE
+    return flags
+
+
+def describe_quality(quality):
+    """How many objects carry each flag: ``{"good": n0, "no_spectrum": n1, ...}`` (only non-zero counts)."""
+    quality = np.asarray(quality)
+    counts = {"good": int((quality == 0).sum())}
+    counts.update({name: int((quality & bit > 0).sum()) for name, bit in QUALITY_FLAGS.items()})
+    return {name: count for name, count in counts.items() if count}
+
+
+# ----------------------------------------------------------------------------------------- models
+class ModelFileError(OSError):
+    """A model file exists but cannot be read as an sfh_ml network (damaged, truncated, or another file)."""
+
+
+class NoUsableObjectError(ValueError):
+    """Not one object of the input is usable (see :data:`QUALITY_UNUSABLE`)."""
 
 
 def load_model(path):
     """Load a network saved by :func:`sfh_ml.network.train` (``.keras``), custom layers included.
+
+    Importing this module registers the custom layers with Keras, so the caller needs nothing else
+    (``import sfh_ml; sfh_ml.load_model("v2.keras")``).
 
     Parameters
     ----------
@@ -33,10 +220,29 @@ def load_model(path):
     Returns
     -------
     keras.Model
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ModelFileError
+        The file is damaged (truncated, overwritten), not a Keras file, or not an sfh_ml network.
     """
-    if not os.path.exists(path):
+    path = Path(path)
+    if not path.is_file():
         raise FileNotFoundError(f"no such model file: {path}")
-    return keras.models.load_model(path)
+    try:
+        model = keras.models.load_model(path)
+    except Exception as err:  # Keras reports a broken zip as anything from "File not found" to KeyError
+        raise ModelFileError(
+            f"the model file {path} is damaged or not a Keras model ({type(err).__name__}: {err}); "
+            "copy it again or re-train it"
+        ) from err
+    try:
+        get_metadata(model)
+    except ValueError as err:
+        raise ModelFileError(f"the model file {path} holds no sfh_ml network: {err}") from None
+    return model
 
 
 def _load_model(model_or_path):
@@ -64,12 +270,22 @@ def _check_inputs(meta, spectra, photometry):
 def _predict_one(model, spectra, photometry, batch_size, verbose):
     inputs = {"spectrum": spectra, "photometry": photometry}
     out = model.predict(inputs, batch_size=batch_size, verbose=verbose)
-    sfh, zh = (np.asarray(out[k], dtype=np.float64) for k in ("sfh", "zh"))
+    sfh, zh = (np.asarray(out[k], dtype=np.float64) for k in ("sfh", "zh"))  # (n, n_bins, 2)
     return sfh[..., 0], np.exp(sfh[..., 1]), zh[..., 0], np.exp(zh[..., 1])
 
 
-def predict(model, spectra, photometry, batch_size=1024, verbose=0):
-    """Predict SFHs and [M/H] histories with uncertainties.
+# ----------------------------------------------------------------------------------------- predict
+def predict(
+    model,
+    spectra,
+    photometry,
+    batch_size=1024,
+    verbose=0,
+    wave_aa=None,
+    filters=None,
+    min_valid_fraction=MIN_VALID_FRACTION,
+):
+    """Predict SFHs and [M/H] histories with uncertainties, and a quality flag per object.
 
     Parameters
     ----------
@@ -77,18 +293,33 @@ def predict(model, spectra, photometry, batch_size=1024, verbose=0):
         One network, or several trained alike (a deep ensemble: means averaged, and the spread of
         the members' means added in quadrature to their mean variance).
     spectra : array, shape (n, n_wave)
-        Flux densities per Angstrom in any units; NaN for masked pixels.
+        Flux densities per Angstrom in any units. NaN, inf, exact zeros, -9999 (and the other
+        :data:`MISSING_VALUES`) and ``|f| >= 1e30`` are masked pixels.
     photometry : array, shape (n, n_bands)
-        Band-mean flux densities per Angstrom in the spectra's units; NaN for missing bands.
+        Band-mean flux densities per Angstrom in the spectra's units. NaN, values <= 0 (-9999,
+        the PHANGS missing-value flag, among them) and ``>= 1e30`` are missing bands.
     batch_size : int
     verbose : int
         Keras progress bar (0 = silent).
+    wave_aa : array, shape (n_wave,), optional
+        Wavelengths of the spectral pixels, Angstrom: checked against the model's grid
+        (ValueError if they differ by more than 1e-3 A). Without it the spectra are *assumed* to be
+        on the model's grid and only their pixel count is checked: pass it for any spectra that
+        were not made for this model.
+    filters : sequence of str, optional
+        Names of the photometry columns, in order: checked against the model's bands. Without
+        it the columns are assumed to be in the model's order (``get_metadata(model)["filters"]``).
+    min_valid_fraction : float
+        Objects with fewer usable pixels than this fraction are unusable.
 
     Returns
     -------
-    dict of ndarray, each shape (n, n_bins), float64
+    dict
         ``sfh`` (mass fraction per bin), ``sfh_cum`` (cumulative from the youngest bin),
-        ``sfh_cum_sigma``, ``zh`` (dex), ``zh_sigma`` (dex).
+        ``sfh_cum_sigma``, ``zh`` (dex), ``zh_sigma`` (dex): each shape (n, n_bins), float64, NaN for
+        unusable objects; ``quality``: shape (n,), int32, the flags of :func:`quality_flags`
+        (0 = good; objects with a bit of :data:`QUALITY_UNUSABLE` have NaN predictions). No
+        exception is raised when no object is usable: check ``quality``.
     """
     models = list(model) if isinstance(model, list | tuple) else [model]
     meta = get_metadata(models[0])
@@ -96,20 +327,60 @@ def predict(model, spectra, photometry, batch_size=1024, verbose=0):
         other_meta = get_metadata(other)
         if any(other_meta[k] != meta[k] for k in ("n_wave", "n_bands", "n_bins", "zh_range")):
             raise ValueError("ensemble members must share n_wave, n_bands, n_bins and zh_range")
+    if not 0 <= min_valid_fraction <= 1:
+        raise ValueError(f"min_valid_fraction must be in [0, 1], got {min_valid_fraction}")
+    check_compatible(models[0], wave_aa, None, filters)
     spectra, photometry = _check_inputs(meta, spectra, photometry)
-    members = [_predict_one(m, spectra, photometry, batch_size, verbose) for m in models]
-    sfh, cum_sigma, zh, zh_sigma = (np.stack(v) for v in zip(*members))  # (n_models, n, n_bins)
-    cum = np.cumsum(sfh, axis=-1)
-    return {
-        "sfh": sfh.mean(0),
-        "sfh_cum": cum.mean(0),
-        "sfh_cum_sigma": np.sqrt(np.mean(cum_sigma**2, 0) + cum.var(0)),
-        "zh": zh.mean(0),
-        "zh_sigma": np.sqrt(np.mean(zh_sigma**2, 0) + zh.var(0)),
-    }
+    spectra, photometry = mask_missing(spectra, photometry)
+    quality = quality_flags(spectra, photometry, meta["wave_aa"], meta["filters"], min_valid_fraction)
+    usable = (quality & QUALITY_UNUSABLE) == 0  # (n,)
+    out = {key: np.full((len(spectra), meta["n_bins"]), np.nan) for key in PREDICTION_KEYS}
+    if usable.any():
+        if not usable.all():
+            spectra, photometry = spectra[usable], photometry[usable]
+        members = [_predict_one(m, spectra, photometry, batch_size, verbose) for m in models]
+        sfh, cum_sigma, zh, zh_sigma = (np.stack(v) for v in zip(*members))  # (n_models, n_usable, n_bins)
+        cum = np.cumsum(sfh, axis=-1)
+        out["sfh"][usable] = sfh.mean(0)
+        out["sfh_cum"][usable] = cum.mean(0)
+        out["sfh_cum_sigma"][usable] = np.sqrt(np.mean(cum_sigma**2, 0) + cum.var(0))
+        out["zh"][usable] = zh.mean(0)
+        out["zh_sigma"][usable] = np.sqrt(np.mean(zh_sigma**2, 0) + zh.var(0))
+    out["quality"] = quality
+    return out
 
 
-def evaluate(model_or_path, data_path, n_max=None, batch_size=1024, noiseless=False, snr_bins=None):
+def _band_order(file_filters, filters, data_path, meta):
+    """The band order of a file's photometry: its ``filters`` dataset or the one given (equal if both)."""
+    if filters is not None:
+        filters = [as_str(f) for f in filters]
+        if file_filters is not None and list(file_filters) != filters:
+            raise ValueError(
+                f"{data_path} lists its bands as {list(file_filters)}, but the filters given are {filters}: "
+                "drop --filters (filters=) or correct the file"
+            )
+        return filters
+    if file_filters is None:
+        raise ValueError(
+            f"{data_path} has no 'filters' dataset, so the order of its photometry columns is unknown: "
+            "give it with --filters NAME,NAME,... (Python: filters=[...]); the model expects "
+            f"{meta['filters']}"
+        )
+    return list(file_filters)
+
+
+def _no_usable_message(source, quality):
+    counts = ", ".join(f"{name} {count}" for name, count in describe_quality(quality).items())
+    return (
+        f"no usable object in {source} ({len(quality)} objects; flags: {counts}): see "
+        "sfh_ml.network.inference.QUALITY_FLAGS; check the units and the missing-value flags of the input"
+    )
+
+
+# ----------------------------------------------------------------------------------------- evaluate
+def evaluate(
+    model_or_path, data_path, n_max=None, batch_size=1024, noiseless=False, snr_bins=None, filters=None
+):
     """Metrics of a model on a labelled data set.
 
     Parameters
@@ -123,70 +394,163 @@ def evaluate(model_or_path, data_path, n_max=None, batch_size=1024, noiseless=Fa
         Use the noiseless inputs.
     snr_bins : sequence of float, optional
         S/N bin edges (default :data:`sfh_ml.network.metrics.DEFAULT_SNR_BINS`).
+    filters : sequence of str, optional
+        Band order of the file's photometry; required if the file has no ``filters`` dataset.
 
     Returns
     -------
     dict
-        :func:`sfh_ml.network.metrics.evaluate_predictions` plus ``model`` (version) and ``data`` (path).
+        :func:`sfh_ml.network.metrics.evaluate_predictions` over the usable objects, plus
+        ``model`` (version), ``data`` (path), ``n_unusable`` (objects left out) and ``quality``
+        (counts per flag, see :func:`describe_quality`).
+
+    Raises
+    ------
+    NoUsableObjectError
+        Not one object is usable.
     """
     model = _load_model(model_or_path)
+    meta = get_metadata(model)
     data = load_data(data_path, n_max=n_max, noiseless=noiseless)
-    check_compatible(model, data["wave_aa"], data["age_bins_yr"], data["filters"])
+    bands = _band_order(data["filters"], filters, data_path, meta)
+    check_compatible(model, data["wave_aa"], data["age_bins_yr"], bands)
     pred = predict(model, data["spectra"], data["photometry"], batch_size=batch_size)
+    quality = np.asarray(pred.get("quality", np.zeros(len(data["sfh"]), np.int32)))
+    usable = (quality & QUALITY_UNUSABLE) == 0  # (n,)
+    if not usable.any():
+        raise NoUsableObjectError(_no_usable_message(data_path, quality))
     result = metrics.evaluate_predictions(
-        pred,
-        {"sfh": data["sfh"], "zh": data["zh"]},
+        {key: pred[key][usable] for key in PREDICTION_KEYS},
+        {"sfh": data["sfh"][usable], "zh": data["zh"][usable]},
         data["age_bins_yr"],
-        snr=data["snr"],
+        snr=None if data["snr"] is None else data["snr"][usable],
         snr_bins=metrics.DEFAULT_SNR_BINS if snr_bins is None else snr_bins,
     )
-    return {"model": get_metadata(model)["version"], "data": str(data_path), **result}
+    return {
+        "model": meta["version"],
+        "data": str(data_path),
+        "n_unusable": int((~usable).sum()),
+        "quality": describe_quality(quality),
+        **result,
+    }
 
 
+# ----------------------------------------------------------------------------------------- files
 def _per_object_keys(f, n):
     """Root datasets with one value per object (identifiers, scalars), except the predictions."""
     is_per_object = lambda d: isinstance(d, h5py.Dataset) and d.shape == (n,)
-    return [k for k, d in f.items() if is_per_object(d) and k not in PREDICTION_KEYS]
+    return [k for k, d in f.items() if is_per_object(d) and k not in PREDICTION_KEYS + ("quality",)]
 
 
-def predict_file(model_path, data_path, out_path, batch_size=1024, chunk=READ_CHUNK):
-    """Predict every object of an HDF5 file and write the predictions to another (atomically).
+def _open_input(path):
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no such input file: {path}") from None
+        raise OSError(f"cannot read {path} as HDF5: {err}") from None
 
-    The input needs ``spectra`` (n, n_wave), ``photometry`` (n, n_bands) and ``wave_aa``; its
-    ``age_bins_yr`` and ``filters``, if present, are checked against the model.
 
-    The output holds ``sfh``, ``sfh_cum``, ``sfh_cum_sigma``, ``zh``, ``zh_sigma`` (n, n_bins)
-    float32 (see :func:`predict`), ``mw_log_age_pred`` and ``mw_zh_pred`` (n,), the
-    model's ``age_bins_yr``, ``index`` (row in the input), copies of the input's per-object 1-D
-    datasets (identifiers, S/N, true scalars) and of its ``filters``.
-    """
-    model = _load_model(model_path)
-    meta = get_metadata(model)
-    tmp = f"{out_path}.tmp"
-    with h5py.File(data_path, "r") as src, h5py.File(tmp, "w") as dst:
-        for key in ("spectra", "photometry", "wave_aa"):
-            if key not in src:
-                raise ValueError(f"{data_path} lacks the dataset {key!r}")
-        age_bins = src["age_bins_yr"][:] if "age_bins_yr" in src else None
-        filters = as_str(src["filters"][:]) if "filters" in src else None
-        check_compatible(model, src["wave_aa"][:], age_bins, filters)
-        n = src["spectra"].shape[0]
+def _write_predictions(model, meta, src, dst, bands, batch_size, chunk):
+    """Predict ``src`` chunk by chunk into ``dst``; returns the quality flags, shape (n,)."""
+    n = src["spectra"].shape[0]
+    for key in PREDICTION_KEYS:
+        dst.create_dataset(key, (n, meta["n_bins"]), dtype=np.float32)
+    for key in ("mw_log_age_pred", "mw_zh_pred"):
+        dst.create_dataset(key, (n,), dtype=np.float32)
+    quality = np.zeros(n, dtype=np.int32)
+    for start in tqdm(range(0, n, chunk), desc="predict", disable=n <= chunk):
+        stop = min(start + chunk, n)
+        pred = predict(model, src["spectra"][start:stop], src["photometry"][start:stop], batch_size)
         for key in PREDICTION_KEYS:
-            dst.create_dataset(key, (n, meta["n_bins"]), dtype=np.float32)
-        for key in ("mw_log_age_pred", "mw_zh_pred"):
-            dst.create_dataset(key, (n,), dtype=np.float32)
-        for start in tqdm(range(0, n, chunk), desc="predict", disable=n <= chunk):
-            stop = min(start + chunk, n)
-            pred = predict(model, src["spectra"][start:stop], src["photometry"][start:stop], batch_size)
-            for key in PREDICTION_KEYS:
-                dst[key][start:stop] = pred[key]
+            dst[key][start:stop] = pred[key]
+        with np.errstate(invalid="ignore"):  # NaN rows of unusable objects stay NaN
             dst["mw_log_age_pred"][start:stop] = metrics.mean_log_age(pred["sfh"], meta["age_bins_yr"])
             dst["mw_zh_pred"][start:stop] = metrics.mean_zh(pred["sfh"], pred["zh"])
-        dst["index"] = np.arange(n)
-        dst["age_bins_yr"] = meta["age_bins_yr"]
-        for key in _per_object_keys(src, n) + (["filters"] if "filters" in src else []):
-            if key not in dst:
-                src.copy(src[key], dst, name=key)
-        dst.attrs.update(model_path=str(model_path), model_version=str(meta["version"]))
-        dst.attrs["data_path"] = str(data_path)
-    os.replace(tmp, out_path)
+        quality[start:stop] = pred["quality"]
+    dst["quality"] = quality
+    dst["quality"].attrs["flags"] = json.dumps(QUALITY_FLAGS)
+    dst["quality"].attrs["unusable"] = QUALITY_UNUSABLE
+    dst["index"] = np.arange(n)
+    dst["age_bins_yr"] = meta["age_bins_yr"]
+    dst["filters"] = np.array(bands, dtype="S")
+    for key in _per_object_keys(src, n):
+        if key not in dst:
+            src.copy(src[key], dst, name=key)
+    return quality
+
+
+def predict_file(
+    model_path, data_path, out_path, batch_size=1024, chunk=READ_CHUNK, filters=None, overwrite=False
+):
+    """Predict every object of an HDF5 file and write the predictions to another (atomically).
+
+    The input needs ``spectra`` (n, n_wave), ``photometry`` (n, n_bands) and ``wave_aa``, and the
+    band order: its ``filters`` dataset or the ``filters`` argument. Its ``wave_aa``,
+    ``age_bins_yr`` (if present) and bands are checked against the model.
+
+    The output holds ``sfh``, ``sfh_cum``, ``sfh_cum_sigma``, ``zh``, ``zh_sigma`` (n, n_bins)
+    float32 (see :func:`predict`; NaN for unusable objects), ``quality`` (n,) int32 (the flags of
+    :func:`quality_flags`, described in its attributes), ``mw_log_age_pred`` and ``mw_zh_pred``
+    (n,), the model's ``age_bins_yr``, ``index`` (row in the input), ``filters`` and copies of the
+    input's per-object 1-D datasets (identifiers, S/N, true scalars).
+
+    Parameters
+    ----------
+    model_path : str or Path or keras.Model
+    data_path, out_path : str or Path
+    batch_size : int
+    chunk : int
+        Objects read from the input at a time.
+    filters : sequence of str, optional
+        Band order of the input's photometry columns (required if it has no ``filters``).
+    overwrite : bool
+        Replace an existing ``out_path`` (never the input itself).
+
+    Returns
+    -------
+    dict
+        ``n_objects``, ``n_usable`` and ``quality`` (counts per flag).
+
+    Raises
+    ------
+    FileExistsError
+        ``out_path`` exists and ``overwrite`` is False.
+    ValueError
+        ``out_path`` is the input or the model, grids or bands differ, or the bands are unknown.
+    NoUsableObjectError
+        Not one object is usable: nothing is written.
+
+    Nothing is left under ``out_path`` or its temporary name when the call fails.
+    """
+    is_path = not isinstance(model_path, keras.Model)
+    check_output(out_path, overwrite, inputs=(data_path, model_path if is_path else None))
+    model = _load_model(model_path)
+    meta = get_metadata(model)
+    tmp = tmp_path(out_path)
+    try:
+        with _open_input(data_path) as src:
+            missing = [key for key in ("spectra", "photometry", "wave_aa") if key not in src]
+            if missing:
+                raise ValueError(f"{data_path} lacks the datasets {missing} (spectra, photometry, wave_aa)")
+            if src["photometry"].shape[0] != src["spectra"].shape[0]:
+                raise ValueError(
+                    f"{data_path}: {src['spectra'].shape[0]} spectra but {src['photometry'].shape[0]} "
+                    "photometry rows"
+                )
+            file_filters = as_str(src["filters"][:]) if "filters" in src else None
+            bands = _band_order(file_filters, filters, data_path, meta)
+            age_bins = src["age_bins_yr"][:] if "age_bins_yr" in src else None
+            check_compatible(model, src["wave_aa"][:], age_bins, bands)
+            with h5py.File(tmp, "w") as dst:
+                quality = _write_predictions(model, meta, src, dst, bands, batch_size, chunk)
+                dst.attrs.update(model_path=str(model_path) if is_path else model.name)
+                dst.attrs.update(model_version=str(meta["version"]), data_path=str(data_path))
+        usable = (quality & QUALITY_UNUSABLE) == 0
+        if not usable.any():
+            raise NoUsableObjectError(_no_usable_message(data_path, quality) + "; nothing was written")
+        os.replace(tmp, out_path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return {"n_objects": len(quality), "n_usable": int(usable.sum()), "quality": describe_quality(quality)}

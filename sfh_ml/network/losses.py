@@ -4,12 +4,13 @@ The uncertainties are heteroscedastic Gaussian ones trained with a negative log-
 Weigend 1994; Kendall & Gal 2017), plus a point term (MAE) that keeps the means sharp early on.
 """
 
+import keras
 import numpy as np
 from keras import losses, ops
 
 from .layers import LOG_SIGMA_RANGE, register
 
-__all__ = ["SFHLoss", "ZHLoss", "sfh_cum_mae", "zh_mae", "make_targets"]
+__all__ = ["SFHLoss", "ZHLoss", "sfh_cum_mae", "zh_mae", "point_metrics", "make_targets"]
 
 
 def _gaussian_nll(y_true, mu, log_sigma):
@@ -86,6 +87,24 @@ def sfh_cum_mae(y_true, y_pred):
 def zh_mae(y_true, y_pred):
     """Mean absolute error of [M/H] over the bins (dex, unweighted), per object: (batch,)."""
     return ops.mean(ops.abs(y_pred[..., 0] - _first_channel(y_true)), axis=-1)
+
+
+def point_metrics():
+    """The point-error metrics of each output, named so that the training logs read ``sfh_cum_mae``
+    and ``zh_mae`` (``val_...`` on the validation set).
+
+    Keras prefixes a metric's name with its output's (``"sfh"`` + ``"_"`` + name); the wrappers are
+    named ``cum_mae`` and ``mae`` so that the logs do not repeat it (``sfh_sfh_cum_mae``).
+
+    Returns
+    -------
+    dict
+        ``{"sfh": [metric], "zh": [metric]}``, the ``metrics`` argument of ``model.compile``.
+    """
+    return {
+        "sfh": [keras.metrics.MeanMetricWrapper(sfh_cum_mae, name="cum_mae")],
+        "zh": [keras.metrics.MeanMetricWrapper(zh_mae, name="mae")],
+    }
 
 
 def make_targets(sfh, zh):

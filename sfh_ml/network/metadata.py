@@ -47,26 +47,16 @@ def check_compatible(model, wave_aa, age_bins_yr, filters=None):
     ----------
     model : keras.Model
         A model from :func:`build_model` (or loaded from disk).
-    wave_aa : array, shape (n_wave,)
-        The data's wavelength grid in Angstrom (compared within 1e-3 Angstrom).
+    wave_aa : array, shape (n_wave,) or None
+        The data's wavelength grid in Angstrom (compared within 1e-3 Angstrom); None skips the check.
     age_bins_yr : array, shape (n_bins + 1,) or None
         The data's age-bin edges in years (compared with rtol 1e-6); None skips the check.
     filters : sequence of str, optional
         The data's band names, in order; None skips the check.
     """
     meta = get_metadata(model)
-    wave_aa = np.asarray(wave_aa, dtype=np.float64)
-    if wave_aa.size != meta["n_wave"]:
-        raise ValueError(
-            f"wavelength grid mismatch: the model expects {meta['n_wave']} pixels, got {wave_aa.size}"
-        )
-    if meta["wave_aa"] is not None and not np.allclose(wave_aa, meta["wave_aa"], rtol=0, atol=WAVE_ATOL_AA):
-        worst = int(np.argmax(np.abs(wave_aa - meta["wave_aa"])))
-        raise ValueError(
-            f"wavelength grid mismatch: pixel {worst} is {wave_aa[worst]:.4f} A, the model expects "
-            f"{meta['wave_aa'][worst]:.4f} A "
-            f"(model grid {meta['wave_aa'][0]:.3f}..{meta['wave_aa'][-1]:.3f} A)"
-        )
+    if wave_aa is not None:
+        _check_wave(meta, np.asarray(wave_aa, dtype=np.float64))
     if age_bins_yr is not None:
         age_bins_yr = np.asarray(age_bins_yr, dtype=np.float64)
         if age_bins_yr.size != meta["n_bins"] + 1:
@@ -83,3 +73,18 @@ def check_compatible(model, wave_aa, age_bins_yr, filters=None):
         filters = as_str(filters)
         if filters != meta["filters"]:
             raise ValueError(f"filters mismatch: model expects {meta['filters']}, got {filters}")
+
+
+def _check_wave(meta, wave_aa):
+    """The wavelength part of :func:`check_compatible`: size, then each pixel within WAVE_ATOL_AA."""
+    if wave_aa.size != meta["n_wave"]:
+        raise ValueError(
+            f"wavelength grid mismatch: the model expects {meta['n_wave']} pixels, got {wave_aa.size}"
+        )
+    if meta["wave_aa"] is not None and not np.allclose(wave_aa, meta["wave_aa"], rtol=0, atol=WAVE_ATOL_AA):
+        worst = int(np.argmax(np.abs(wave_aa - meta["wave_aa"])))
+        raise ValueError(
+            f"wavelength grid mismatch: pixel {worst} is {wave_aa[worst]:.4f} A, the model expects "
+            f"{meta['wave_aa'][worst]:.4f} A "
+            f"(model grid {meta['wave_aa'][0]:.3f}..{meta['wave_aa'][-1]:.3f} A)"
+        )

@@ -3,12 +3,15 @@
 Reads the HDF5 training sets written by ``sfh-ml generate`` (datasets ``wave_aa``, ``spectra``,
 ``photometry``, ``sfh``, ``zh``, ``age_bins_yr``, ...). :func:`train` is resumable: every epoch it
 writes a checkpoint (``OUT.ckpt.keras``, the model with its optimizer state, and ``OUT.ckpt.json``,
-the epoch reached, the early-stopping state and the history so far), so an interrupted run started
-again with the same arguments continues where it stopped. Given the same seed, data and backend,
+the epoch reached, the early-stopping state, the history so far, and the data and options of the
+run), so an interrupted run started again with the same arguments continues where it stopped; one
+started with other data or options is refused. Given the same seed, data and backend,
 two runs give the same weights (on TensorFlow, :func:`train` enables op determinism).
 """
 
 import csv
+import hashlib
+import io
 import json
 import math
 import os
@@ -16,14 +19,13 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
-from tqdm import tqdm
 
 from ..constants import ZH_RANGE
-from ..utils import as_str
-from .architectures import adapt, build_model
+from ..files import atomic_write_text, check_output, tmp_path
+from ..synthesis.dataset import read_dataset
+from .architectures import adapt, build_model, resolve_hyper
 from .losses import make_targets
 from .metadata import check_compatible
 
@@ -34,25 +36,20 @@ __all__ = [
     "augment_batch",
     "HistoryDataset",
     "TrainingResult",
+    "TrainingError",
+    "data_fingerprint",
     "train",
 ]
 
 REQUIRED_KEYS = ("wave_aa", "spectra", "photometry", "age_bins_yr", "sfh", "zh")
-READ_CHUNK = 16384  # rows read from HDF5 at a time
+SFH_SUM_ATOL = 1e-3  # rows of sfh must sum to 1 within this
+ZH_ATOL = 1e-3  # [M/H] targets may exceed the file's zh_min/zh_max by this much (dex; float32 rounding)
 MIN_LR_FRACTION = 0.01  # the cosine schedule ends at this fraction of the initial learning rate
 
 
 # ----------------------------------------------------------------------------------------- data
-def _read_rows(dset, n, desc):
-    """First n rows of a 2-D HDF5 dataset as float32, in chunks with a progress bar."""
-    out = np.empty((n,) + dset.shape[1:], dtype=np.float32)
-    for start in tqdm(range(0, n, READ_CHUNK), desc=desc, disable=n <= READ_CHUNK, leave=False):
-        out[start : start + READ_CHUNK] = dset[start : min(start + READ_CHUNK, n)]
-    return out
-
-
 def load_data(path, n_max=None, noiseless=False):
-    """Load a training set into memory.
+    """Load a training set into memory (through :func:`sfh_ml.synthesis.dataset.read_dataset`).
 
     Parameters
     ----------
@@ -69,37 +66,55 @@ def load_data(path, n_max=None, noiseless=False):
         ``spectra`` (n, n_wave) and ``photometry`` (n, n_bands) float32; ``sfh``, ``zh``
         (n, n_bins) float32; ``wave_aa`` (n_wave,), ``age_bins_yr`` (n_bins + 1,) float64;
         ``filters`` (list of str or None); ``snr`` (n,) or None; ``zh_range`` (tuple or None).
+
+    Raises
+    ------
+    ValueError
+        A required dataset is missing, shapes disagree, or the targets are unusable: non-finite
+        values, negative mass fractions, rows of ``sfh`` that do not sum to 1, or [M/H] outside
+        the file's ``zh_min``/``zh_max``. The message names the file and the dataset.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such data file: {path}")
+    if n_max is not None and (int(n_max) != n_max or n_max < 1):
+        raise ValueError(f"n_max must be a positive integer, got {n_max}")
     suffix = "_noiseless" if noiseless else ""
-    with h5py.File(path, "r") as f:
-        missing = [k for k in REQUIRED_KEYS if k not in f] + [
-            k + suffix for k in ("spectra", "photometry") if noiseless and k + suffix not in f
-        ]
-        if missing:
-            raise ValueError(f"{path} lacks the datasets {missing} (required: {list(REQUIRED_KEYS)})")
-        n_total = f["spectra"].shape[0]
-        n = n_total if n_max is None else min(int(n_max), n_total)
-        if n < 1:
-            raise ValueError(f"{path} holds no objects to load (n_max={n_max})")
-        data = {
-            "spectra": _read_rows(f["spectra" + suffix], n, "spectra"),
-            "photometry": _read_rows(f["photometry" + suffix], n, "photometry"),
-            "sfh": _read_rows(f["sfh"], n, "sfh"),
-            "zh": _read_rows(f["zh"], n, "zh"),
-            "wave_aa": f["wave_aa"][:].astype(np.float64),
-            "age_bins_yr": f["age_bins_yr"][:].astype(np.float64),
-            "filters": as_str(f["filters"][:]) if "filters" in f else None,
-            "snr": f["snr"][:n].astype(np.float64) if "snr" in f else None,
-            "zh_range": (float(f.attrs["zh_min"]), float(f.attrs["zh_max"])) if "zh_min" in f.attrs else None,
-        }
+    rows = slice(0, None if n_max is None else int(n_max))
+    per_object = {key: key + suffix for key in ("spectra", "photometry")} | {"sfh": "sfh", "zh": "zh"}
+    try:
+        grids = read_dataset(path, keys=["wave_aa", "age_bins_yr"])
+        arrays = read_dataset(path, keys=list(per_object.values()), index=rows)
+    except KeyError as err:
+        required = list(REQUIRED_KEYS) + [k + suffix for k in ("spectra", "photometry") if noiseless]
+        raise ValueError(f"{path} lacks a dataset: {err.args[0]} (required: {required})") from None
+    attrs = grids["attrs"]
+    data = {key: np.asarray(arrays[name], dtype=np.float32) for key, name in per_object.items()}
+    data.update(
+        wave_aa=np.asarray(grids["wave_aa"], dtype=np.float64),
+        age_bins_yr=np.asarray(grids["age_bins_yr"], dtype=np.float64),
+        filters=_optional(path, "filters", None),
+        snr=_optional(path, "snr", rows),
+        zh_range=(float(attrs["zh_min"]), float(attrs["zh_max"])) if "zh_min" in attrs else None,
+    )
+    if data["filters"] is not None:
+        data["filters"] = [str(f) for f in data["filters"]]
+    if data["snr"] is not None:
+        data["snr"] = np.asarray(data["snr"], dtype=np.float64)
+    if len(data["sfh"]) < 1:
+        raise ValueError(f"{path} holds no objects to load")
     _check_data(data, path)
     return data
 
 
+def _optional(path, key, index):
+    """An optional dataset of a training set, or None where the file has none."""
+    try:
+        return read_dataset(path, keys=[key], index=index)[key]
+    except KeyError:
+        return None
+
+
 def _check_data(data, path):
+    """Shapes and targets of a loaded training set; ValueError naming the file and the dataset."""
     n, n_wave = data["spectra"].shape
     n_bins = data["age_bins_yr"].size - 1
     expected = {
@@ -110,10 +125,35 @@ def _check_data(data, path):
     }
     for key, shape in expected.items():
         if data[key].shape != shape:
-            raise ValueError(f"{path}: {key} has shape {data[key].shape}, expected {shape}")
-    bad = np.abs(data["sfh"].sum(axis=1) - 1.0) > 1e-3
+            raise ValueError(f"{path}: dataset {key!r} has shape {data[key].shape}, expected {shape}")
+    for key in ("wave_aa", "age_bins_yr", "sfh", "zh"):
+        bad = ~np.isfinite(data[key])
+        if bad.any():
+            first = np.argwhere(bad)[0].tolist()
+            raise ValueError(
+                f"{path}: dataset {key!r} holds {bad.sum()} non-finite values (first at {first}): "
+                "the targets and grids of a training set must be finite; regenerate the set"
+            )
+    negative = data["sfh"] < 0
+    if negative.any():
+        row = int(np.argwhere(negative)[0, 0])
+        raise ValueError(
+            f"{path}: dataset 'sfh' holds {negative.sum()} negative mass fractions (first in row {row}): "
+            "mass fractions must be >= 0"
+        )
+    bad = np.abs(data["sfh"].sum(axis=1) - 1.0) > SFH_SUM_ATOL
     if bad.any():
-        raise ValueError(f"{path}: {bad.sum()} sfh rows do not sum to 1 (first: row {np.argmax(bad)})")
+        raise ValueError(
+            f"{path}: {bad.sum()} rows of dataset 'sfh' do not sum to 1 (first: row {np.argmax(bad)})"
+        )
+    lo, hi = data["zh_range"] or ZH_RANGE
+    outside = (data["zh"] < lo - ZH_ATOL) | (data["zh"] > hi + ZH_ATOL)
+    if outside.any():
+        row = int(np.argwhere(outside)[0, 0])
+        raise ValueError(
+            f"{path}: dataset 'zh' holds {outside.sum()} values outside the [M/H] range [{lo}, {hi}] "
+            f"(first in row {row}): the network cannot predict them"
+        )
 
 
 def split_indices(n, val_fraction, seed):
@@ -217,23 +257,23 @@ class HistoryDataset(keras.utils.PyDataset):
 
 
 # ----------------------------------------------------------------------------------------- files
-def _atomic_write_text(path, text):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def _atomic_save(save, path, suffix):
+    """``save(tmp)`` then rename to ``path``; the temporary file never outlives a failure."""
+    tmp = tmp_path(path, suffix)  # Keras needs the suffix (.keras, .weights.h5) to pick the format
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _atomic_save_model(model, path):
-    tmp = f"{path}.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
+    _atomic_save(model.save, path, ".keras")
 
 
 def _atomic_save_weights(model, path):
-    tmp = f"{path}.tmp.weights.h5"
-    model.save_weights(tmp)
-    os.replace(tmp, path)
+    _atomic_save(model.save_weights, path, ".weights.h5")
 
 
 def _paths(out_path):
@@ -250,21 +290,100 @@ def _paths(out_path):
 
 
 def _write_history(history, paths):
-    _atomic_write_text(paths["json"], json.dumps(history, indent=1))
+    atomic_write_text(paths["json"], json.dumps(history, indent=1))
     columns = list(dict.fromkeys(k for row in history for k in row))
-    tmp = paths["csv"] + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, paths["csv"])
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(paths["csv"], text.getvalue())
+
+
+def _check_output(paths, data_path):
+    """Refuse an output the run could not write, or one that is its input, before any training."""
+    model_path = Path(paths["model"])
+    folder = model_path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tmp_path(paths["state"], ".probe")
+        probe.write_text("")  # os.access can say yes where writing fails (root, ACLs, read-only mounts)
+        probe.unlink()
+    except OSError as err:
+        raise OSError(
+            f"cannot write the model {model_path}: {err.strerror or err} in {folder}; "
+            "choose a writable folder (--out)"
+        ) from None
+    check_output(model_path, overwrite=True, inputs=(data_path,))
+
+
+# ----------------------------------------------------------------------------------------- runs
+def data_fingerprint(data):
+    """What identifies a loaded training set: its size and a hash of its grids and a few rows.
+
+    Parameters
+    ----------
+    data : dict
+        From :func:`load_data`.
+
+    Returns
+    -------
+    dict
+        ``n`` (objects) and ``sha256`` (16 hex digits of the SHA-256 of the grids, the band names
+        and the first, middle and last rows of the spectra, photometry and targets).
+    """
+    n = len(data["sfh"])
+    rows = sorted({0, n // 2, n - 1})
+    digest = hashlib.sha256()
+    for key in ("wave_aa", "age_bins_yr"):
+        digest.update(np.ascontiguousarray(data[key], dtype=np.float64).tobytes())
+    digest.update(json.dumps(data["filters"]).encode())
+    for key in ("spectra", "photometry", "sfh", "zh"):
+        digest.update(np.ascontiguousarray(data[key][rows], dtype=np.float32).tobytes())
+    return {"n": n, "sha256": digest.hexdigest()[:16]}
+
+
+def _run_record(data_path, data, version, options, hyper):
+    """The data and options of a run, as stored in (and compared with) the checkpoint JSON."""
+    return {
+        "data": {"path": str(Path(data_path).resolve()), **data_fingerprint(data)},
+        # JSON round trip: tuples become lists, as they come back from the checkpoint
+        "options": json.loads(json.dumps({"version": version, **options, **resolve_hyper(version, hyper)})),
+    }
+
+
+def _run_differences(saved, now):
+    """What differs between the run recorded in a checkpoint and this one (list of str)."""
+    if "data" not in saved or "options" not in saved:
+        return ["the checkpoint records no data or options (it was written by an older sfh_ml)"]
+    out = []
+    old, new = saved["data"], now["data"]
+    if (old["n"], old["sha256"]) != (new["n"], new["sha256"]):
+        out.append(
+            f"data: the checkpoint was trained on {old['path']} ({old['n']} objects, fingerprint "
+            f"{old['sha256']}), this run reads {new['path']} ({new['n']} objects, "
+            f"fingerprint {new['sha256']})"
+        )
+    for key in sorted(set(saved["options"]) | set(now["options"])):
+        before, after = saved["options"].get(key), now["options"].get(key)
+        if before != after:
+            out.append(f"{key}: {before!r} in the checkpoint, {after!r} now")
+    return out
 
 
 # ----------------------------------------------------------------------------------------- training
+class TrainingError(RuntimeError):
+    """Training failed (e.g. the loss became non-finite); no model was saved."""
+
+
+NON_FINITE = "non-finite loss"
+
+
 class _Checkpointer(keras.callbacks.Callback):
     """Per-epoch bookkeeping: epoch-seeded data, early stopping, checkpoint, best weights, history.
 
-    Its state is plain JSON, so that early stopping resumes exactly after an interruption.
+    Its state is plain JSON, so that early stopping resumes exactly after an interruption. A
+    non-finite loss stops training at the batch where it appears; the epoch is then neither
+    checkpointed nor recorded, so the checkpoint keeps the last good epoch.
     """
 
     def __init__(self, dataset, state, paths, monitor, patience):
@@ -275,14 +394,19 @@ class _Checkpointer(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.dataset.set_epoch(epoch)
 
+    def on_train_batch_end(self, batch, logs=None):
+        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+            self.state["stopped"] = NON_FINITE
+            self.model.stop_training = True
+
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         for p in ("", "val_"):  # the point errors: a monitor that outliers of the NLL cannot swing
-            if f"{p}sfh_sfh_cum_mae" in logs and f"{p}zh_zh_mae" in logs:
-                logs[f"{p}point_error"] = logs[f"{p}sfh_sfh_cum_mae"] + logs[f"{p}zh_zh_mae"]
+            if f"{p}sfh_cum_mae" in logs and f"{p}zh_mae" in logs:
+                logs[f"{p}point_error"] = logs[f"{p}sfh_cum_mae"] + logs[f"{p}zh_mae"]
         state = self.state
-        if not math.isfinite(logs.get("loss", math.nan)):
-            state["stopped"] = "non-finite loss"
+        if state["stopped"] == NON_FINITE or not math.isfinite(logs.get("loss", math.nan)):
+            state.update(stopped=NON_FINITE, failed_epoch=epoch)
             self.model.stop_training = True
             return  # keep the last good checkpoint
         value = logs.get(self.monitor, math.nan)
@@ -298,7 +422,7 @@ class _Checkpointer(keras.callbacks.Callback):
         state["epoch"] = epoch + 1
         state["iterations"] = int(self.model.optimizer.iterations.numpy())
         _atomic_save_model(self.model, self.paths["ckpt"])
-        _atomic_write_text(self.paths["state"], json.dumps(state, indent=1))
+        atomic_write_text(self.paths["state"], json.dumps(state, indent=1))
         _write_history(state["history"], self.paths)
 
 
@@ -319,13 +443,14 @@ class TrainingResult:
     model : keras.Model
         The trained network, with the weights of its best epoch.
     history : list of dict
-        One row per epoch: ``epoch``, losses, metrics, ``learning_rate``.
+        One row per epoch: ``epoch``, losses, metrics (``sfh_cum_mae``, ``zh_mae``,
+        ``point_error`` and their ``val_`` versions), ``learning_rate``.
     best_epoch : int or None
         Epoch (0-based) whose weights were kept.
     initial_epoch : int
         Epoch at which this call started (> 0 when it resumed from a checkpoint).
     stopped : str or None
-        Why training stopped before ``epochs`` (early stopping, non-finite loss), if it did.
+        Why training stopped before ``epochs`` (early stopping), if it did.
     """
 
     model: keras.Model
@@ -343,42 +468,24 @@ def _set_determinism(seed, deterministic):
         tf.config.experimental.enable_op_determinism()
 
 
-def _resume_or_build(paths, data, train_idx, version, resume, learning_rate, hyper):
-    """The checkpointed model and its state, or a new model (standardisation adapted) and a fresh state."""
-    if resume and os.path.exists(paths["ckpt"]) and os.path.exists(paths["state"]):
-        with open(paths["state"]) as f:
-            state = json.load(f)
-        model = keras.models.load_model(paths["ckpt"])
-        if int(model.optimizer.iterations.numpy()) != state.get("iterations"):
-            warnings.warn(
-                f"{paths['ckpt']} and {paths['state']} disagree on the step reached (interrupted while "
-                f"saving?): resuming at epoch {state['epoch']} with the checkpoint's weights",
-                stacklevel=3,
-            )
-        if state.get("version") != version:
-            raise ValueError(
-                f"checkpoint {paths['ckpt']} is a {state.get('version')} model, not {version}: "
-                "delete it or pass resume=False"
-            )
-        check_compatible(model, data["wave_aa"], data["age_bins_yr"], data["filters"])
-        return model, state
-    n_bands, n_bins = data["photometry"].shape[1], data["sfh"].shape[1]
-    zh_range = data["zh_range"] or ZH_RANGE
-    model = build_model(
-        version,
-        data["wave_aa"].size,
-        n_bands,
-        n_bins,
-        zh_range=zh_range,
-        wave_aa=data["wave_aa"],
-        age_bins_yr=data["age_bins_yr"],
-        filters=data["filters"],
-        learning_rate=learning_rate,
-        **hyper,
-    )
-    adapt(model, data["spectra"], data["photometry"], index=train_idx)
-    state = {
-        "version": version,
+def _check_options(epochs, batch_size, learning_rate, patience, val_fraction):
+    """ValueError naming the first option out of range (with its command-line name)."""
+    for name, flag, value in (
+        ("epochs", "--epochs", epochs),
+        ("batch_size", "--batch-size", batch_size),
+        ("patience", "--patience", patience),
+    ):
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise ValueError(f"{name} ({flag}) must be a positive integer, got {value!r}")
+    if not (math.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate (--lr) must be a positive number, got {learning_rate!r}")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction (--val-fraction) must be in [0, 1), got {val_fraction!r}")
+
+
+def _fresh_state(run):
+    return {
+        **run,
         "epoch": 0,
         "best": None,
         "best_epoch": None,
@@ -386,7 +493,59 @@ def _resume_or_build(paths, data, train_idx, version, resume, learning_rate, hyp
         "stopped": None,
         "history": [],
     }
-    return model, state
+
+
+def _resume_or_build(paths, data, train_idx, run, resume, learning_rate, hyper):
+    """The checkpointed model and its state, or a new model (standardisation adapted) and a fresh state.
+
+    A checkpoint is resumed only if it was made with the same data and options (else ValueError,
+    naming the differences). A fresh start removes what an earlier run left under these names.
+    """
+    has_checkpoint = os.path.exists(paths["ckpt"]) and os.path.exists(paths["state"])
+    if resume and has_checkpoint:
+        with open(paths["state"]) as f:
+            state = json.load(f)
+        differences = _run_differences(state, run)
+        if differences:
+            raise ValueError(
+                f"{paths['ckpt']} was made by another run: {'; '.join(differences)}. Re-run with the "
+                f"checkpoint's data and options to resume it, or start again with --no-resume "
+                f"(resume=False), which replaces {paths['model']}"
+            )
+        from .inference import load_model  # the reader that names a damaged file
+
+        model = load_model(paths["ckpt"])
+        if int(model.optimizer.iterations.numpy()) != state.get("iterations"):
+            warnings.warn(
+                f"{paths['ckpt']} and {paths['state']} disagree on the step reached (interrupted while "
+                f"saving?): resuming at epoch {state['epoch']} with the checkpoint's weights",
+                stacklevel=3,
+            )
+        check_compatible(model, data["wave_aa"], data["age_bins_yr"], data["filters"])
+        return model, state
+    if resume and os.path.exists(paths["model"]):
+        raise ValueError(
+            f"{paths['model']} exists and has no checkpoint of this training beside it: delete it, "
+            "choose another --out, or pass --no-resume (resume=False) to replace it"
+        )
+    for key in ("model", "ckpt", "state", "best"):  # what an earlier run left: never mixed with this one
+        if os.path.exists(paths[key]):
+            os.remove(paths[key])
+    version = run["options"]["version"]
+    model = build_model(
+        version,
+        data["wave_aa"].size,
+        data["photometry"].shape[1],
+        data["sfh"].shape[1],
+        zh_range=data["zh_range"] or ZH_RANGE,
+        wave_aa=data["wave_aa"],
+        age_bins_yr=data["age_bins_yr"],
+        filters=data["filters"],
+        learning_rate=learning_rate,
+        **hyper,
+    )
+    adapt(model, data["spectra"], data["photometry"], index=train_idx)
+    return model, _fresh_state(run)
 
 
 def train(
@@ -419,22 +578,27 @@ def train(
         ``OUT.ckpt.json`` (checkpoint), ``OUT.best.weights.h5``, ``STEM_history.csv`` and
         ``STEM_history.json``.
     epochs : int
-        Total number of epochs (including those of a resumed run).
+        Total number of epochs (including those of a resumed run), >= 1.
     batch_size : int
+        Objects per batch, >= 1.
     val_fraction : float
         Fraction of objects held out (deterministically, from ``seed``) for validation, early
         stopping and the choice of the best epoch; 0 monitors the training set.
     seed : int
         Seeds the weights, the split, the order of the batches and the augmentation.
     learning_rate : float
-        Initial learning rate, decayed with a cosine over ``epochs`` to 1 % of it.
+        Initial learning rate (> 0), decayed with a cosine over ``epochs`` to 1 % of it.
     patience : int
         Early stopping: epochs without improvement of the point error (MAE of the cumulative SFH
         plus MAE of [M/H]) on the validation set.
     n_max : int, optional
         Use only the first ``n_max`` objects.
     resume : bool
-        Continue from the checkpoint of ``out_path`` if there is one.
+        Continue from the checkpoint of ``out_path`` if there is one. It must have been made
+        with the same data (path, size and fingerprint, see :func:`data_fingerprint`) and options
+        (``version``, ``epochs``, ``batch_size``, ``val_fraction``, ``seed``, ``learning_rate``,
+        ``augment`` and the hyper-parameters); otherwise the run is refused, naming the
+        differences. False starts again and replaces what is there.
     augment : bool or dict
         Random masked spans and missing bands in the training batches (a dict passes keyword
         arguments to :func:`augment_batch`).
@@ -451,18 +615,37 @@ def train(
     -------
     TrainingResult
 
+    Raises
+    ------
+    ValueError
+        Options out of range, unusable data (see :func:`load_data`), or a checkpoint of another run.
+    OSError
+        The output folder cannot be written (found before any training), or the output is the data.
+    TrainingError
+        The loss became non-finite: no model is saved (the checkpoint of the last good epoch stays).
+
     Notes
     -----
     A new model's input standardisation is fitted to the training objects (see
     :func:`sfh_ml.network.adapt`). The learning rate follows the cosine from epoch 0 even when
     resuming, so a resumed run follows the same schedule as an uninterrupted one.
     """
+    _check_options(epochs, batch_size, learning_rate, patience, val_fraction)
     paths = _paths(out_path)
-    Path(paths["model"]).parent.mkdir(parents=True, exist_ok=True)
+    _check_output(paths, data_path)
     _set_determinism(seed, deterministic)
     data = load_data(data_path, n_max=n_max)
     train_idx, val_idx = split_indices(len(data["sfh"]), val_fraction, seed)
-    model, state = _resume_or_build(paths, data, train_idx, version, resume, learning_rate, hyper)
+    options = dict(
+        epochs=epochs,
+        batch_size=batch_size,
+        val_fraction=val_fraction,
+        seed=seed,
+        learning_rate=learning_rate,
+        augment=augment,
+    )
+    run = _run_record(data_path, data, version, options, hyper)
+    model, state = _resume_or_build(paths, data, train_idx, run, resume, learning_rate, hyper)
     initial_epoch = state["epoch"]
     if initial_epoch < epochs and not state["stopped"]:
         if initial_epoch > 0 and verbose:
@@ -486,6 +669,13 @@ def train(
             callbacks=cbs,
             verbose=verbose,
             shuffle=False,
+        )
+    if state["stopped"] == NON_FINITE:
+        raise TrainingError(
+            f"training {paths['model']} failed: the loss became non-finite (NaN or inf) in epoch "
+            f"{state.get('failed_epoch')}; no model was saved. The checkpoint of the last good epoch "
+            f"({state['epoch']} epochs) stays in {paths['ckpt']}. Lower the learning rate (--lr), check "
+            "the data, and start again with --no-resume"
         )
     if os.path.exists(paths["best"]):
         model.load_weights(paths["best"])

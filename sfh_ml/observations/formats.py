@@ -27,12 +27,18 @@ __all__ = [
     "MUSE_SPAXEL_ARCSEC",
     "MAPS_EXTENSIONS",
     "MAPS_LINES",
+    "MAPS_ERROR_NAMES",
     "CATALOGUE_BANDS",
     "CATALOGUE_ALT_BANDS",
     "CATALOGUE_FLUX_COLUMNS",
     "CATALOGUE_COLUMNS",
     "CLUSTER_CLASSES",
     "HST_PIXEL_ARCSEC",
+    "HST_SCI_EXT",
+    "HST_PHOTFLAM",
+    "HST_PHOTPLAM",
+    "HST_FILTER_KEYS",
+    "HST_COUNT_RATE_UNITS",
     "BAND_TO_FILTER",
     "catalogue_flux_column",
 ]
@@ -65,6 +71,8 @@ MAPS_EXTENSIONS = {
 }
 # Emission lines of the DAP, each with {LINE}_FLUX, _FLUX_ERR, _FLUX_CORR, _VEL, _VEL_ERR, _SIGMA, ...
 MAPS_LINES = ("HB4861", "OIII5006", "NII6583", "HA6562", "SII6716", "SII6730")
+# The error map of NAME, first found wins (V_STARS has only FORM_ERR_V_STARS).
+MAPS_ERROR_NAMES = ("{name}_ERR", "FORM_ERR_{name}")
 
 # ----------------------------------------------------------------------------------------- HST catalogues
 # Catalogue band names in the order of sfh_ml.synthesis.photometry.PHANGS_FILTERS; the B band is F438W
@@ -99,6 +107,13 @@ CATALOGUE_COLUMNS = {
 # 1, 2: clusters (symmetric, asymmetric); 3: compact associations; above 3: artefacts.
 CLUSTER_CLASSES = {1: "cluster, symmetric", 2: "cluster, asymmetric", 3: "compact association"}
 HST_PIXEL_ARCSEC = 0.03962
+
+# ----------------------------------------------------------------------------------------- HST images
+HST_SCI_EXT = "SCI"  # drizzled science image; else the first 2-D image HDU
+HST_PHOTFLAM = "PHOTFLAM"  # inverse sensitivity, erg/s/cm2/A per electron/s
+HST_PHOTPLAM = "PHOTPLAM"  # pivot wavelength, Angstrom
+HST_FILTER_KEYS = ("FILTER", "FILTER1", "FILTER2")  # WFC3: FILTER; ACS: FILTER1/FILTER2, one of them CLEAR
+HST_COUNT_RATE_UNITS = ("ELECTRONS/S", "ELECTRON/S", "E/S", "E-/S", "COUNTS/S", "CPS")  # BUNIT of count rates
 
 # pyphot filter of each catalogue band name.
 BAND_TO_FILTER = {
