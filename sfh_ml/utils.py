@@ -2,7 +2,24 @@
 
 import numpy as np
 
-__all__ = ["pixel_edges", "interp_weights", "as_str", "float_list"]
+__all__ = [
+    "pixel_edges",
+    "interp_index",
+    "interp_weights",
+    "as_str",
+    "float_list",
+    "WAVE_LIMITS_AA",
+    "check_wave_aa",
+    "check_range",
+]
+
+# Any wavelength the package handles lies between 100 A (extreme UV) and 1 cm (the Cloudy line list
+# reaches 610 micron = 6.1e6 A). Outside that, the numbers are not Angstrom: metres (5e-7), or
+# frequencies in Hz (5e14).
+WAVE_LIMITS_AA = (100.0, 1e8)
+# A spectral grid entirely below this is not an optical or UV spectrum in Angstrom (912 A is the
+# Lyman limit): most likely nanometres.
+MIN_GRID_MAX_AA = 1000.0
 
 
 def pixel_edges(wave_aa):
@@ -19,6 +36,28 @@ def pixel_edges(wave_aa):
     """
     w = np.asarray(wave_aa, dtype=float)
     return np.concatenate([[1.5 * w[0] - 0.5 * w[1]], 0.5 * (w[1:] + w[:-1]), [1.5 * w[-1] - 0.5 * w[-2]]])
+
+
+def interp_index(x, nodes):
+    """Lower node and fractional position of ``x`` on increasing ``nodes`` (clamped to the ends).
+
+    Parameters
+    ----------
+    x : ndarray, any shape
+    nodes : ndarray, shape (n_nodes,), n_nodes >= 2
+
+    Returns
+    -------
+    j : ndarray of int, shape x.shape
+        ``nodes[j] <= x < nodes[j + 1]`` (0 or n_nodes - 2 outside).
+    w : ndarray, shape x.shape
+        Weight of ``nodes[j + 1]`` in [0, 1]: ``value = (1 - w) * values[j] + w * values[j + 1]``.
+    """
+    x = np.asarray(x, dtype=float)
+    nodes = np.asarray(nodes, dtype=float)
+    j = np.clip(np.searchsorted(nodes, x, side="right") - 1, 0, nodes.size - 2)
+    w = np.clip((x - nodes[j]) / (nodes[j + 1] - nodes[j]), 0.0, 1.0)
+    return j, w
 
 
 def interp_weights(x, nodes):
@@ -38,8 +77,7 @@ def interp_weights(x, nodes):
     nodes = np.asarray(nodes, dtype=float)
     if nodes.size == 1:
         return np.ones(x.shape + (1,))
-    j = np.clip(np.searchsorted(nodes, x, side="right") - 1, 0, nodes.size - 2)
-    w = np.clip((x - nodes[j]) / (nodes[j + 1] - nodes[j]), 0.0, 1.0)
+    j, w = interp_index(x, nodes)
     k = np.arange(nodes.size)
     return (k == j[..., None]) * (1.0 - w)[..., None] + (k == (j + 1)[..., None]) * w[..., None]
 
@@ -54,3 +92,85 @@ def as_str(values):
 def float_list(x):
     """JSON-friendly list of floats from an optional array (None stays None)."""
     return None if x is None else [float(v) for v in np.asarray(x, dtype=np.float64).ravel()]
+
+
+def check_wave_aa(wave_aa, name="wave_aa", limits=WAVE_LIMITS_AA, increasing=False, what=""):
+    """Refuse wavelengths that cannot be in Angstrom; the one check every public function uses.
+
+    Parameters
+    ----------
+    wave_aa : float or ndarray
+        Wavelengths that should be in Angstrom.
+    name : str
+        The parameter's name, for the message.
+    limits : (float, float)
+        Accepted range, Angstrom (default :data:`WAVE_LIMITS_AA`); a function valid over a narrower
+        range (the MUSE line-spread function) passes its own.
+    increasing : bool
+        Also require a strictly increasing 1-D grid (pixel centres).
+    what : str
+        What the range stands for, for the message (``"the MUSE range"``).
+
+    Returns
+    -------
+    ndarray
+        ``wave_aa`` as a float array.
+
+    Raises
+    ------
+    ValueError
+        Non-finite values, values outside ``limits``, a grid entirely below 1000 A (nanometres?),
+        or, with ``increasing``, a grid that is not strictly increasing.
+    """
+    w = np.asarray(wave_aa, dtype=float)
+    if w.size == 0:  # an empty selection (no line on the grid) is nothing to check
+        return w
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{name} contains NaN or infinite values: expected wavelengths in Angstrom")
+    lo, hi = float(w.min()), float(w.max())
+    if lo < limits[0] or hi > limits[1]:
+        where = f" ({what})" if what else ""
+        raise ValueError(
+            f"{name} spans {lo:.4g}-{hi:.4g}, outside {limits[0]:.4g}-{limits[1]:.4g} Angstrom{where}: "
+            f"{name} must be in Angstrom (not nm, micron or metres)"
+        )
+    if w.size > 1 and hi < MIN_GRID_MAX_AA:
+        raise ValueError(
+            f"{name} spans {lo:.4g}-{hi:.4g}, all below {MIN_GRID_MAX_AA:.0f} Angstrom: is it in nm? "
+            f"{name} must be in Angstrom (multiply nm by 10)"
+        )
+    if increasing and (w.ndim != 1 or w.size < 2 or np.any(np.diff(w) <= 0)):
+        raise ValueError(
+            f"{name} must be a 1-D strictly increasing grid of at least 2 wavelengths (Angstrom)"
+        )
+    return w
+
+
+def check_range(value, name, unit="", low=None, high=None, low_open=False):
+    """Refuse non-finite values or values outside [low, high] (``(low, high]`` with ``low_open``).
+
+    Parameters
+    ----------
+    value : float or ndarray
+    name, unit : str
+        The parameter and its unit, for the message.
+    low, high : float, optional
+        Bounds (None: unbounded).
+    low_open : bool
+        Exclude ``low`` itself (for S/N and widths that must be > 0).
+
+    Returns
+    -------
+    ndarray
+        ``value`` as a float array.
+    """
+    v = np.asarray(value, dtype=float)
+    unit_txt = f" {unit}" if unit else ""
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} contains NaN or infinite values (expected{unit_txt or ' a number'})")
+    if low is not None and (np.any(v <= low) if low_open else np.any(v < low)):
+        sign = ">" if low_open else ">="
+        raise ValueError(f"{name} must be {sign} {low:g}{unit_txt}, got min {float(v.min()):.4g}")
+    if high is not None and np.any(v > high):
+        raise ValueError(f"{name} must be <= {high:g}{unit_txt}, got max {float(v.max()):.4g}")
+    return v

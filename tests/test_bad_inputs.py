@@ -7,7 +7,8 @@ function run on what the scenario returned (a per-object quality flag, an exit s
 untouched). Add a case by adding a row to the table of its wing; nothing else changes.
 
 Sections: synthesis and model data (``SYNTHESIS_CASES``), network and inference
-(``NETWORK_CASES``), files and processes (``FILE_CASES``).
+(``NETWORK_CASES``), files and processes (``FILE_CASES``), real observation files
+(``OBSERVATION_CASES``).
 """
 
 import re
@@ -28,21 +29,1232 @@ def check(fn):
 
 
 # ----------------------------------------------------------------------------------------- synthesis
+# Helpers of the synthesis and synthetic-set rows (SYNTHESIS_CASES, and the generate/read rows of
+# FILE_CASES). Sub-process runs use a real `python -m sfh_ml.cli generate` killed by real signals.
+_SYN_GEN = ["--seed", "5", "--chunk-size", "16", "--quiet"]
+
+
+def _syn_wave_nm():
+    import numpy as np
+
+    return np.arange(475.0, 935.0, 0.125)  # the MUSE grid in nm
+
+
+def _syn_flux(n=2):
+    import numpy as np
+
+    from sfh_ml.synthesis.instrument import muse_wave
+
+    w = muse_wave()
+    return w, np.ones((n, w.size)) * (w / 5500.0) ** -1
+
+
+def _syn_library_with_nan(tmp_path):
+    import shutil
+
+    import h5py
+
+    from sfh_ml.synthesis.ssp import library_path, load_library
+
+    path = tmp_path / "ssp_library_v1.h5"
+    shutil.copy(library_path(), path)
+    with h5py.File(path, "r+") as f:
+        f["flux"][3, 2, 100] = float("nan")
+    return load_library(path, build=False)
+
+
+def _syn_truncated_cache(tmp_path):
+    """A cache (in tmp_path) with E-MILES extracted from the real, verified download; one file truncated."""
+    import os
+
+    from sfh_ml import data
+
+    real = data.cache_dir()
+    os.environ["SFH_ML_CACHE"] = str(tmp_path)
+    (tmp_path / "downloads").mkdir()
+    art = data.ARTEFACTS["emiles"]
+    (tmp_path / "downloads" / art.filename).symlink_to(real / "downloads" / art.filename)
+    out = data.fetch("emiles", progress=False)
+    victim = sorted(out.glob("*.fits"))[7]
+    victim.write_bytes(victim.read_bytes()[:5000])
+    return victim
+
+
+def _syn_in_tmp_cache(fn):
+    """Run ``fn(tmp_path)`` with SFH_ML_CACHE pointing at tmp_path (restored afterwards)."""
+    import os
+
+    def scenario(tmp_path):
+        before = os.environ.get("SFH_ML_CACHE")
+        try:
+            return fn(tmp_path)
+        finally:
+            if before is None:
+                os.environ.pop("SFH_ML_CACHE", None)
+            else:
+                os.environ["SFH_ML_CACHE"] = before
+
+    return scenario
+
+
+def _syn_truncated_fetch(tmp_path):
+    from sfh_ml.data import fetch
+
+    _syn_truncated_cache(tmp_path)
+    fetch("emiles", progress=False)
+
+
+def _syn_truncated_cli(tmp_path):
+    import contextlib
+    import io
+
+    from sfh_ml.cli import main
+
+    victim = _syn_truncated_cache(tmp_path)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = main(["data"])
+    return status, err.getvalue(), victim
+
+
+def _syn_check_truncated_cli(result, tmp_path):
+    status, err, victim = result
+    assert status == 2 and "Traceback" not in err
+    assert err.startswith("sfh-ml data: error: the model-data file") and victim.name in err
+    assert "sfh-ml data --force" in err
+
+
+def _syn_force_repairs(tmp_path):
+    from sfh_ml.data import fetch
+
+    victim = _syn_truncated_cache(tmp_path)
+    fetch("emiles", progress=False, force=True)
+    return victim, fetch("emiles", progress=False)  # checks every file's size again
+
+
+def _syn_check_repaired(result, tmp_path):
+    from astropy.io import fits
+
+    victim, folder = result
+    assert victim.stat().st_size > 40_000 and folder == victim.parent
+    with fits.open(victim) as hdul:
+        assert hdul[0].data.size > 10_000
+
+
+def _syn_generate_cmd(out, n, *extra):
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        "sfh_ml.cli",
+        "generate",
+        "--n",
+        str(n),
+        "--out",
+        str(out),
+        *_SYN_GEN,
+        *extra,
+    ]
+
+
+def _syn_start(out, n, *extra, env=None):
+    import os
+    import subprocess
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.Popen(
+        _syn_generate_cmd(out, n, *extra), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _syn_wait_chunks(proc, out, k, timeout=180.0):
+    """Wait until ``k`` chunks of ``out`` are saved; returns their file names."""
+    import time
+
+    partial = out.with_name(out.name + ".partial")
+    t0 = time.time()
+    while len(done := sorted(p.name for p in partial.glob("chunk_*.npz"))) < k:
+        if proc.poll() is not None:
+            raise AssertionError(f"generate ended before {k} chunks: {proc.communicate()}")
+        if time.time() - t0 > timeout:
+            proc.kill()
+            raise AssertionError(f"no {k} chunks after {timeout} s")
+        time.sleep(0.02)
+    return done
+
+
+def _syn_resume_after(sig):
+    """Start a generate run, stop it with signal ``sig`` after 3 chunks, run the same call again."""
+
+    def scenario(tmp_path):
+        from unittest import mock
+
+        from sfh_ml.synthesis import dataset
+
+        out = tmp_path / "set.h5"
+        proc = _syn_start(out, 512)
+        _syn_wait_chunks(proc, out, 3)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        kept = {int(p.stem.split("_")[1]) for p in (tmp_path / "set.h5.partial").glob("chunk_*.npz")}
+        computed = []
+        real = dataset.generate_chunk
+
+        def recording(config, index, synthesizer=None):
+            computed.append(index)
+            return real(config, index, synthesizer)
+
+        config = dataset.DatasetConfig(n=512, seed=5, chunk_size=16)
+        with mock.patch.object(dataset, "generate_chunk", recording):
+            dataset.generate(config, out, progress=False)
+        return proc.returncode, err, kept, computed, out
+
+    return scenario
+
+
+def _syn_check_resumed(result, tmp_path):
+    import hashlib
+
+    from sfh_ml.synthesis.dataset import DatasetConfig, generate
+
+    status, err, kept, computed, out = result
+    assert len(kept) >= 3 and kept.isdisjoint(computed)  # the saved chunks are not synthesised again
+    assert sorted(kept | set(computed)) == list(range(32))
+    assert not (tmp_path / "set.h5.lock").exists() and not (tmp_path / "set.h5.partial").exists()
+    ref = generate(DatasetConfig(n=512, seed=5, chunk_size=16), tmp_path / "ref.h5", progress=False)
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(ref.read_bytes()).digest()
+    return status, err
+
+
+def _syn_check_resumed_after_sigterm(result, tmp_path):
+    status, err = _syn_check_resumed(result, tmp_path)
+    assert status == 130 and "run the same command to resume" in err
+
+
+def _syn_children(pid):
+    """Pids of the processes whose parent is ``pid`` (Linux /proc)."""
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _syn_kill_parent_of_workers(tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "w.h5"
+    proc = _syn_start(out, 4096, "--workers", "2")
+    _syn_wait_chunks(proc, out, 2)
+    children = _syn_children(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    t0 = time.time()
+    alive = children
+    while alive and time.time() - t0 < 15:
+        time.sleep(0.2)
+        alive = [c for c in children if os.path.exists(f"/proc/{c}") and "Z" not in _syn_state(c)]
+    return children, alive
+
+
+def _syn_assert(condition):
+    assert condition
+
+
+def _syn_state(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def _syn_check_workers_gone(result, tmp_path):
+    children, alive = result
+    assert len(children) >= 2, children  # two workers (and multiprocessing's resource tracker)
+    assert alive == [], f"worker processes {alive} outlived their parent"
+
+
+def _syn_second_run_while_first_runs(tmp_path):
+    import time
+
+    out = tmp_path / "busy.h5"
+    first = _syn_start(out, 4096)
+    try:
+        _syn_wait_chunks(first, out, 1)
+        t0 = time.time()
+        second = _syn_start(out, 4096, env={"HDF5_USE_FILE_LOCKING": "FALSE"})
+        _, err = second.communicate(timeout=120)
+        return second.returncode, err, time.time() - t0, first.poll()
+    finally:
+        first.kill()
+        first.wait()
+
+
+def _syn_check_second_refused(result, tmp_path):
+    status, err, elapsed, first_status = result
+    assert status == 2 and "being written by another sfh-ml generate (pid" in err and "busy.h5.lock" in err
+    assert first_status is None  # the first run was still going, untouched
+    assert elapsed < 30  # refused before any synthesis set-up (a few seconds of Python start-up)
+
+
+def _syn_stale_lock(tmp_path):
+    import socket
+
+    from sfh_ml.synthesis.dataset import DatasetConfig, generate, read_dataset
+
+    out = tmp_path / "s.h5"
+    (tmp_path / "s.h5.lock").write_text(f"{socket.gethostname()} 999999999\n")  # no such process
+    generate(DatasetConfig(n=20, seed=1, chunk_size=16), out, progress=False)
+    return read_dataset(out, keys=["snr"])["snr"].size
+
+
+def _syn_finished_file(tmp_path, n=40):
+    from sfh_ml.synthesis.dataset import DatasetConfig, generate
+
+    return generate(DatasetConfig(n=n, seed=5, chunk_size=16), tmp_path / "done.h5", progress=False)
+
+
+def _syn_replace_finished_without_overwrite(tmp_path):
+    import hashlib
+
+    path = _syn_finished_file(tmp_path)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    run = _syn_start(path, 50, env={"HDF5_USE_FILE_LOCKING": "FALSE"})
+    _, err = run.communicate(timeout=120)
+    return run.returncode, err, before == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _syn_check_kept(result, tmp_path):
+    status, err, unchanged = result
+    assert status == 2 and unchanged
+    assert (
+        "done.h5 exists and was made with another config (n: 40 there, 50 asked)" in err
+        and "--overwrite" in err
+    )
+
+
+def _syn_not_a_set(tmp_path):
+    from sfh_ml.synthesis.dataset import DatasetConfig, generate
+
+    path = tmp_path / "notes.h5"
+    path.write_text("my notes")
+    try:
+        generate(DatasetConfig(n=20, seed=1), path, progress=False)
+    finally:
+        assert path.read_text() == "my notes"
+
+
+def _syn_disk_too_small(tmp_path):
+    from collections import namedtuple
+    from unittest import mock
+
+    from sfh_ml.synthesis import dataset
+
+    usage = namedtuple("usage", "total used free")(10**12, 10**12 - 10**8, 10**8)  # 100 MB free
+    with mock.patch.object(dataset.shutil, "disk_usage", return_value=usage):
+        dataset.generate(dataset.DatasetConfig(n=20_000), tmp_path / "big.h5", progress=False)
+
+
+def _syn_disk_fills_up(tmp_path):
+    import errno
+    from unittest import mock
+
+    from sfh_ml.synthesis import dataset
+
+    def full(self, index, rec):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with mock.patch.object(dataset._ChunkStore, "save", full):
+        dataset.generate(
+            dataset.DatasetConfig(n=40, seed=1, chunk_size=16), tmp_path / "full.h5", progress=False
+        )
+
+
+def _syn_other_config_partial(tmp_path):
+    from sfh_ml.synthesis.dataset import DatasetConfig, generate
+
+    partial = tmp_path / "p.h5.partial"
+    partial.mkdir()
+    (partial / "config.json").write_text(DatasetConfig(n=99, seed=1).to_json())
+    (partial / "chunk_000000.npz").write_bytes(b"work of another run")
+    try:
+        generate(DatasetConfig(n=20, seed=1), tmp_path / "p.h5", progress=False)
+    finally:
+        assert (partial / "chunk_000000.npz").exists()
+
+
+def _syn_edited_file(tmp_path, edit):
+    import h5py
+
+    path = _syn_finished_file(tmp_path, n=20)
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    return path
+
+
+def _syn_read(edit, keys=None):
+    def scenario(tmp_path):
+        from sfh_ml.synthesis.dataset import read_dataset
+
+        read_dataset(_syn_edited_file(tmp_path, edit), keys=keys)
+
+    return scenario
+
+
+def _syn_set_attr(name, value):
+    def edit(f):
+        f.attrs[name] = value
+
+    return edit
+
+
+def _syn_short_wave(f):
+    del f["wave_aa"]
+    f["wave_aa"] = f["spectra"][0, :-1].astype("f8")
+
+
 SYNTHESIS_CASES = [
     # (id, scenario(tmp_path), expectation)
+    (
+        "muse-lsf-wave-in-nm",
+        lambda tmp_path: __import__("sfh_ml").muse_lsf_fwhm(_syn_wave_nm()),
+        raises(ValueError, r"wave_aa spans 475-934.9, outside 4000-1.05e\+04 Angstrom.*must be in Angstrom"),
+    ),
+    (
+        "attenuation-wave-in-metres",
+        lambda tmp_path: __import__("sfh_ml").attenuation([5.5e-7, 6.5e-7], 0.5),
+        raises(
+            ValueError,
+            r"wave_aa spans 5.5e-07-6.5e-07, outside 100-1e\+08 Angstrom.*not nm, micron or metres",
+        ),
+    ),
+    (
+        "attenuation-grid-in-nm",
+        lambda tmp_path: __import__("sfh_ml").attenuation(__import__("numpy").arange(500.0, 900.0, 0.5), 0.5),
+        raises(ValueError, r"wave_aa spans 500-899.5, all below 1000 Angstrom: is it in nm\?"),
+    ),
+    (
+        "optical-depth-negative",
+        lambda tmp_path: __import__("sfh_ml").optical_depth([5500.0, 6563.0], [0.3, -0.2]),
+        raises(ValueError, r"tau_v \(V-band optical depth\) must be >= 0, got min -0.2"),
+    ),
+    (
+        "charlot-fall-negative-tau-ism",
+        lambda tmp_path: __import__("sfh_ml").charlot_fall([5500.0], [1e6, 1e9], 0.5, -1.0),
+        raises(ValueError, r"tau_ism \(V-band optical depth\) must be >= 0"),
+    ),
+    (
+        "total-sigma-negative-dispersion",
+        lambda tmp_path: __import__("sfh_ml").total_sigma_aa(_syn_flux()[0], -50.0),
+        raises(ValueError, r"sigma_kms \(velocity dispersion\) must be >= 0 km/s"),
+    ),
+    (
+        "total-sigma-wave-in-nm",
+        lambda tmp_path: __import__("sfh_ml").total_sigma_aa(_syn_wave_nm(), 100.0),
+        raises(ValueError, r"outside 4000-1.05e\+04 Angstrom"),
+    ),
+    (
+        "broadening-negative-sigma",
+        lambda tmp_path: __import__("sfh_ml").broadening_matrix(_syn_flux()[0], _syn_flux()[0], -1.0),
+        raises(ValueError, r"sigma_aa \(Gaussian sigma\) must be >= 0 Angstrom"),
+    ),
+    (
+        "broadening-wave-in-nm",
+        lambda tmp_path: __import__("sfh_ml").broadening_matrix(_syn_wave_nm(), _syn_wave_nm(), 0.1),
+        raises(ValueError, r"wave_in spans 475-934.9, all below 1000 Angstrom: is it in nm\?"),
+    ),
+    (
+        "noise-sigma-snr-zero",
+        lambda tmp_path: __import__("sfh_ml").noise_sigma(_syn_flux()[1], [30.0, 0.0]),
+        raises(ValueError, r"snr \(signal-to-noise ratio\) must be > 0, got min 0"),
+    ),
+    (
+        "add-noise-snr-negative",
+        lambda tmp_path: __import__("sfh_ml").add_noise(
+            _syn_flux()[1], -5.0, __import__("numpy").random.default_rng(0)
+        ),
+        raises(ValueError, r"snr \(signal-to-noise ratio\) must be > 0"),
+    ),
+    (
+        "noise-of-negative-spectrum",
+        lambda tmp_path: __import__("sfh_ml").noise_sigma(-_syn_flux()[1], 30.0),
+        raises(
+            ValueError,
+            r"flux must be noise-free spectra with a positive mean in the S/N window \(5300-5700 A\)",
+        ),
+    ),
+    (
+        "band-weights-wave-in-nm",
+        lambda tmp_path: __import__("sfh_ml").band_weights(__import__("numpy").arange(168.0, 1101.0, 0.09)),
+        raises(ValueError, r"does not cover HST_WFC3_F275W.*wave_aa must be in Angstrom"),
+    ),
+    (
+        "synthesizer-wave-in-nm",
+        lambda tmp_path: __import__("sfh_ml").Synthesizer(wave_aa=_syn_wave_nm()),
+        raises(ValueError, r"wave_aa spans 475-934.9, all below 1000 Angstrom"),
+    ),
+    (
+        "ssp-library-with-nan",
+        _syn_library_with_nan,
+        raises(
+            __import__("sfh_ml").DataError,
+            r"ssp_library_v1.h5 holds NaN or infinite values \(in flux\).*sfh-ml data --force",
+        ),
+    ),
+    (
+        "extracted-fits-truncated",
+        _syn_in_tmp_cache(_syn_truncated_fetch),
+        raises(
+            __import__("sfh_ml").DataError,
+            r"model-data file .*raw/emiles/Eun1.30\S+\.fits is damaged \(5000 bytes, expected \d+\): "
+            r"run `sfh-ml data --force`",
+        ),
+    ),
+    (
+        "cli-data-damaged-cache-no-traceback",
+        _syn_in_tmp_cache(_syn_truncated_cli),
+        check(_syn_check_truncated_cli),
+    ),
+    ("data-force-repairs-truncated-file", _syn_in_tmp_cache(_syn_force_repairs), check(_syn_check_repaired)),
 ]
 
 # ----------------------------------------------------------------------------------------- network
+# Tiny networks (400 pixels on 4750-9737 A, 6 age bins, the five PHANGS bands) on smooth toy spectra
+# whose photometry agrees with them; a few seconds per training on 2 cores.
+_NET_FILTERS = ["HST_WFC3_F275W", "HST_WFC3_F336W", "HST_WFC3_F438W", "HST_WFC3_F555W", "HST_WFC3_F814W"]
+_NET_PIVOTS_AA = (2717.0, 3362.0, 4320.0, 5311.0, 8307.0)
+_NET_N_WAVE, _NET_N_BINS = 400, 6
+_NET_TINY = {
+    "stem_filters": 8,
+    "conv_filters": (16,),
+    "conv_strides": (2,),
+    "token_dim": 16,
+    "token_proj": 4,
+    "latent_dim": 32,
+    "phot_units": 16,
+    "decoder_units": 64,
+    "n_heads": 2,
+    "n_blocks": 1,
+    "ff_dim": 32,
+}
+_NET_RUN = {"version": "v2", "epochs": 1, "batch_size": 16, "val_fraction": 0.25, "verbose": 0, **_NET_TINY}
+
+
+def _net_grids():
+    import numpy as np
+
+    wave_aa = 4750.0 + 12.5 * np.arange(_NET_N_WAVE)
+    return wave_aa, np.logspace(np.log10(6.3e6), np.log10(1.41e10), _NET_N_BINS + 1)
+
+
+def _net_objects(n=8, seed=0):
+    """Positive sloped spectra (n, 400), flux scales 1e-3..1e3, and photometry (n, 5) on the same slope."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    wave_aa, _ = _net_grids()
+    slope, scale = rng.uniform(-1.0, 1.0, (n, 1)), 10.0 ** rng.uniform(-3, 3, (n, 1))
+    level = lambda w: scale * (1.0 + 0.3 * slope * (np.asarray(w) - 7000.0) / 2500.0)
+    spectra = level(wave_aa) * (1.0 + 0.02 * rng.standard_normal((n, _NET_N_WAVE)))
+    return spectra.astype(np.float32), level(_NET_PIVOTS_AA).astype(np.float32)
+
+
+_NET_CACHE = {}  # the tiny model and its file, built once per session
+
+
+def _net_model():
+    if "model" in _NET_CACHE:
+        return _NET_CACHE["model"]
+    import keras
+
+    from sfh_ml import network
+
+    keras.utils.set_random_seed(0)
+    wave_aa, age_bins_yr = _net_grids()
+    model = network.build_model(
+        "v2",
+        _NET_N_WAVE,
+        5,
+        _NET_N_BINS,
+        wave_aa=wave_aa,
+        age_bins_yr=age_bins_yr,
+        filters=_NET_FILTERS,
+        **_NET_TINY,
+    )
+    network.adapt(model, *_net_objects(64, seed=1))
+    _NET_CACHE["model"] = model
+    return model
+
+
+def _net_model_path():
+    if "path" not in _NET_CACHE:
+        import tempfile
+        from pathlib import Path
+
+        path = Path(tempfile.mkdtemp(prefix="sfh_ml_net_")) / "tiny.keras"
+        _net_model().save(path)
+        _NET_CACHE["path"] = path
+    return _NET_CACHE["path"]
+
+
+def _net_predict(edit, n=4):
+    """Predictions for toy objects after ``edit(spectra, photometry)`` changed them in place."""
+    from sfh_ml import network
+
+    spectra, photometry = _net_objects(n)
+    edit(spectra, photometry)
+    return network.predict(_net_model(), spectra, photometry)
+
+
+def _net_write(path, n=32, filters=True, edit=None):
+    """A labelled file with the training-set schema; ``edit(datasets)`` may change it before writing."""
+    import h5py
+    import numpy as np
+
+    from sfh_ml.synthesis.dataset import SCHEMA_VERSION
+
+    rng = np.random.default_rng(2)
+    wave_aa, age_bins_yr = _net_grids()
+    spectra, photometry = _net_objects(n, seed=3)
+    d = {
+        "wave_aa": wave_aa,
+        "age_bins_yr": age_bins_yr,
+        "spectra": spectra,
+        "spectra_noiseless": spectra,
+        "photometry": photometry,
+        "photometry_noiseless": photometry,
+        "sfh": rng.dirichlet(np.ones(_NET_N_BINS), n).astype(np.float32),
+        "zh": rng.uniform(-1.5, 0.1, (n, _NET_N_BINS)).astype(np.float32),
+        "snr": rng.uniform(5.0, 80.0, n),
+    }
+    if filters:
+        d["filters"] = np.array(_NET_FILTERS, dtype="S")
+    if edit is not None:
+        edit(d)
+    with h5py.File(path, "w") as f:
+        for key, value in d.items():
+            f[key] = value
+        f.attrs["zh_min"], f.attrs["zh_max"] = -1.71, 0.22
+        f.attrs["schema_version"] = SCHEMA_VERSION
+    return path
+
+
+def _net_set(key, rows, value):
+    """An ``edit`` for :func:`_net_write` that sets ``d[key][rows] = value``."""
+
+    def edit(d):
+        d[key][rows] = value
+
+    return edit
+
+
+def _net_train(tmp_path, data=None, out="m.keras", **options):
+    from sfh_ml import network
+
+    data = _net_write(tmp_path / "train.h5") if data is None else data
+    return network.train(data, out_path=tmp_path / out, **{**_NET_RUN, **options})
+
+
+def _net_cli(*argv):
+    from sfh_ml.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def _net_digest(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _net_leftovers(tmp_path):
+    return sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name)
+
+
+def _net_expect_same_rows(rows, quality):
+    """Check: ``rows`` (copies of one object, edited) predict the same finite values, flags ``quality``."""
+
+    def fn(pred, tmp_path):
+        import numpy as np
+
+        for key in ("sfh", "sfh_cum", "sfh_cum_sigma", "zh", "zh_sigma"):
+            assert np.all(np.isfinite(pred[key][rows])), key
+            for row in rows[1:]:
+                np.testing.assert_allclose(pred[key][row], pred[key][rows[0]], rtol=1e-6, err_msg=key)
+        assert pred["quality"][rows].tolist() == [quality] * len(rows)
+
+    return check(fn)
+
+
+def _net_expect_equal(expected):
+    """Check: the scenario returned ``expected``."""
+
+    def fn(result, tmp_path):
+        assert result == expected
+
+    return check(fn)
+
+
+def _net_expect_unusable(rows, bit):
+    """Check: ``rows`` carry flag ``bit`` and NaN predictions; the other rows are finite."""
+
+    def fn(pred, tmp_path):
+        import numpy as np
+
+        bad = np.zeros(len(pred["quality"]), bool)
+        bad[rows] = True
+        assert np.all(pred["quality"][bad] & bit), pred["quality"]
+        assert not np.any(pred["quality"][~bad] & bit), pred["quality"]
+        for key in ("sfh", "sfh_cum", "sfh_cum_sigma", "zh", "zh_sigma"):
+            assert np.all(np.isnan(pred[key][bad])) and np.all(np.isfinite(pred[key][~bad])), key
+
+    return check(fn)
+
+
+def _net_duplicate_then(edit):
+    """Rows 1.. become copies of row 0, then ``edit`` changes them."""
+
+    def fn(spectra, photometry):
+        spectra[1:], photometry[1:] = spectra[0], photometry[0]
+        edit(spectra, photometry)
+
+    return fn
+
+
+def _net_set_rows(spectra=(), photometry=()):
+    """An ``edit`` for :func:`_net_predict`: ``(index, value)`` pairs per array (value may be ``f(old)``)."""
+
+    def fn(s, p):
+        for array, changes in ((s, spectra), (p, photometry)):
+            for index, value in changes:
+                array[index] = value(array[index]) if callable(value) else value
+
+    return fn
+
+
+def _net_grid_mismatch(tmp_path):
+    from sfh_ml import network
+
+    spectra, photometry = _net_objects(2)
+    wave_aa, _ = _net_grids()
+    return network.predict(_net_model(), spectra, photometry, wave_aa=wave_aa + 2.0)
+
+
+def _net_bands_reordered(tmp_path):
+    from sfh_ml import network
+
+    spectra, photometry = _net_objects(2)
+    return network.predict(_net_model(), spectra, photometry[:, ::-1], filters=_NET_FILTERS[::-1])
+
+
+def _net_predict_file(tmp_path, data=None, out="pred.h5", **kw):
+    from sfh_ml import network
+
+    data = _net_write(tmp_path / "in.h5") if data is None else data
+    return network.predict_file(_net_model_path(), data, tmp_path / out, **kw)
+
+
+def _net_refused_output(tmp_path, same_as_input):
+    """predict_file onto the input itself, or onto an existing output: (error, digest before, after)."""
+    data = _net_write(tmp_path / "in.h5")
+    out = data if same_as_input else tmp_path / "old.h5"
+    if not same_as_input:
+        out.write_bytes(b"results of last week")
+    before = _net_digest(out)
+    try:
+        _net_predict_file(tmp_path, data, out=out.name, overwrite=same_as_input)
+    except (ValueError, FileExistsError) as err:
+        return err, before, _net_digest(out)
+    return None, before, _net_digest(out)
+
+
+def _net_expect_refused_intact(pattern):
+    def fn(result, tmp_path):
+        err, before, after = result
+        assert err is not None and re.search(pattern, str(err)), err
+        assert before == after and _net_leftovers(tmp_path) == []
+
+    return check(fn)
+
+
+def _net_no_usable_file(tmp_path):
+    from sfh_ml import network
+
+    data = _net_write(tmp_path / "in.h5", edit=_net_set("spectra", slice(None), float("nan")))
+    try:
+        _net_predict_file(tmp_path, data)
+    except network.NoUsableObjectError as err:
+        return str(err)
+    return None
+
+
+def _net_expect_no_usable(result, tmp_path):
+    assert result is not None and re.search(
+        r"no usable object in .*in\.h5 \(32 objects; flags: no_spectrum 32", result
+    )
+    assert not (tmp_path / "pred.h5").exists() and _net_leftovers(tmp_path) == []
+
+
+def _net_fail_midway(tmp_path):
+    """predict_file whose second chunk raises: nothing may be left behind."""
+    from sfh_ml.network import inference
+
+    calls, real = [], inference.predict
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk on fire")
+        return real(*args, **kwargs)
+
+    inference.predict = failing
+    try:
+        _net_predict_file(tmp_path, chunk=8)
+    except RuntimeError as err:
+        return str(err), len(calls)
+    finally:
+        inference.predict = real
+    return None, len(calls)
+
+
+def _net_expect_nothing_left(result, tmp_path):
+    assert result == ("disk on fire", 2)
+    assert not (tmp_path / "pred.h5").exists() and _net_leftovers(tmp_path) == []
+
+
+def _net_damaged_model(tmp_path, how):
+    import numpy as np
+
+    from sfh_ml import network
+
+    path = tmp_path / "model.keras"
+    blob = _net_model_path().read_bytes()
+    path.write_bytes(
+        blob[: len(blob) // 3] if how == "truncated" else np.random.default_rng(0).bytes(len(blob))
+    )
+    return network.load_model(path)
+
+
+def _net_flagged_file(tmp_path):
+    """CLI predict on a file where 3 of 32 objects are unusable: exit 0, flags and NaN in the output."""
+    import h5py
+
+    data = _net_write(tmp_path / "in.h5", edit=_net_set("spectra", [0, 5, 9], 0.0))
+    status = _net_cli("predict", "--model", _net_model_path(), "--data", data, "--out", tmp_path / "p.h5")
+    with h5py.File(tmp_path / "p.h5") as f:
+        return status, f["quality"][:], f["sfh"][:]
+
+
+def _net_expect_flagged_file(result, tmp_path):
+    import numpy as np
+
+    from sfh_ml.network import inference
+
+    status, quality, sfh = result
+    assert status == 0
+    assert list(np.flatnonzero(quality)) == [0, 5, 9] and np.all(
+        quality[[0, 5, 9]] == inference.QUALITY_NO_SPECTRUM
+    )
+    assert np.all(np.isnan(sfh[[0, 5, 9]])) and np.isfinite(np.delete(sfh, [0, 5, 9], axis=0)).all()
+
+
+def _net_cli_no_usable(tmp_path):
+    data = _net_write(tmp_path / "in.h5", edit=_net_set("spectra", slice(None), -9999.0))
+    return _net_cli("predict", "--model", _net_model_path(), "--data", data, "--out", tmp_path / "p.h5")
+
+
+def _net_poisoned_training(tmp_path):
+    """Weights turned to NaN in the second epoch: TrainingError, no model, the first epoch's checkpoint."""
+    import json
+
+    import keras
+    import numpy as np
+
+    from sfh_ml import network
+
+    class Poison(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.epoch == 1:
+                w = self.model.get_layer("latent").kernel
+                w.assign(np.full(w.shape, np.nan, np.float32))
+
+    try:
+        _net_train(tmp_path, epochs=3, callbacks=[Poison()])
+    except network.TrainingError as err:
+        return str(err), json.loads((tmp_path / "m.keras.ckpt.json").read_text())["epoch"]
+    return None, None
+
+
+def _net_expect_no_model(result, tmp_path):
+    message, checkpoint_epoch = result
+    assert message is not None and re.search(
+        r"m\.keras failed: the loss became non-finite .* epoch 1", message
+    )
+    assert "--lr" in message and not (tmp_path / "m.keras").exists()
+    assert checkpoint_epoch == 1 and _net_leftovers(tmp_path) == []
+
+
+def _net_cli_train(tmp_path, *options):
+    """``sfh-ml train`` (the default v2: the CLI sets no hyper-parameters) on 32 toy objects."""
+    data = _net_write(tmp_path / "train.h5")
+    return _net_cli("train", "--data", data, "--out", tmp_path / "m.keras", "--batch-size", "16", *options)
+
+
+def _net_cli_damaged_model(tmp_path):
+    (tmp_path / "m.keras").write_bytes(b"PK\x03\x04 half a zip")
+    data = _net_write(tmp_path / "in.h5")
+    return _net_cli("predict", "--model", tmp_path / "m.keras", "--data", data, "--out", tmp_path / "p.h5")
+
+
+def _net_unwritable_folder(tmp_path):
+    """The output's folder cannot be created (a file of that name is in the way; chmod does not stop root)."""
+    (tmp_path / "a_file").write_text("x")
+    return _net_train(tmp_path, data=tmp_path / "no_data_needed.h5", out="a_file/m.keras")
+
+
+def _net_cli_diverging(tmp_path):
+    status = _net_cli_train(tmp_path, "--epochs", "2", "--lr", "1e30", "--no-augment")
+    return status, (tmp_path / "m.keras").exists()
+
+
+def _net_resume_other_data(tmp_path):
+    """A checkpoint of train.h5, then the same command on other.h5; then --no-resume starts again."""
+    _net_train(tmp_path)
+    other = _net_write(tmp_path / "other.h5", n=40)
+    try:
+        _net_train(tmp_path, data=other, epochs=2)
+    except ValueError as err:
+        return str(err), _net_train(tmp_path, data=other, resume=False).initial_epoch
+    return None, None
+
+
+def _net_expect_resume_refused(result, tmp_path):
+    message, initial_epoch = result
+    assert message is not None
+    assert re.search(r"made by another run: data: .*train\.h5 \(32 objects.*other\.h5 \(40 objects", message)
+    assert "epochs: 1 in the checkpoint, 2 now" in message and "--no-resume" in message
+    assert initial_epoch == 0  # the remedy works
+
+
+def _net_resume_other_options(tmp_path):
+    _net_train(tmp_path)
+    return _net_train(tmp_path, learning_rate=2e-3)
+
+
+def _net_existing_model(tmp_path):
+    (tmp_path / "m.keras").write_bytes(_net_model_path().read_bytes())
+    return _net_train(tmp_path)
+
+
+def _net_evaluate(tmp_path, edit=None, filters=True, **kw):
+    from sfh_ml import network
+
+    data = _net_write(tmp_path / "test.h5", filters=filters, edit=edit)
+    return network.evaluate(_net_model_path(), data, **kw)
+
+
+def _net_expect_evaluated_without(n_left_out):
+    def fn(result, tmp_path):
+        assert result["n_unusable"] == n_left_out and result["n_objects"] == 32 - n_left_out
+        assert result["quality"]["no_spectrum"] == n_left_out
+
+    return check(fn)
+
+
 NETWORK_CASES = [
     # (id, scenario(tmp_path), expectation)
+    # -- predict: missing values are masked, unusable objects flagged (NaN, never plausible numbers)
+    (
+        "predict-photometry-9999-is-missing-not-a-flux",
+        lambda t: _net_predict(
+            _net_duplicate_then(_net_set_rows(photometry=[((0, 0), -9999.0), ((1, 0), float("nan"))]))
+        ),
+        _net_expect_same_rows([0, 1], 16),
+    ),
+    (
+        "predict-photometry-zero-or-negative-is-missing",
+        lambda t: _net_predict(
+            _net_duplicate_then(
+                _net_set_rows(photometry=[((0, 1), 0.0), ((1, 1), -3.0), ((2, 1), float("nan"))])
+            )
+        ),
+        _net_expect_same_rows([0, 1, 2], 16),
+    ),
+    (
+        "predict-spectrum-9999-pixels-are-masked",
+        lambda t: _net_predict(
+            _net_duplicate_then(
+                _net_set_rows(spectra=[((0, slice(100, 160)), -9999.0), ((1, slice(100, 160)), float("nan"))])
+            )
+        ),
+        _net_expect_same_rows([0, 1], 0),
+    ),
+    (
+        "predict-spectrum-all-nan",
+        lambda t: _net_predict(_net_set_rows(spectra=[(1, float("nan"))])),
+        _net_expect_unusable([1], 1),
+    ),
+    (
+        "predict-spectrum-all-zero",
+        lambda t: _net_predict(_net_set_rows(spectra=[(2, 0.0)])),
+        _net_expect_unusable([2], 1),
+    ),
+    (
+        "predict-spectrum-negative",
+        lambda t: _net_predict(_net_set_rows(spectra=[(0, lambda s: -s)])),
+        _net_expect_unusable([0], 4),
+    ),
+    (
+        "predict-spectrum-mostly-masked",
+        lambda t: _net_predict(_net_set_rows(spectra=[((3, slice(0, 300)), float("nan"))])),
+        _net_expect_unusable([3], 2),
+    ),
+    (
+        "predict-photometry-in-other-units-1e4",
+        lambda t: _net_predict(_net_set_rows(photometry=[(1, lambda p: p * 1e4)])),
+        _net_expect_unusable([1], 8),
+    ),
+    (
+        "predict-photometry-in-other-units-1e-4",
+        lambda t: _net_predict(_net_set_rows(photometry=[(2, lambda p: p * 1e-4)])),
+        _net_expect_unusable([2], 8),
+    ),
+    (
+        "predict-photometry-3x-off-is-not-flagged",
+        lambda t: _net_predict(_net_set_rows(photometry=[(1, lambda p: p * 3.0)])),
+        check(lambda pred, t: _net_expect_equal([0, 0, 0, 0])[1](pred["quality"].tolist(), t)),
+    ),
+    (
+        "predict-wavelength-grid-shifted",
+        _net_grid_mismatch,
+        raises(ValueError, r"wavelength grid mismatch: pixel"),
+    ),
+    ("predict-bands-in-another-order", _net_bands_reordered, raises(ValueError, r"filters mismatch")),
+    # -- predict files: the band order, the output, failures
+    (
+        "predict-file-without-filters",
+        lambda t: _net_predict_file(t, _net_write(t / "in.h5", filters=False)),
+        raises(ValueError, r"in\.h5 has no 'filters' dataset.*--filters"),
+    ),
+    (
+        "predict-file-without-filters-band-order-given",
+        lambda t: _net_predict_file(t, _net_write(t / "in.h5", filters=False), filters=_NET_FILTERS),
+        _net_expect_equal({"n_objects": 32, "n_usable": 32, "quality": {"good": 32}}),
+    ),
+    (
+        "predict-file-filters-contradict-the-file",
+        lambda t: _net_predict_file(t, filters=_NET_FILTERS[::-1]),
+        raises(ValueError, r"in\.h5 lists its bands as .*but the filters given are"),
+    ),
+    (
+        "predict-file-output-is-the-input",
+        lambda t: _net_refused_output(t, same_as_input=True),
+        _net_expect_refused_intact(r"output .*in\.h5 is also an input"),
+    ),
+    (
+        "predict-file-output-exists",
+        lambda t: _net_refused_output(t, same_as_input=False),
+        _net_expect_refused_intact(r"old\.h5 exists: pass --overwrite"),
+    ),
+    (
+        "predict-file-output-is-the-model",
+        lambda t: _net_predict_file(t, out=str(_net_model_path()), overwrite=True),
+        raises(ValueError, r"tiny\.keras is also an input"),
+    ),
+    ("predict-file-no-usable-object", _net_no_usable_file, check(_net_expect_no_usable)),
+    ("predict-file-failure-midway", _net_fail_midway, check(_net_expect_nothing_left)),
+    ("cli-predict-some-objects-flagged", _net_flagged_file, check(_net_expect_flagged_file)),
+    ("cli-predict-no-usable-object-exits-2", _net_cli_no_usable, _net_expect_equal(2)),
+    # -- model files
+    (
+        "load-model-truncated",
+        lambda t: _net_damaged_model(t, "truncated"),
+        raises(OSError, r"model file .*model\.keras is damaged"),
+    ),
+    (
+        "load-model-random-bytes",
+        lambda t: _net_damaged_model(t, "random"),
+        raises(OSError, r"model file .*model\.keras is damaged"),
+    ),
+    ("cli-predict-damaged-model-exits-2", _net_cli_damaged_model, _net_expect_equal(2)),
+    # -- evaluate
+    (
+        "evaluate-file-without-filters",
+        lambda t: _net_evaluate(t, filters=False),
+        raises(ValueError, r"test\.h5 has no 'filters' dataset.*--filters"),
+    ),
+    (
+        "evaluate-unusable-objects-are-left-out",
+        lambda t: _net_evaluate(t, edit=_net_set("spectra", [3, 4], float("nan"))),
+        _net_expect_evaluated_without(2),
+    ),
+    # -- train: data
+    (
+        "train-nan-sfh-target",
+        lambda t: _net_train(t, data=_net_write(t / "bad.h5", edit=_net_set("sfh", (3, 2), float("nan")))),
+        raises(ValueError, r"bad\.h5: dataset 'sfh' holds 1 non-finite values"),
+    ),
+    (
+        "train-nan-zh-target",
+        lambda t: _net_train(t, data=_net_write(t / "bad.h5", edit=_net_set("zh", 7, float("nan")))),
+        raises(ValueError, r"bad\.h5: dataset 'zh' holds 6 non-finite values"),
+    ),
+    (
+        "train-negative-sfh-target",
+        lambda t: _net_train(t, data=_net_write(t / "bad.h5", edit=_net_set("sfh", (5, 0), -0.2))),
+        raises(ValueError, r"bad\.h5: dataset 'sfh' holds 1 negative mass fractions"),
+    ),
+    # -- train: options
+    (
+        "train-epochs-zero",
+        lambda t: _net_train(t, epochs=0),
+        raises(ValueError, r"epochs \(--epochs\) must be"),
+    ),
+    (
+        "train-batch-size-negative",
+        lambda t: _net_train(t, batch_size=-8),
+        raises(ValueError, r"batch_size \(--batch-size\) must be a positive integer, got -8"),
+    ),
+    (
+        "train-lr-zero",
+        lambda t: _net_train(t, learning_rate=0.0),
+        raises(ValueError, r"learning_rate \(--lr\)"),
+    ),
+    ("cli-train-epochs-zero-exits-2", lambda t: _net_cli_train(t, "--epochs", "0"), _net_expect_equal(2)),
+    # -- train: failures and outputs
+    ("train-non-finite-loss", _net_poisoned_training, check(_net_expect_no_model)),
+    (
+        "cli-train-diverging-lr-exits-1-without-model",
+        _net_cli_diverging,
+        _net_expect_equal((1, False)),
+    ),
+    ("train-resume-on-other-data", _net_resume_other_data, check(_net_expect_resume_refused)),
+    (
+        "train-resume-with-other-options",
+        _net_resume_other_options,
+        raises(ValueError, r"learning_rate: 0\.001 in the checkpoint, 0\.002 now.*--no-resume"),
+    ),
+    (
+        "train-output-folder-unwritable",
+        _net_unwritable_folder,
+        raises(OSError, r"cannot write the model .*a_file/m\.keras"),
+    ),
+    (
+        "train-output-is-the-data",
+        lambda t: _net_train(t, data=_net_write(t / "train.h5"), out="train.h5"),
+        raises(ValueError, r"train\.h5 is also an input"),
+    ),
+    (
+        "train-output-exists-without-checkpoint",
+        _net_existing_model,
+        raises(ValueError, r"m\.keras exists and has no checkpoint.*--no-resume"),
+    ),
 ]
 
 # ----------------------------------------------------------------------------------------- files
 FILE_CASES = [
     # (id, scenario(tmp_path), expectation)
+    ("generate-kill-9-resumes-from-saved-chunks", _syn_resume_after(9), check(_syn_check_resumed)),
+    (
+        "generate-sigterm-resumes-from-saved-chunks",
+        _syn_resume_after(15),
+        check(_syn_check_resumed_after_sigterm),
+    ),
+    ("generate-workers-die-with-their-parent", _syn_kill_parent_of_workers, check(_syn_check_workers_gone)),
+    (
+        "generate-second-run-refused-hdf5-locking-off",
+        _syn_second_run_while_first_runs,
+        check(_syn_check_second_refused),
+    ),
+    ("generate-stale-lock-taken-over", _syn_stale_lock, check(lambda n, tmp_path: _syn_assert(n == 20))),
+    (
+        "generate-finished-file-kept-hdf5-locking-off",
+        _syn_replace_finished_without_overwrite,
+        check(_syn_check_kept),
+    ),
+    (
+        "generate-over-a-non-set-file",
+        _syn_not_a_set,
+        raises(
+            FileExistsError,
+            r"notes.h5 exists and is not a synthetic set: choose another name or pass --overwrite",
+        ),
+    ),
+    (
+        "generate-disk-too-small-up-front",
+        _syn_disk_too_small,
+        raises(
+            OSError,
+            r"not enough disk space for \S+big.h5: 20000 objects need about 1.1\d GiB .*0.09 GiB free",
+        ),
+    ),
+    (
+        "generate-disk-fills-up",
+        _syn_disk_fills_up,
+        raises(
+            OSError,
+            r"the disk holding \S+ is full .*No space left.*the finished chunks are kept and the run resumes",
+        ),
+    ),
+    (
+        "generate-unfinished-run-of-another-config-kept",
+        _syn_other_config_partial,
+        raises(
+            FileExistsError,
+            r"p.h5.partial holds an unfinished run with another config \(n: 99 there, 20 asked\)"
+            r".*--overwrite",
+        ),
+    ),
+    (
+        "read-set-of-another-schema-version",
+        _syn_read(_syn_set_attr("schema_version", 2)),
+        raises(
+            ValueError,
+            r"done.h5 has schema version 2 \(written by sfh_ml 0.1.0\); this sfh_ml .* reads version 1: "
+            r"generate the set again",
+        ),
+    ),
+    (
+        "read-unfinished-set",
+        _syn_read(_syn_set_attr("complete", False)),
+        raises(ValueError, r"done.h5 is unfinished: run the generate command that made it again"),
+    ),
+    (
+        "read-set-with-wrong-wave-length",
+        _syn_read(_syn_short_wave, keys=["spectra"]),
+        raises(
+            ValueError,
+            r"done.h5: dataset spectra has shape \(20, 3681\), "
+            r"the schema says \('n', 'n_wave'\) = \(20, 3680\)",
+        ),
+    ),
 ]
 
-CASES = SYNTHESIS_CASES + NETWORK_CASES + FILE_CASES
+
+# ----------------------------------------------------------------------------------------- observations
+def _observation_cases():
+    """Real-file readers: the scenarios write small bad files in the release formats (the writers are
+    in test_observations_readers.py); every message names the file."""
+    from test_observations_readers import BAD_OBSERVATION_FILES
+
+    return [(name, scenario, raises(ValueError, regex)) for name, scenario, regex in BAD_OBSERVATION_FILES]
+
+
+OBSERVATION_CASES = _observation_cases()
+
+CASES = SYNTHESIS_CASES + NETWORK_CASES + FILE_CASES + OBSERVATION_CASES
 
 
 @pytest.mark.parametrize("scenario, expectation", [c[1:] for c in CASES], ids=[c[0] for c in CASES])

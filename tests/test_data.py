@@ -42,3 +42,38 @@ def test_missing_library_without_build_says_make_data(tmp_path):
         load_library(tmp_path / "nothing.h5", build=False)
     with pytest.raises(DataError, match="unknown model-data artefact"):
         fetch("nope")
+
+
+def test_data_force_re_extracts_a_damaged_file_and_rebuilds_the_library(tmp_path, monkeypatch):
+    """`sfh-ml data --force` in a copy of the cache: the truncated FITS file is extracted again from the
+    verified download and the library is rebuilt (the rebuild is a copy of the real library here)."""
+    import shutil
+
+    from sfh_ml.cli import main
+    from sfh_ml.synthesis import ssp
+
+    real = data.cache_dir()
+    monkeypatch.setenv("SFH_ML_CACHE", str(tmp_path))
+    monkeypatch.setattr(data, "ARTEFACTS", {"emiles": data.ARTEFACTS["emiles"]})
+    (tmp_path / "downloads").mkdir()
+    name = data.ARTEFACTS["emiles"].filename
+    (tmp_path / "downloads" / name).symlink_to(real / "downloads" / name)
+    victim = sorted(fetch("emiles", progress=False).glob("*.fits"))[3]
+    size = victim.stat().st_size
+    victim.write_bytes(b"SIMPLE  =")
+    stale = tmp_path / "ssp_library_v1.h5"
+    stale.write_bytes(b"an old library")
+    built = []
+
+    def rebuild(path=None, progress=True):
+        fetch("emiles", progress=False)  # the real build fetches first: the repaired file passes
+        built.append(path)
+        shutil.copy(real / "ssp_library_v1.h5", ssp.library_path())
+        return ssp.library_path()
+
+    monkeypatch.setattr(ssp, "build_library", rebuild)
+    with pytest.raises(DataError, match=rf"{victim.name} is damaged \(9 bytes, expected {size}\)"):
+        fetch("emiles", progress=False)
+    assert main(["data", "--force"]) == 0
+    assert victim.stat().st_size == size and built == [None]
+    assert load_library(stale, build=False).flux.shape[0] > 30

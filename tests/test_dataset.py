@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sfh_ml.cli import main
-from sfh_ml.synthesis import dataset
+from sfh_ml.synthesis import dataset, schema
 from sfh_ml.synthesis.dataset import DatasetConfig, generate, generate_chunk, read_dataset
 
 
@@ -38,6 +38,7 @@ def test_schema_and_physical_constraints(tmp_path, small_config):
         and d["sfh"].shape == (n, n_bins)
         and d["zh"].shape == (n, n_bins)
     )
+    assert d["attrs"]["schema_version"] == schema.SCHEMA_VERSION and d["attrs"]["sfh_ml_version"] == "0.1.0"
     np.testing.assert_allclose(d["sfh"].sum(axis=1), 1.0, atol=1e-5)
     assert d["sfh"].min() >= 0
     assert d["zh"].min() >= d["attrs"]["zh_min"] - 1e-6 and d["zh"].max() <= d["attrs"]["zh_max"] + 1e-6
@@ -69,13 +70,20 @@ def test_interrupted_run_resumes_to_the_same_file(tmp_path, small_config, monkey
     monkeypatch.setattr(dataset, "generate_chunk", failing)
     with pytest.raises(KeyboardInterrupt):
         generate(small_config, target, progress=False)
-    assert not target.exists()
+    assert not target.exists() and not (tmp_path / "int.h5.lock").exists()
     partial = tmp_path / "int.h5.partial"
-    with h5py.File(partial, "r") as f:
-        assert list(f["chunk_done"][()]) == [True, True, False]
-    monkeypatch.setattr(dataset, "generate_chunk", real)
+    assert sorted(p.name for p in partial.glob("chunk_*.npz")) == ["chunk_000000.npz", "chunk_000001.npz"]
+    computed = []
+
+    def recording(config, index, synthesizer=None):
+        computed.append(index)
+        return real(config, index, synthesizer)
+
+    monkeypatch.setattr(dataset, "generate_chunk", recording)
     generate(small_config, target, progress=False)
+    assert computed == [2]  # only the missing chunk is synthesised again
     assert digest(target) == digest(ref)
+    assert not partial.exists()
 
 
 def test_parallel_workers_give_the_same_file(tmp_path):
@@ -98,7 +106,7 @@ def test_existing_file_with_another_config_is_not_overwritten(tmp_path, small_co
     path = generate(small_config, tmp_path / "x.h5", progress=False)
     before = digest(path)
     other = DatasetConfig(**{**small_config.__dict__, "n": 100})
-    with pytest.raises(ValueError, match="exists and was made with another config"):
+    with pytest.raises(FileExistsError, match=r"exists and was made with another config \(n: 300 there, 100"):
         generate(other, path, progress=False)
     assert digest(path) == before
     generate(other, path, progress=False, overwrite=True)
@@ -136,3 +144,38 @@ def test_cli_generate_and_bad_input(tmp_path, capsys):
     assert "n must be a positive integer" in capsys.readouterr().err
     assert main(["info", str(out)]) == 0
     assert "50 objects" in capsys.readouterr().out
+
+
+def test_records_the_schema_datasets_in_writer_order(small_config, tmp_path):
+    """generate_chunk, the writer and the schema table agree: same names, shapes and types."""
+    rec = generate_chunk(small_config, 2, small_config.synthesizer())
+    per_object = [name for name, f in schema.expand(small_config.n_tx) if f.per_object]
+    assert sorted(rec) == sorted(per_object)
+    path = generate(DatasetConfig(n=40, seed=1, chunk_size=16), tmp_path / "w.h5", progress=False)
+    with h5py.File(path, "r") as f:
+        names = []
+        f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        assert sorted(names) == sorted(name for name, _ in schema.expand(3))
+        assert set(f.attrs) == {name for name, _ in schema.ATTRIBUTES}
+        for name, spec in schema.expand(3):
+            dims = dict(n=40, n_wave=3681, n_band=5, n_bins=16, n_ssp=f["ssp_age_yr"].size, n_chunks=3)
+            assert f[name].shape == spec.resolve(dims), name
+            assert f[name].dtype.kind == np.dtype(spec.dtype).kind, name
+
+
+def test_docstring_lists_the_schema_table():
+    for f in schema.DATASETS:
+        assert f"    {f.name} " in dataset.__doc__ and f"    {f.name} " in schema.__doc__
+    for name, _ in schema.ATTRIBUTES:
+        assert f"    {name} " in dataset.__doc__
+
+
+def test_read_subset_by_index_slices_only_per_object_datasets(tmp_path):
+    path = generate(DatasetConfig(n=40, seed=1, chunk_size=16), tmp_path / "r.h5", progress=False)
+    full = read_dataset(path, keys=["snr", "wave_aa", "family", "sfh_params/tx1"])
+    part = read_dataset(path, keys=["snr", "wave_aa", "family", "sfh_params/tx1"], index=slice(5, 9))
+    np.testing.assert_array_equal(part["snr"], full["snr"][5:9])
+    np.testing.assert_array_equal(part["sfh_params/tx1"], full["sfh_params/tx1"][5:9])
+    assert part["wave_aa"].shape == (3681,) and list(part["family"]) == list(full["family"][5:9])
+    with pytest.raises(KeyError, match="r.h5 has no dataset 'nope'"):
+        read_dataset(path, keys=["nope"])

@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 from scipy.interpolate import PchipInterpolator
 
+from sfh_ml.constants import MAX_AGE_YR, ZH_RANGE
 from sfh_ml.synthesis.sfh import (
-    MAX_AGE_YR,
-    ZH_RANGE,
     ChemicalEvolution,
     ConstantSFH,
     DenseBasis,

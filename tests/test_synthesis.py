@@ -5,8 +5,9 @@ import pytest
 from conftest import make_params
 from scipy.optimize import curve_fit
 
-from sfh_ml.synthesis.dust import attenuation
-from sfh_ml.synthesis.instrument import C_KMS, broadening_matrix, muse_lsf_fwhm
+from sfh_ml.constants import C_KMS, HALPHA_LABEL
+from sfh_ml.synthesis.dust import attenuation, charlot_fall
+from sfh_ml.synthesis.instrument import broadening_matrix, muse_lsf_fwhm
 from sfh_ml.synthesis.nebular import L_SUN_ERG_S, sfr_from_halpha
 from sfh_ml.synthesis.photometry import PHANGS_FILTERS
 from sfh_ml.synthesis.sfh import ConstantSFH, DenseBasis, SkewNormalBurst
@@ -90,7 +91,7 @@ def test_emission_line_has_lsf_plus_gas_dispersion(synth, library, sigma_gas):
     out = synth(batch, make_params(1, sigma_gas_kms=sigma_gas), noise=False, components=True)
     lines = out["emission_lines"][0]
     w = synth.wave_aa
-    ha = library.line_wave_aa[library.line_index("H  1  6562.80A")]
+    ha = library.line_wave_aa[library.line_index(HALPHA_LABEL)]
     m = np.abs(w - ha) < 6.0  # clear of [N II] 6548, 6583
     prof = lines[m]
     mean = np.sum(prof * w[m]) / prof.sum()
@@ -99,7 +100,7 @@ def test_emission_line_has_lsf_plus_gas_dispersion(synth, library, sigma_gas):
     assert np.sqrt(var) == pytest.approx(expected, rel=0.03)
     # the line flux is conserved on the MUSE grid: sum(f dlambda) equals the line luminosity
     assert lines[np.abs(w - ha) < 9].sum() * 1.25 == pytest.approx(
-        out["line_lum"][0, library.line_index("H  1  6562.80A")], rel=0.01
+        out["line_lum"][0, library.line_index(HALPHA_LABEL)], rel=0.01
     )
 
 
@@ -144,7 +145,7 @@ def test_attenuation_at_5500_aa_equals_exp_minus_tau(synth):
 
 def test_halpha_of_constant_sfr_agrees_with_kennicutt_1998(synth, library):
     """L(H-alpha) of 100 Myr of constant star formation against SFR = 7.9e-42 L(H-alpha)."""
-    ha = library.line_index("H  1  6562.80A")
+    ha = library.line_index(HALPHA_LABEL)
     sfr_true = 1.0 / 1e8  # 1 M_sun formed over 100 Myr
     ratio = np.empty((library.zh.size, 5))
     for j, zh in enumerate(library.zh):
@@ -213,4 +214,32 @@ def test_wavelength_grid_outside_the_library_raises(library):
         Synthesizer(library, wave_aa=np.arange(1000.0, 5000.0, 1.25))
     with pytest.raises(ValueError, match="histories but"):
         Synthesizer(library)(old_population(2), make_params(1), noise=False)
-    assert isinstance(make_params(2), SynthesisParams)
+
+
+def test_synthesis_params_broadcast_scalars_and_refuse_mismatched_sizes():
+    params = make_params(3, tau_bc=[0.1, 0.2, 0.3])
+    assert len(params) == 3
+    np.testing.assert_array_equal(params.tau_ism, [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(params.take([2]).tau_bc, [0.3])
+    with pytest.raises(ValueError, match="tau_ism has 2 values, expected 3"):
+        SynthesisParams(
+            tau_bc=[0, 0, 0], tau_ism=[0, 0], log_u=-2, sigma_kms=100, sigma_gas_kms=50, snr=10, snr_phot=10
+        )
+
+
+def test_charlot_fall_reference_model_equals_the_synthesizer_dust(synth, library):
+    """The per-age CF00 factors of dust.charlot_fall, applied SSP by SSP, give the synthesizer's spectrum."""
+    young = ConstantSFH(5e6, 0.0).sample(1)  # all stars < 10 Myr: birth cloud + ISM
+    params = make_params(1, tau_bc=1.2, tau_ism=0.4, log_u=-2.0)
+    out = synth(young, params, noise=False, components=True)
+    w = synth.wave_aa
+    factor = charlot_fall(w, np.array([5e6, 5e9]), 1.2, 0.4)[0]  # (n_age, n_wave): young, old
+    ratio = (out["stellar"] + out["nebular_continuum"] + out["emission_lines"])[0] / out["dust_free"][0]
+    np.testing.assert_allclose(ratio, factor[0], rtol=2e-5)
+    old = synth(old_population(), params, noise=False, components=True)
+    # old stars: the ISM only (away from the faint lines of the history's tail younger than 10 Myr)
+    clean = old["emission_lines"][0] < 1e-6 * old["spectra_noiseless"][0]
+    assert clean.mean() > 0.95
+    ratio = old["spectra_noiseless"][0] / old["dust_free"][0]
+    np.testing.assert_allclose(ratio[clean], factor[1][clean], rtol=2e-5)
+    assert np.all(factor[1] > factor[0])  # and the birth cloud adds attenuation for the young

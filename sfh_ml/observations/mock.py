@@ -80,7 +80,6 @@ LOG_U, SIGMA_GAS_KMS = -3.0, 30.0
 B_WAVE_AA = 4400.0  # effective wavelength of the B band, for E(B-V) of the attenuation law
 MAG_PER_TAU = 2.5 / np.log(10.0)
 
-MW_LAW, MW_R_V = "F99", 3.1  # Milky Way foreground: Fitzpatrick (1999), R_V = 3.1
 
 # Instrument and noise.
 REST_STEP_AA = 1.25 / 3  # rest-frame grid of the synthesis, resampled to the observed frame (Keys cubic)

@@ -82,6 +82,9 @@ SKY_LINE_WINDOWS_AA = np.array(
         (8998.0, 9005.0),  # OH 9001.3
     ]
 )
+# Milky Way foreground: Fitzpatrick (1999) with R_V = 3.1, the law Schlafly & Finkbeiner (2011) used to
+# calibrate the E(B-V) maps that foreground values are usually taken from.
+MW_LAW, MW_R_V = "F99", 3.1
 MIN_COVERAGE = 0.8  # fraction of the model grid that valid rest-frame pixels must cover
 SIGMA_TOLERANCE_KMS = 10.0  # a dispersion up to this much above the model's is accepted unbroadened
 SIGMA_NODE_MIN_KMS = 5.0  # broadening kernels are built at 0 and at log-spaced nodes from here ...
@@ -131,12 +134,12 @@ def to_rest_frame(wave_obs_aa, flux, var, z):
 
 
 # ----------------------------------------------------------------------------------------- Milky Way dust
-def mw_transmission(wave_aa, ebv, law="G23", r_v=3.1):
+def mw_transmission(wave_aa, ebv, law=MW_LAW, r_v=MW_R_V):
     """Transmission 10^(-0.4 A_lambda) of the Milky Way foreground.
 
     A_lambda = (A_lambda / A_V)(law) R_V E(B-V), with the average law of ``dust-extinction``:
-    ``G23`` (Gordon et al. 2023, ApJ 950, 86; the default), ``F99`` (Fitzpatrick 1999, PASP 111, 63),
-    ``CCM89``, ``O94``, ``F19``, ...
+    ``F99`` (Fitzpatrick 1999, PASP 111, 63; the default, :data:`MW_LAW`), ``G23`` (Gordon et al. 2023,
+    ApJ 950, 86), ``CCM89``, ``O94``, ``F19``, ...
 
     Parameters
     ----------
@@ -162,7 +165,7 @@ def mw_transmission(wave_aa, ebv, law="G23", r_v=3.1):
     return 10.0 ** (-0.4 * r_v * ebv[..., None] * a_over_av)
 
 
-def deredden_mw(wave_aa, flux, var, ebv, law="G23", r_v=3.1):
+def deredden_mw(wave_aa, flux, var, ebv, law=MW_LAW, r_v=MW_R_V):
     """Remove the Milky Way foreground extinction: flux / T and var / T^2 (:func:`mw_transmission`).
 
     Parameters
@@ -491,8 +494,8 @@ def prepare_spectra(
     sigma_obs_kms=None,
     dq=None,
     mask_sky=True,
-    law="G23",
-    r_v=3.1,
+    law=MW_LAW,
+    r_v=MW_R_V,
     min_coverage=MIN_COVERAGE,
     tolerance_kms=SIGMA_TOLERANCE_KMS,
 ):

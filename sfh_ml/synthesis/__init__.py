@@ -9,13 +9,14 @@ From star formation histories to MUSE spectra and HST fluxes, and the synthetic-
 * :mod:`~sfh_ml.synthesis.instrument`: the MUSE grid, line-spread function, broadening and noise;
 * :mod:`~sfh_ml.synthesis.photometry`: the five PHANGS-HST bands;
 * :mod:`~sfh_ml.synthesis.synthesizer`: all of it together, vectorised over objects;
-* :mod:`~sfh_ml.synthesis.dataset`: seeded, resumable generation of synthetic sets into HDF5.
+* :mod:`~sfh_ml.synthesis.dataset`: seeded, resumable generation of synthetic sets into HDF5;
+* :mod:`~sfh_ml.synthesis.schema`: their file format, one table (datasets, shapes, units, attributes).
 
 Nothing here imports Keras.
 """
 
 from .dataset import FAMILIES, SCHEMA_VERSION, DatasetConfig, generate, generate_chunk, read_dataset
-from .dust import attenuation, charlot_fall, optical_depth
+from .dust import attenuation, attenuation_curve, charlot_fall, optical_depth
 from .instrument import add_noise, broadening_matrix, muse_lsf_fwhm, muse_wave, noise_sigma, total_sigma_aa
 from .nebular import KENNICUTT_HALPHA, L_SUN_ERG_S, add_lines, sfr_from_halpha
 from .photometry import PHANGS_FILTERS, band_flux, band_weights, flam_to_mjy, mjy_to_flam, pivot_wavelengths
@@ -39,6 +40,7 @@ __all__ = [
     "generate_chunk",
     "read_dataset",
     "attenuation",
+    "attenuation_curve",
     "charlot_fall",
     "optical_depth",
     "add_noise",

@@ -1,63 +1,54 @@
 """Synthetic training sets: generation in independent seeded chunks, one HDF5 file.
 
-Schema of a file written by :func:`generate` (``n`` objects, ``n_wave`` MUSE pixels, ``n_bins``
-age bins; fluxes in L_sun / A per M_sun formed)::
+The file format (datasets, shapes, units, attributes) is the table of :mod:`sfh_ml.synthesis.schema`;
+its listing is appended to this docstring. Chunk ``i`` draws everything from
+``SeedSequence(seed, spawn_key=(i,))``, so chunks are independent: they can be computed in parallel
+processes (``workers``) or on a Dask cluster (map :func:`generate_chunk` over chunk indices), and the
+file is the same byte for byte for the same config.
 
-    wave_aa               (n_wave,)        air wavelengths of the spectra, Angstrom
-    spectra               (n, n_wave)      noisy MUSE spectra, float32
-    spectra_noiseless     (n, n_wave)      the same without noise
-    photometry            (n, n_band)      noisy HST band-mean flux densities (photon-weighted <f_lambda>)
-    photometry_noiseless  (n, n_band)
-    filters               (n_band,)        pyphot names of the bands
-    age_bins_yr           (n_bins + 1,)    edges of the target age bins; the first bin also holds
-                                           younger stars, the last ends at 14.1 Gyr
-    sfh                   (n, n_bins)      fraction of the mass formed in each bin (rows sum to 1)
-    zh                    (n, n_bins)      mass-weighted [M/H] of the stars formed in each bin
-    ssp_age_yr            (n_ssp,)         ages of the SSP library
-    sfh_ssp, zh_ssp       (n, n_ssp)       the same on the SSP grid (the truth a full-spectrum fit sees)
-    mw_log_age, lw_log_age, mw_zh, lw_zh   (n,)  mass-weighted (mass formed) and light-weighted
-                                           (5500 A, before dust) log10 age [yr] and [M/H]
-    mstar_frac            (n,)             stellar mass left per unit mass formed
-    tau_bc, tau_ism, log_u, sigma_kms, sigma_gas_kms, snr, snr_phot   (n,)  synthesis parameters
-    family                (n,)             "skewnormal" or "densebasis"
-    sfh_params/<name>     (n,)             generator parameters (NaN where they do not apply)
-    halpha_lum            (n,)             H-alpha luminosity before dust, L_sun per M_sun formed
+A run is safe to interrupt and to repeat:
 
-Root attributes hold the generation config (JSON), the grid range ``zh_min``/``zh_max`` and the
-sfh_ml version. Chunk ``i`` draws everything from ``SeedSequence(seed, spawn_key=(i,))``, so
-chunks are independent: they can be computed in parallel processes (``workers``) or on a Dask
-cluster (map :func:`generate_chunk` over chunk indices), and the file is the same byte for byte for
-the same config. The file is written as ``FILE.partial`` with a per-chunk completion flag; an
-interrupted run resumes where it stopped, and the final name appears only when it is complete.
+* each finished chunk is saved at once, atomically, as ``FILE.partial/chunk_NNNNNN.npz``; after a
+  crash, ``kill -9``, SIGTERM or Ctrl-C the same command resumes from the chunks already there;
+* the HDF5 file is assembled from the chunks at the end, under a temporary name, and appears under
+  its final name only when complete; a finished file is never replaced without ``overwrite``;
+* ``FILE.lock`` (host and pid) keeps a second run off the same output, before any expensive
+  set-up, and without relying on HDF5 file locking; worker processes end with their parent;
+* the free disk space is checked up front (the chunks and the file, about twice the set's size).
+
 """
 
+import contextlib
+import errno
 import json
 import os
+import shutil
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
 import h5py
 import numpy as np
 from tqdm import tqdm
 
+from ..constants import HALPHA_LABEL, MAX_AGE_YR, ZH_RANGE
+from ..files import output_lock, tmp_path
+from . import schema
 from .instrument import MUSE_DWAVE_AA, MUSE_N_WAVE, MUSE_WAVE_START_AA
 from .photometry import PHANGS_FILTERS
-from .sfh import (
-    MAX_AGE_YR,
-    ZH_RANGE,
-    ChemicalEvolution,
-    DenseBasis,
-    SkewNormalBurst,
-    concatenate,
-    default_age_bins,
-)
+from .schema import SCHEMA_VERSION
+from .sfh import ChemicalEvolution, DenseBasis, SkewNormalBurst, concatenate, default_age_bins
 from .synthesizer import SynthesisParams, Synthesizer
 
 __all__ = ["DatasetConfig", "generate", "generate_chunk", "read_dataset", "FAMILIES", "SCHEMA_VERSION"]
+__doc__ += schema.describe()
 
 FAMILIES = ("skewnormal", "densebasis", "mix")
-SCHEMA_VERSION = 1
 
 
 def _pair(value, name):
@@ -227,7 +218,7 @@ def generate_chunk(config, index, synthesizer=None):
     )
     out = synth(sfh, params, rng)
     edges = config.age_bins_yr
-    ha = synth.library.line_index("H  1  6562.80A")
+    ha = synth.library.line_index(HALPHA_LABEL)
     rec = dict(
         spectra=out["spectra"],
         spectra_noiseless=out["spectra_noiseless"],
@@ -250,94 +241,225 @@ def generate_chunk(config, index, synthesizer=None):
         },
     )
     sfh_params = dict(sfh.params, zh_start=sfh.zh_start, zh_final=sfh.zh_final, zh_gamma=sfh.zh_gamma)
-    for name in _sfh_param_names(config):
+    for name in schema.sfh_param_names(config.n_tx):
         rec[f"sfh_params/{name}"] = sfh_params.get(name, np.full(n, np.nan))
     return rec
 
 
-def _sfh_param_names(config):
-    return (
-        "peak_age_yr",
-        "width_yr",
-        "skew",
-        "burst_age_yr",
-        "burst_duration_yr",
-        "burst_frac",
-        *(f"tx{i + 1}" for i in range(config.n_tx)),
-        "zh_start",
-        "zh_final",
-        "zh_gamma",
+# ----------------------------------------------------------------------------------------- the file
+def _package_version():
+    from .. import __version__  # at call time the package is fully imported: no import cycle
+
+    return __version__
+
+
+def _dims(config, n_ssp, n_wave=MUSE_N_WAVE):
+    """Dimension sizes of a file of ``config`` (see :class:`sfh_ml.synthesis.schema.Field`)."""
+    return dict(
+        n=config.n,
+        n_wave=n_wave,
+        n_band=len(config.filters),
+        n_bins=config.n_bins,
+        n_ssp=n_ssp,
+        n_chunks=config.n_chunks,
     )
 
 
-def _create(f, config, synth):
-    n, n_wave, n_band = config.n, synth.wave_aa.size, len(config.filters)
-    n_ssp = synth.library.age_yr.size
-    cs = min(config.chunk_size, n)
-    layout = {
-        "spectra": ((n, n_wave), np.float32),
-        "spectra_noiseless": ((n, n_wave), np.float32),
-        "photometry": ((n, n_band), np.float32),
-        "photometry_noiseless": ((n, n_band), np.float32),
-        "sfh": ((n, config.n_bins), np.float32),
-        "zh": ((n, config.n_bins), np.float32),
-        "sfh_ssp": ((n, n_ssp), np.float32),
-        "zh_ssp": ((n, n_ssp), np.float32),
-        "family": ((n,), "S10"),
-    }
-    for name in (
-        "mw_log_age",
-        "lw_log_age",
-        "mw_zh",
-        "lw_zh",
-        "mstar_frac",
-        "halpha_lum",
-        "tau_bc",
-        "tau_ism",
-        "log_u",
-        "sigma_kms",
-        "sigma_gas_kms",
-        "snr",
-        "snr_phot",
-    ):
-        layout[name] = ((n,), np.float64)
-    for name in _sfh_param_names(config):
-        layout[f"sfh_params/{name}"] = ((n,), np.float64)
+def _create(f, config, wave_aa, ssp_age_yr):
+    """Create every dataset and attribute of the schema in an empty file (values: zeros, then chunks)."""
+    dims = _dims(config, ssp_age_yr.size, wave_aa.size)
+    values = dict(
+        wave_aa=wave_aa,
+        filters=np.array(config.filters, dtype="S32"),
+        age_bins_yr=config.age_bins_yr,
+        ssp_age_yr=ssp_age_yr,
+        chunk_done=np.ones(config.n_chunks, dtype=bool),
+    )
     gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
     gcpl.set_obj_track_times(False)
     h5py.h5g.create(f.id, b"sfh_params", gcpl=gcpl)
-    for name, (shape, dtype) in layout.items():
-        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # fixed layout: same bytes whatever the write order
-        chunks = (min(cs, 256),) + shape[1:]
-        f.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, dcpl=dcpl, track_times=False)
-    f.create_dataset("wave_aa", data=synth.wave_aa, track_times=False)
-    f.create_dataset("filters", data=np.array(config.filters, dtype="S32"), track_times=False)
-    f.create_dataset("age_bins_yr", data=config.age_bins_yr, track_times=False)
-    f.create_dataset("ssp_age_yr", data=synth.library.age_yr, track_times=False)
-    f.create_dataset("chunk_done", data=np.zeros(config.n_chunks, dtype=bool), track_times=False)
+    rows = min(config.chunk_size, config.n, 256)
+    for name, spec in schema.expand(config.n_tx):
+        shape = spec.resolve(dims)
+        if spec.per_object:
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            # fixed layout: the same bytes whatever the write order
+            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+            chunks = (rows,) + shape[1:]
+            f.create_dataset(name, shape=shape, dtype=spec.dtype, chunks=chunks, dcpl=dcpl, track_times=False)
+        else:
+            f.create_dataset(name, data=np.asarray(values.pop(name), dtype=spec.dtype), track_times=False)
+    assert not values, f"schema and writer disagree on {sorted(values)}"
     f.attrs["config"] = config.to_json()
     f.attrs["schema_version"] = SCHEMA_VERSION
     f.attrs["zh_min"], f.attrs["zh_max"] = ZH_RANGE
     f.attrs["max_age_yr"] = MAX_AGE_YR
-    f.attrs["flux_unit"] = "L_sun / Angstrom per M_sun formed"
+    f.attrs["flux_unit"] = schema.FLUX_UNIT
     f.attrs["wave_grid"] = f"MUSE: {MUSE_WAVE_START_AA} + {MUSE_DWAVE_AA} * arange({MUSE_N_WAVE}) A (air)"
     f.attrs["complete"] = False
+    f.attrs["sfh_ml_version"] = _package_version()
 
 
+def _create_file(path):
+    """A new HDF5 file with no time stamps anywhere (same config, same bytes)."""
+    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    fcpl.set_obj_track_times(False)
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_V110)
+    return h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fcpl=fcpl, fapl=fapl))
+
+
+# ----------------------------------------------------------------------------------------- chunks on disk
+class _ChunkStore:
+    """The finished chunks of a run, one ``.npz`` file each, in ``FILE.partial/`` (with the config)."""
+
+    def __init__(self, path, config):
+        self.folder = Path(path).with_name(Path(path).name + ".partial")
+        self.config = config
+
+    def chunk_path(self, index):
+        return self.folder / f"chunk_{index:06d}.npz"
+
+    def other_config(self):
+        """The config JSON of an unfinished run of another config in the folder, else None."""
+        cfg = self.folder / "config.json"
+        if self.folder.is_dir() and cfg.exists():
+            text = cfg.read_text()
+            return None if text == self.config.to_json() else text
+        return None
+
+    def open(self):
+        """Create the folder for this config (removing a stale one: old format, or another config)."""
+        if self.folder.exists() and (not self.folder.is_dir() or self.other_config() is not None):
+            self.remove()
+        self.folder.mkdir(exist_ok=True)
+        cfg = self.folder / "config.json"
+        if not cfg.exists():
+            _write_atomic(cfg, lambda fh: fh.write(self.config.to_json().encode()))
+
+    def done(self):
+        """Indices of the chunks already saved, sorted."""
+        return [i for i in range(self.config.n_chunks) if self.chunk_path(i).exists()]
+
+    def save(self, index, rec):
+        _write_atomic(self.chunk_path(index), lambda fh: np.savez(fh, **rec))
+
+    def load(self, index):
+        path = self.chunk_path(index)
+        try:
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError) as err:  # cannot happen for a file written by save(); say so anyway
+            path.unlink(missing_ok=True)
+            raise OSError(
+                f"{path} was damaged and is removed ({err}): run the same command to redo it"
+            ) from err
+
+    def remove(self):
+        if self.folder.is_dir():
+            shutil.rmtree(self.folder)
+        elif self.folder.exists():
+            self.folder.unlink()
+
+
+def _write_atomic(path, write):
+    """Write ``path`` with ``write(filehandle)`` under a temporary name, then rename."""
+    tmp = tmp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _disk_error(err, folder):
+    """``err`` re-raised as a clear message if the disk holding ``folder`` is (nearly) full."""
+    free = shutil.disk_usage(folder).free
+    if getattr(err, "errno", None) == errno.ENOSPC or free < 64 * 2**20:
+        return OSError(
+            errno.ENOSPC,
+            f"the disk holding {folder} is full ({free / 2**20:.0f} MiB free; {err}): free some space "
+            f"and run the same command again; the finished chunks are kept and the run resumes from them",
+        )
+    return err
+
+
+# ----------------------------------------------------------------------------------------- workers
 _WORKER = {}
 
 
-def _worker_init(config_json):
+def _die_with_parent(parent_pid):
+    """End this worker process when its parent is gone (``kill -9`` included)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _worker_init(config_json, path, parent_pid):
+    _die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     config = DatasetConfig.from_json(config_json)
-    _WORKER["config"] = config
-    _WORKER["synth"] = config.synthesizer()
+    _WORKER.update(config=config, synth=config.synthesizer(), store=_ChunkStore(path, config))
 
 
 def _worker_chunk(index):
-    return index, generate_chunk(_WORKER["config"], index, _WORKER["synth"])
+    rec = generate_chunk(_WORKER["config"], index, _WORKER["synth"])
+    _WORKER["store"].save(index, rec)
+    return index, len(rec["sfh"])
 
 
+class _Pool:
+    """Worker processes that save chunks themselves; they are started fresh (spawn: no inherited file
+    handles or locks) and end with the parent, or at once when the run stops early."""
+
+    def __init__(self, config, path, workers):
+        ctx = get_context("spawn")
+        self.pool = ProcessPoolExecutor(
+            workers,
+            mp_context=ctx,
+            initializer=_worker_init,
+            initargs=(config.to_json(), str(path), os.getpid()),
+        )
+
+    def map(self, todo):
+        return self.pool.map(_worker_chunk, todo)
+
+    def close(self, finished):
+        if not finished:
+            # stop the running chunks now rather than after them (no public API for this before 3.14)
+            for proc in list(getattr(self.pool, "_processes", {}).values()):
+                proc.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a batch system's "stop") ends the run like Ctrl-C: clean-up runs, chunks are kept."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ----------------------------------------------------------------------------------------- generate
 def generate(config, path, workers=1, progress=True, overwrite=False):
     """Generate a synthetic set into an HDF5 file (atomic, resumable, reproducible).
 
@@ -345,13 +467,14 @@ def generate(config, path, workers=1, progress=True, overwrite=False):
     ----------
     config : DatasetConfig
     path : str or Path
-        Output file (``.h5``). Work goes to ``path + ".partial"`` until complete.
+        Output file (``.h5``). Finished chunks go to ``path + ".partial/"`` until all are there.
     workers : int
         Processes synthesising chunks in parallel (each holds its own Synthesizer, ~200 MB).
     progress : bool
         Show a tqdm progress bar.
     overwrite : bool
-        Replace an existing complete file made with another config.
+        Replace an existing file made with another config (or not a synthetic set), and discard an
+        unfinished run of another config.
 
     Returns
     -------
@@ -361,92 +484,175 @@ def generate(config, path, workers=1, progress=True, overwrite=False):
     Raises
     ------
     ValueError
-        Bad config, or an existing file made with another config (without ``overwrite``).
+        Bad config or ``workers``.
+    FileExistsError
+        ``path`` exists and was made with another config, or an unfinished run of another config
+        is in ``path.partial/`` (without ``overwrite``); or another process is writing ``path``
+        (:class:`sfh_ml.files.OutputLockedError`).
     OSError
-        The output directory does not exist or is not writable.
+        The output folder does not exist, is not writable, or lacks the disk space.
+    KeyboardInterrupt
+        Ctrl-C or SIGTERM; the finished chunks are kept and the same call resumes from them.
     """
     path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    if not path.parent.is_dir():
-        raise OSError(f"output directory {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise OSError(f"output directory {path.parent} is not writable")
     if int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers}")
-    if path.exists():
-        with h5py.File(path, "r") as f:
-            same = f.attrs.get("config") == config.to_json() and bool(f.attrs.get("complete"))
-        if same:
-            if progress:
-                print(f"{path} is already complete with this config")
+    _check_folder(path.parent)
+    with output_lock(path, "sfh-ml generate"):
+        if _is_done(path, config, overwrite, progress):
             return path
-        if not overwrite:
-            raise ValueError(
-                f"{path} exists and was made with another config; pass overwrite=True (--overwrite)"
+        store = _ChunkStore(path, config)
+        other = store.other_config()
+        if other is not None and not overwrite:
+            raise FileExistsError(
+                f"{store.folder} holds an unfinished run with another config "
+                f"({_differences(other, config)}): run that command again to finish it, "
+                f"or pass overwrite=True (--overwrite) to discard it"
             )
-    mode = "w"
-    if partial.exists():
-        try:
-            with h5py.File(partial, "r") as f:
-                if f.attrs.get("config") == config.to_json():
-                    mode = "r+"
-        except OSError:
-            mode = "w"  # a partial file that cannot be read is started again
-    synth = config.synthesizer() if workers == 1 else None
-    with _open(partial, mode) as f:
-        if mode == "w":
-            _create(f, config, synth if synth is not None else config.synthesizer())
-        done = f["chunk_done"][()]
-        todo = [int(i) for i in np.flatnonzero(~done)]
-        bar = tqdm(
-            total=config.n,
-            initial=int(done.sum()) * config.chunk_size if todo else config.n,
-            disable=not progress,
-            unit="spec",
-            desc=path.name,
-        )
-        if todo and workers == 1:
-            results = (_local(config, i, synth) for i in todo)
-        elif todo:
-            pool = ProcessPoolExecutor(workers, initializer=_worker_init, initargs=(config.to_json(),))
-            results = pool.map(_worker_chunk, todo)
-        else:
-            results = iter(())
-        try:
-            for index, rec in results:
-                lo = index * config.chunk_size
-                hi = lo + len(rec["sfh"])
-                for name, value in rec.items():
-                    f[name][lo:hi] = value
-                f["chunk_done"][index] = True
-                f.flush()
-                bar.update(hi - lo)
-        finally:
-            bar.close()
-            if todo and workers > 1:
-                pool.shutdown(cancel_futures=True)
-        f.attrs["complete"] = True
-    os.replace(partial, path)
+        _check_disk_space(path, config, store)
+        store.open()
+        todo = [i for i in range(config.n_chunks) if i not in set(store.done())]
+        if progress and len(todo) < config.n_chunks:
+            print(f"{path.name}: resuming, {config.n_chunks - len(todo)} of {config.n_chunks} chunks done")
+        with _sigterm_as_interrupt():
+            synth = _compute_chunks(config, path, store, todo, workers, progress)
+            _assemble(config, path, store, synth, overwrite)
+        store.remove()
     return path
 
 
-def _open(path, mode):
-    """Open for resuming, or create with no time stamps anywhere (same config, same bytes)."""
-    if mode == "r+":
-        return h5py.File(path, "r+")
-    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
-    fcpl.set_obj_track_times(False)
-    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    fapl.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_V110)
-    return h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fcpl=fcpl, fapl=fapl))
+def _check_folder(folder):
+    if not folder.is_dir():
+        raise OSError(f"output directory {folder} does not exist: create it first")
+    if not os.access(folder, os.W_OK):
+        raise OSError(f"output directory {folder} is not writable")
 
 
-def _local(config, index, synth):
-    return index, generate_chunk(config, index, synth)
+def _differences(config_json, config):
+    theirs, ours = json.loads(config_json), json.loads(config.to_json())
+    keys = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+    return "; ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} asked" for k in keys)
 
 
+def _is_done(path, config, overwrite, progress):
+    """True if ``path`` is already this set; raises if it is another file and ``overwrite`` is False."""
+    if not path.exists():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            made_with = f.attrs.get("config")
+            complete = bool(f.attrs.get("complete"))
+    except OSError:
+        made_with, complete = None, False
+    if made_with == config.to_json() and complete:
+        if progress:
+            print(f"{path} is already complete with this config")
+        return True
+    if overwrite:
+        return False
+    if made_with is None:
+        raise FileExistsError(
+            f"{path} exists and is not a synthetic set: choose another name or pass --overwrite"
+        )
+    why = (
+        "is unfinished"
+        if not complete
+        else f"was made with another config ({_differences(made_with, config)})"
+    )
+    raise FileExistsError(f"{path} exists and {why}; pass overwrite=True (--overwrite) to replace it")
+
+
+def _check_disk_space(path, config, store):
+    """Refuse up front if the chunks and the assembled file will not fit on the disk."""
+    try:
+        with h5py.File(_library_file(), "r") as f:
+            n_ssp = f["age_yr"].shape[0]
+    except (OSError, KeyError):
+        n_ssp = 64  # no library yet: an upper bound
+    per_object = schema.bytes_per_object(_dims(config, n_ssp), config.n_tx)
+    n_left = config.n - sum(min(config.chunk_size, config.n - i * config.chunk_size) for i in store.done())
+    need = per_object * (config.n + n_left) * 1.02 + 2**20  # the file + the chunks still to save, +2 %
+    free = shutil.disk_usage(path.parent).free
+    if need > free:
+        raise OSError(
+            errno.ENOSPC,
+            f"not enough disk space for {path}: {config.n} objects need about {need / 2**30:.2f} GiB "
+            f"(chunks, then the file), {free / 2**30:.2f} GiB free in {path.parent}: free some space, "
+            f"or write elsewhere",
+        )
+
+
+def _library_file():
+    from .ssp import library_path
+
+    return library_path()
+
+
+def _compute_chunks(config, path, store, todo, workers, progress):
+    """Synthesise and save the chunks ``todo``; returns the local Synthesizer (None with workers)."""
+    bar = tqdm(total=config.n, disable=not progress, unit="spec", desc=path.name)
+    bar.update(config.n - sum(min(config.chunk_size, config.n - i * config.chunk_size) for i in todo))
+    synth, pool, finished = None, None, False
+    try:
+        if workers == 1 or len(todo) <= 1:
+            synth = config.synthesizer()
+            for index in todo:
+                rec = generate_chunk(config, index, synth)
+                _save(store, index, rec, path)
+                bar.update(len(rec["sfh"]))
+        else:
+            pool = _Pool(config, path, min(workers, len(todo)))
+            for _, n_done in pool.map(todo):
+                bar.update(n_done)
+        finished = True
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close(finished)
+    return synth
+
+
+def _save(store, index, rec, path):
+    try:
+        store.save(index, rec)
+    except OSError as err:
+        raise _disk_error(err, path.parent) from err
+
+
+def _assemble(config, path, store, synth, overwrite):
+    """Write the HDF5 file from the saved chunks, under a temporary name, then rename it."""
+    if synth is not None:
+        wave_aa, ssp_age_yr = synth.wave_aa, synth.library.age_yr
+    else:
+        from .instrument import muse_wave
+        from .ssp import load_library
+
+        wave_aa, ssp_age_yr = muse_wave(), load_library().age_yr
+    tmp = tmp_path(path)
+    try:
+        with _create_file(tmp) as f:
+            _create(f, config, wave_aa, ssp_age_yr)
+            for index in range(config.n_chunks):
+                rec = store.load(index)
+                lo = index * config.chunk_size
+                for name, value in rec.items():
+                    f[name][lo : lo + len(rec["sfh"])] = value
+            f.attrs["complete"] = True
+        if path.exists() and not overwrite:  # appeared while we worked: never replace it silently
+            raise FileExistsError(
+                f"{path} appeared during the run; the new set is kept in {tmp}: rename it by hand"
+            )
+        os.replace(tmp, path)
+    except OSError as err:
+        if not isinstance(err, FileExistsError):
+            tmp.unlink(missing_ok=True)
+            raise _disk_error(err, path.parent) from err
+        raise
+
+
+# ----------------------------------------------------------------------------------------- reading
 def read_dataset(path, keys=None, index=None):
-    """Read a synthetic set (or part of it) into memory.
+    """Read a synthetic set (or part of it) into memory: the one reader of these files.
 
     Parameters
     ----------
@@ -459,8 +665,20 @@ def read_dataset(path, keys=None, index=None):
     Returns
     -------
     dict of ndarray
-        Per the schema in the module docstring; byte strings are decoded; root attributes are
-        under ``"attrs"``.
+        Per :mod:`sfh_ml.synthesis.schema`; byte strings are decoded; the root attributes are under
+        ``"attrs"``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file (the message says if an unfinished run can be resumed).
+    OSError
+        Not an HDF5 file.
+    ValueError
+        A file of another schema version, an unfinished file, or a dataset whose shape or type is
+        not the schema's.
+    KeyError
+        A requested dataset is missing (the message names the file and what it holds).
     """
     path = Path(path)
     if not path.exists():
@@ -471,23 +689,74 @@ def read_dataset(path, keys=None, index=None):
             else ""
         )
         raise FileNotFoundError(f"no dataset {path}{hint}")
-    out = {}
-    with h5py.File(path, "r") as f:
-        n = f["sfh"].shape[0]
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise OSError(f"{path} is not a readable HDF5 file ({err})") from err
+    with f:
+        _check_header(f, path)
         names = []
         f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
         wanted = names if keys is None else list(keys)
+        missing = [k for k in wanted if k not in names]
+        if missing:
+            raise KeyError(f"{path} has no dataset {', '.join(map(repr, missing))}; it holds {sorted(names)}")
+        dims = _file_dims(f)
+        out = {}
         for name in wanted:
-            if name not in f:
-                raise KeyError(f"{path} has no dataset {name!r}")
             d = f[name]
-            value = (
-                d[index]
-                if (index is not None and d.ndim and d.shape[0] == n and name != "chunk_done")
-                else d[()]
-            )
+            spec = schema.field(name)
+            _check_dataset(d, spec, dims, path)
+            per_object = spec.per_object if spec is not None else (d.ndim and d.shape[0] == dims["n"])
+            value = d[index] if (index is not None and per_object) else d[()]
             if value.dtype.kind == "S":
                 value = value.astype(str)
             out[name] = value
         out["attrs"] = dict(f.attrs)
     return out
+
+
+def _check_header(f, path):
+    """Refuse a file of another schema version, or one whose generation did not finish."""
+    version = f.attrs.get("schema_version")
+    if version is not None and int(version) != SCHEMA_VERSION:
+        written = f.attrs.get("sfh_ml_version", "an older sfh_ml")
+        raise ValueError(
+            f"{path} has schema version {int(version)} (written by sfh_ml {written}); this sfh_ml "
+            f"({_package_version()}) reads version {SCHEMA_VERSION}: generate the set again with "
+            f"`sfh-ml generate` (same options), or read it with the sfh_ml version that wrote it"
+        )
+    if "complete" in f.attrs and not bool(f.attrs["complete"]):
+        raise ValueError(f"{path} is unfinished: run the generate command that made it again to complete it")
+
+
+def _file_dims(f):
+    """Dimension sizes found in an open file (None where the file does not tell)."""
+    n = next((f[x.name].shape[0] for x in schema.DATASETS if x.per_object and x.name in f), None)
+
+    def size(name, minus=0):
+        return f[name].shape[0] - minus if name in f else None
+
+    return dict(
+        n=n,
+        n_wave=size("wave_aa"),
+        n_band=size("filters"),
+        n_bins=size("age_bins_yr", 1),
+        n_ssp=size("ssp_age_yr"),
+        n_chunks=size("chunk_done"),
+    )
+
+
+def _check_dataset(d, spec, dims, path):
+    if spec is None:
+        return
+    shape = spec.resolve(dims)
+    if shape is not None and d.shape != shape:
+        raise ValueError(
+            f"{path}: dataset {d.name.lstrip('/')} has shape {d.shape}, "
+            f"the schema says {spec.shape} = {shape}"
+        )
+    if np.dtype(spec.dtype).kind != d.dtype.kind and not (spec.dtype == "float32" and d.dtype.kind == "f"):
+        raise ValueError(
+            f"{path}: dataset {d.name.lstrip('/')} has type {d.dtype}, the schema says {spec.dtype}"
+        )

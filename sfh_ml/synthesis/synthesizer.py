@@ -2,16 +2,16 @@
 
 For each object (all quantities per solar mass formed in total):
 
-1. mass formed in each SSP age bin, and the mass-weighted [M/H] of those stars (:mod:`sfh_ml.sfh`);
+1. mass formed in each SSP age bin, and the mass-weighted [M/H] of those stars (:mod:`sfh_ml.synthesis.sfh`);
    each bin's spectrum is interpolated linearly in [M/H] between the two nearest SSP metallicities;
 2. Charlot & Fall (2000) dust: stars younger than 10 Myr and their nebular emission see the birth
-   cloud and the ISM, older stars the ISM only (:mod:`sfh_ml.dust`);
+   cloud and the ISM, older stars the ISM only (:mod:`sfh_ml.synthesis.dust`);
 3. nebular continuum and lines from the Cloudy grids, scaled by the mass formed at each age
-   younger than 10 Myr, interpolated in [M/H] and log U (:mod:`sfh_ml.nebular`);
-4. the five HST fluxes from the full-range (1680-11010 A) spectrum (:mod:`sfh_ml.photometry`);
+   younger than 10 Myr, interpolated in [M/H] and log U (:mod:`sfh_ml.synthesis.nebular`);
+4. the five HST fluxes from the full-range (1680-11010 A) spectrum (:mod:`sfh_ml.synthesis.photometry`);
 5. the spectrum on the MUSE grid, broadened to the MUSE line-spread function in quadrature with
    the stellar velocity dispersion; emission lines with their own gas dispersion
-   (:mod:`sfh_ml.instrument`);
+   (:mod:`sfh_ml.synthesis.instrument`);
 6. Gaussian noise at a S/N per pixel in the 5300-5700 A continuum, and per band for the fluxes.
 
 Speed comes from linearity: the SSPs are broadened once (at a few velocity dispersions,
@@ -23,10 +23,13 @@ integrals (exact to < 0.1 %). There is no Python loop over objects.
 from dataclasses import dataclass, fields
 
 import numpy as np
+from scipy import sparse
 
-from .dust import BIRTH_CLOUD_AGE_YR, CF00_SLOPE, V_WAVE_AA
-from .instrument import C_KMS, add_noise, broadening_matrix, muse_lsf_fwhm, muse_wave, total_sigma_aa
-from .nebular import add_lines, interp_weights
+from ..constants import BIRTH_CLOUD_AGE_YR, C_KMS, FWHM_TO_SIGMA, HBETA_LABEL, V_WAVE_AA
+from ..utils import check_wave_aa, interp_weights
+from .dust import attenuation_curve, transmission
+from .instrument import add_noise, broadening_matrix, muse_lsf_fwhm, muse_wave, total_sigma_aa
+from .nebular import add_lines
 from .photometry import PHANGS_FILTERS, band_weights
 from .ssp import load_library
 
@@ -50,7 +53,8 @@ class SynthesisParams:
     sigma_gas_kms : ndarray
         Velocity dispersion of the ionised gas, km/s.
     snr : ndarray
-        S/N per MUSE pixel of the continuum at 5300-5700 A (see :func:`sfh_ml.instrument.noise_sigma`).
+        S/N per MUSE pixel of the continuum at 5300-5700 A
+        (see :func:`sfh_ml.synthesis.instrument.noise_sigma`).
     snr_phot : ndarray
         S/N of each HST flux.
     """
@@ -93,13 +97,62 @@ class SynthesisParams:
         return SynthesisParams(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
+@dataclass
+class _Weights:
+    """How much of each SSP (and Cloudy grid point) goes into each object's spectrum.
+
+    Attributes
+    ----------
+    mass : ndarray, shape (n_obj, n_age)
+        Mass formed in each SSP age bin (rows sum to 1).
+    zh : ndarray, shape (n_obj, n_age)
+        Mass-weighted [M/H] of the stars formed in each SSP age bin.
+    wz : ndarray, shape (n_obj, n_age, n_zh)
+        Interpolation weights of ``zh`` on the SSP metallicities.
+    w_old : ndarray, shape (n_obj, n_age * n_zh)
+        Weights of the templates for the stars older than the birth clouds (10 Myr).
+    w_young : ndarray, shape (n_obj, n_young * n_zh)
+        Weights of the templates for the stars still inside their birth clouds.
+    m_neb, z_neb : ndarray, shape (n_obj, n_neb_age)
+        Mass formed, and its [M/H], in each age bin of the Cloudy grids (< 10 Myr).
+    """
+
+    mass: np.ndarray
+    zh: np.ndarray
+    wz: np.ndarray
+    w_old: np.ndarray
+    w_young: np.ndarray
+    m_neb: np.ndarray
+    z_neb: np.ndarray
+
+
+def _sigma_nodes(sigma_kms):
+    """Velocity dispersions (km/s) at which the SSPs are broadened: one value, or log-spaced nodes 10 %
+    apart over a (min, max) range (plus the minimum itself if it is below 1 km/s)."""
+    sig = np.atleast_1d(np.asarray(sigma_kms, dtype=float))
+    if (
+        sig.size not in (1, 2)
+        or not np.all(np.isfinite(sig))
+        or np.any(sig < 0)
+        or (sig.size == 2 and sig[1] < sig[0])
+    ):
+        raise ValueError(
+            f"sigma_kms must be a value or an increasing (min, max) range >= 0 km/s, got {sigma_kms}"
+        )
+    if sig.size == 2 and sig[1] > sig[0]:
+        lo = max(sig[0], 1.0)
+        n = int(np.ceil(np.log(sig[1] / lo) / np.log(1.1))) + 1
+        sig = np.concatenate([[sig[0]] if sig[0] < 1.0 else [], np.geomspace(lo, sig[1], n)])
+    return sig[:1] if sig.size == 2 and sig[0] == sig[1] else sig
+
+
 class Synthesizer:
     """Synthetic MUSE spectra and HST fluxes for batches of star formation histories.
 
     Parameters
     ----------
     library : SSPLibrary, optional
-        Default: :func:`sfh_ml.ssp.load_library`.
+        Default: :func:`sfh_ml.synthesis.ssp.load_library`.
     wave_aa : ndarray, shape (n_wave,), optional
         Output wavelength grid (air, Angstrom); default the MUSE cube grid (4749.89 A + 1.25 A x 3681).
     filters : sequence of str
@@ -131,54 +184,69 @@ class Synthesizer:
         self.library = lib
         self.dtype = dtype
         self.filters = tuple(filters)
-        self.wave_aa = muse_wave() if wave_aa is None else np.asarray(wave_aa, dtype=float)
-        lw = lib.wave_aa
-        if self.wave_aa.ndim != 1 or np.any(np.diff(self.wave_aa) <= 0):
-            raise ValueError("wave_aa must be a 1-D increasing array")
-        if self.wave_aa[0] < lw[0] + 50 or self.wave_aa[-1] > lw[-1] - 50:
+        self.wave_aa = self._output_grid(wave_aa)
+        self.sigma_nodes_kms = _sigma_nodes(sigma_kms)
+        self.n_age, self.n_zh = lib.flux.shape[:2]
+        self.n_young = int(np.sum(lib.age_edges_yr[:-1] < BIRTH_CLOUD_AGE_YR))  # SSP bins with stars < 10 Myr
+        tpl = lib.flux.reshape(self.n_age * self.n_zh, -1).astype(np.float64)  # (n_t, n_lw)
+        self._broaden_templates(tpl)
+        neb_vt = self._nebular_basis(neb_rank)
+        lam_col = self._photometry_operators(tpl, neb_vt, phot_bin_aa)
+        self._dust_curves(lam_col)
+        self._muse_lines = self._lines_on_the_grid()
+        v = np.abs(lib.wave_aa - V_WAVE_AA) < 50.0  # 5450-5550 A
+        self._ssp_v = lib.flux[:, :, v].mean(axis=2)  # (n_age, n_zh): V-band flux, for light weights
+
+    # ------------------------------------------------------------------ set-up steps
+    def _output_grid(self, wave_aa):
+        """The output grid (default MUSE), checked against the library's range (50 A margins)."""
+        if wave_aa is None:
+            return muse_wave()
+        wave_aa = check_wave_aa(wave_aa, increasing=True)
+        lw = self.library.wave_aa
+        if wave_aa[0] < lw[0] + 50 or wave_aa[-1] > lw[-1] - 50:
             raise ValueError(
-                f"wave_aa {self.wave_aa[0]:.0f}-{self.wave_aa[-1]:.0f} A is outside the SSP library "
+                f"wave_aa {wave_aa[0]:.0f}-{wave_aa[-1]:.0f} A is outside the SSP library "
                 f"({lw[0] + 50:.0f}-{lw[-1] - 50:.0f} A usable)"
             )
-        sig = np.atleast_1d(np.asarray(sigma_kms, dtype=float))
-        if sig.size not in (1, 2) or np.any(sig < 0) or (sig.size == 2 and sig[1] < sig[0]):
-            raise ValueError(
-                f"sigma_kms must be a value or an increasing (min, max) range >= 0, got {sigma_kms}"
-            )
-        if sig.size == 2 and sig[1] > sig[0]:
-            lo = max(sig[0], 1.0)
-            n = int(np.ceil(np.log(sig[1] / lo) / np.log(1.1))) + 1
-            sig = np.concatenate([[sig[0]] if sig[0] < 1.0 else [], np.geomspace(lo, sig[1], n)])
-        self.sigma_nodes_kms = sig[:1] if sig.size == 2 and sig[0] == sig[1] else sig
+        return wave_aa
 
-        n_age, n_zh, n_lw = lib.flux.shape
-        self.n_age, self.n_zh = n_age, n_zh
-        edges = lib.age_edges_yr
-        self.n_young = int(np.sum(edges[:-1] < BIRTH_CLOUD_AGE_YR))  # SSP bins with stars < 10 Myr
-        tpl = lib.flux.reshape(n_age * n_zh, n_lw).astype(np.float64)
-
-        # Stellar templates on the output grid, one set per velocity-dispersion node.
-        self._tpl = np.empty((self.sigma_nodes_kms.size, n_age * n_zh, self.wave_aa.size), dtype=dtype)
+    def _broaden_templates(self, tpl):
+        """Stellar templates on the output grid at the MUSE LSF plus each dispersion node."""
+        lib, lw = self.library, self.library.wave_aa
+        fwhm_lib = np.interp(self.wave_aa, lw, lib.fwhm_aa)
+        self._tpl = np.empty((self.sigma_nodes_kms.size, tpl.shape[0], self.wave_aa.size), dtype=self.dtype)
         for k, s in enumerate(self.sigma_nodes_kms):
-            op = broadening_matrix(
-                lw, self.wave_aa, total_sigma_aa(self.wave_aa, s, np.interp(self.wave_aa, lw, lib.fwhm_aa))
-            )
+            op = broadening_matrix(lw, self.wave_aa, total_sigma_aa(self.wave_aa, s, fwhm_lib))
             self._tpl[k] = (op @ tpl.T).T
-        self._tpl_young = np.ascontiguousarray(self._tpl[:, : self.n_young * n_zh])
+        self._tpl_young = np.ascontiguousarray(self._tpl[:, : self.n_young * self.n_zh])
 
-        # Nebular continuum: low-rank basis (it is smooth), at the LSF on the output grid.
-        neb = lib.neb_cont.reshape(-1, n_lw).astype(np.float64)  # (n_neb_age * n_zh * n_u, n_lw)
+    def _nebular_basis(self, rank):
+        """Low-rank basis of the nebular continuum (it is smooth), at the LSF on the output grid.
+
+        Returns the basis on the library grid, ndarray of shape (rank, n_lw).
+        """
+        lib, lw = self.library, self.library.wave_aa
+        neb = lib.neb_cont.reshape(-1, lw.size).astype(np.float64)  # (n_neb_age * n_zh * n_u, n_lw)
         u, s, vt = np.linalg.svd(neb, full_matrices=False)
-        self._neb_coef = (u[:, :neb_rank] * s[:neb_rank]).astype(dtype)  # (n_neb, rank)
+        self._neb_coef = (u[:, :rank] * s[:rank]).astype(self.dtype)  # (n_neb, rank)
         op_lsf = broadening_matrix(lw, self.wave_aa, total_sigma_aa(self.wave_aa, 0.0))
-        self._neb_basis = (op_lsf @ vt[:neb_rank].T).T.astype(dtype)  # (rank, n_wave)
-        self.neb_rank_error = float(s[neb_rank] / s[0]) if neb_rank < s.size and s[0] > 0 else 0.0
-        self._line_lum = lib.line_lum.reshape(-1, lib.line_wave_aa.size).astype(dtype)  # (n_neb, n_lines)
+        self._neb_basis = (op_lsf @ vt[:rank].T).T.astype(self.dtype)  # (rank, n_wave)
+        self._line_lum = lib.line_lum.reshape(-1, lib.line_wave_aa.size).astype(
+            self.dtype
+        )  # (n_neb, n_lines)
+        return vt[:rank]
 
-        # Fluxes: band-weighted integrals of each template over 50 A bins; dust applied per bin.
+    def _photometry_operators(self, tpl, neb_vt, bin_aa):
+        """Band-weighted integrals of each template over ``bin_aa`` bins (dust is applied per bin), and
+        the contribution of each emission line (a delta function) to each band.
+
+        Returns the mean wavelength of each (band, bin) column, ndarray of shape (n_col,).
+        """
+        lw = self.library.wave_aa
         bw = band_weights(lw, self.filters)  # (n_band, n_lw)
         cols, rows, vals, band_of_col, lam_col = [], [], [], [], []
-        bin_id = np.floor((lw - lw[0]) / phot_bin_aa).astype(int)
+        bin_id = np.floor((lw - lw[0]) / bin_aa).astype(int)
         for b in range(bw.shape[0]):
             nz = np.flatnonzero(bw[b] > 0)
             for j in np.unique(bin_id[nz]):
@@ -189,34 +257,34 @@ class Synthesizer:
                 vals.extend(bw[b, pix])
                 band_of_col.append(b)
                 lam_col.append(np.sum(bw[b, pix] * lw[pix]) / np.sum(bw[b, pix]))
-        from scipy import sparse
-
-        proj = sparse.csr_matrix((vals, (rows, cols)), shape=(n_lw, len(band_of_col)))  # (n_lw, n_col)
-        self._phot_tpl = np.asarray((proj.T @ tpl.T).T, dtype=dtype)  # (n_t, n_col)
-        self._phot_tpl_young = np.ascontiguousarray(self._phot_tpl[: self.n_young * n_zh])
-        self._phot_neb = np.asarray((proj.T @ vt[:neb_rank].T).T, dtype=dtype)  # (rank, n_col)
-        self._phot_sum = np.zeros((len(band_of_col), bw.shape[0]), dtype=dtype)
+        proj = sparse.csr_matrix((vals, (rows, cols)), shape=(lw.size, len(band_of_col)))  # (n_lw, n_col)
+        self._phot_tpl = np.asarray((proj.T @ tpl.T).T, dtype=self.dtype)  # (n_t, n_col)
+        self._phot_tpl_young = np.ascontiguousarray(self._phot_tpl[: self.n_young * self.n_zh])
+        self._phot_neb = np.asarray((proj.T @ neb_vt.T).T, dtype=self.dtype)  # (rank, n_col)
+        self._phot_sum = np.zeros((len(band_of_col), bw.shape[0]), dtype=self.dtype)
         self._phot_sum[np.arange(len(band_of_col)), band_of_col] = 1.0
-        self._k_phot = ((np.array(lam_col) / V_WAVE_AA) ** CF00_SLOPE).astype(dtype)
-        self._k_wave = ((self.wave_aa / V_WAVE_AA) ** CF00_SLOPE).astype(dtype)
-        lines = lib.line_wave_aa
-        self._line_k = (lines / V_WAVE_AA) ** CF00_SLOPE
-        # A line contributes L T(lambda_l) lambda_l / int T lambda dlambda to a band (a delta function).
+        # A line contributes L T(lambda_l) lambda_l / int T lambda dlambda to a band.
         trap = np.gradient(lw)
+        lines = self.library.line_wave_aa
         self._line_phot = np.zeros((lines.size, bw.shape[0]))
         for b in range(bw.shape[0]):
-            t_lam = bw[b] / trap  # T lambda / norm on the grid
-            self._line_phot[:, b] = np.interp(lines, lw, t_lam, left=0.0, right=0.0)
-        margin = 10 * (muse_lsf_fwhm(self.wave_aa[-1]) + 500.0 / C_KMS * self.wave_aa[-1])
-        # Lines on the spectrum: those near the grid that ever reach 1e-4 of H-beta (33 for MUSE).
-        hb = lib.line_index("H  1  4861.32A")
+            self._line_phot[:, b] = np.interp(lines, lw, bw[b] / trap, left=0.0, right=0.0)
+        return np.array(lam_col)
+
+    def _dust_curves(self, lam_col):
+        """tau(lambda) / tau_V on the output grid, the flux columns and the emission lines."""
+        self._k_wave = attenuation_curve(self.wave_aa).astype(self.dtype)
+        self._k_phot = attenuation_curve(lam_col).astype(self.dtype)
+        self._line_k = attenuation_curve(self.library.line_wave_aa)
+
+    def _lines_on_the_grid(self):
+        """Lines drawn on the spectra: near the grid, and reaching 1e-4 of H-beta somewhere (33 for MUSE)."""
+        lib, w = self.library, self.wave_aa
+        lines = lib.line_wave_aa
+        margin = 10 * (muse_lsf_fwhm(w[-1]) + 500.0 / C_KMS * w[-1])
+        hb = lib.line_index(HBETA_LABEL)
         strong = np.max(lib.line_lum / lib.line_lum[..., hb : hb + 1].clip(1e-30), axis=(0, 1, 2)) > 1e-4
-        self._muse_lines = np.flatnonzero(
-            (lines > self.wave_aa[0] - margin) & (lines < self.wave_aa[-1] + margin) & strong
-        )
-        # Light-weighting: mean flux of each SSP at 5450-5550 A (V band).
-        v = (lw > 5450) & (lw < 5550)
-        self._ssp_v = lib.flux[:, :, v].mean(axis=2)  # (n_age, n_zh)
+        return np.flatnonzero((lines > w[0] - margin) & (lines < w[-1] + margin) & strong)
 
     # ------------------------------------------------------------------ weights
     def _weights(self, sfh):
@@ -233,13 +301,16 @@ class Synthesizer:
         mass_old = np.clip(mass_old, 0, None)
         zh = sfh.zh_in_bins(edges)  # (n, n_age)
         wz = interp_weights(zh, lib.zh)  # (n, n_age, n_zh)
-        w_old = (mass_old[:, :, None] * wz).reshape(len(sfh), -1)
-        w_young = (mass_young[:, :, None] * wz[:, : self.n_young]).reshape(len(sfh), -1)
-        # Nebular: mass formed in each Cloudy age bin (< 10 Myr).
         neb_edges = lib.neb_age_edges_yr
-        m_neb = np.clip(np.diff(sfh.cumulative_at(neb_edges), axis=1), 0, None)  # (n, n_neb_age)
-        z_neb = sfh.zh_in_bins(neb_edges, closed=False)
-        return mass, zh, wz, w_old, w_young, m_neb, z_neb
+        return _Weights(
+            mass=mass,
+            zh=zh,
+            wz=wz,
+            w_old=(mass_old[:, :, None] * wz).reshape(len(sfh), -1),
+            w_young=(mass_young[:, :, None] * wz[:, : self.n_young]).reshape(len(sfh), -1),
+            m_neb=np.clip(np.diff(sfh.cumulative_at(neb_edges), axis=1), 0, None),
+            z_neb=sfh.zh_in_bins(neb_edges, closed=False),
+        )
 
     def _nebular_weights(self, m_neb, z_neb, log_u):
         """Cloudy-grid weights flattened as (age, [M/H], log U): (n_obj, n_neb_age * n_zh * n_u)."""
@@ -298,83 +369,100 @@ class Synthesizer:
                 for i in range(0, n, block_size)
             ]
             return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        if np.any(params.sigma_kms < self.sigma_nodes_kms[0] - 1e-6) or np.any(
-            params.sigma_kms > self.sigma_nodes_kms[-1] + 1e-6
-        ):
-            raise ValueError(
-                f"sigma_kms outside the range this Synthesizer was built for "
-                f"({self.sigma_nodes_kms[0]:.0f}-{self.sigma_nodes_kms[-1]:.0f} km/s)"
-            )
-        lib = self.library
+        self._check_sigma(params.sigma_kms)
         dt = self.dtype
-        mass, zh, wz, w_old, w_young, m_neb, z_neb = self._weights(sfh)
-        w_old, w_young = w_old.astype(dt), w_young.astype(dt)
-
-        # Nebular weights over (age, [M/H], log U), flattened as in the library.
-        w_neb = self._nebular_weights(m_neb, z_neb, params.log_u).astype(dt)
+        w = self._weights(sfh)
+        w_old, w_young = w.w_old.astype(dt), w.w_young.astype(dt)
+        w_neb = self._nebular_weights(w.m_neb, w.z_neb, params.log_u).astype(dt)
         line_lum = w_neb @ self._line_lum  # (n, n_lines)
         neb_coef = w_neb @ self._neb_coef  # (n, rank)
-
-        # Stellar spectra, interpolating between broadened template sets in velocity dispersion.
-        old = np.zeros((n, self.wave_aa.size), dtype=dt)
-        young = np.zeros_like(old)
-        if self.sigma_nodes_kms.size == 1:
-            old[:] = w_old @ self._tpl[0]
-            young[:] = w_young @ self._tpl_young[0]
-        else:
-            ws = interp_weights(params.sigma_kms, self.sigma_nodes_kms)  # (n, n_sig)
-            for k in np.flatnonzero(ws.sum(axis=0) > 0):
-                sel = np.flatnonzero(ws[:, k] > 0)
-                f = ws[sel, k : k + 1].astype(dt)
-                old[sel] += f * (w_old[sel] @ self._tpl[k])
-                young[sel] += f * (w_young[sel] @ self._tpl_young[k])
+        old, young = self._stellar_spectra(w_old, w_young, params.sigma_kms)
         neb_cont = neb_coef @ self._neb_basis
-        lines = np.zeros_like(old)
-        idx = self._muse_lines
-        lam = lib.line_wave_aa[idx]
-        sig_line = np.sqrt(
-            (muse_lsf_fwhm(lam) / 2.3548) ** 2 + (params.sigma_gas_kms[:, None] * lam / C_KMS) ** 2
-        )
-        add_lines(lines, self.wave_aa, lam, line_lum[:, idx], sig_line)
-
-        att_ism = np.exp(-params.tau_ism.astype(dt)[:, None] * self._k_wave)
-        att_bc = np.exp(-params.tau_bc.astype(dt)[:, None] * self._k_wave)
+        lines = self._emission_lines(line_lum, params.sigma_gas_kms)
+        att_ism = transmission(params.tau_ism, self._k_wave)
+        att_bc = transmission(params.tau_bc, self._k_wave)
         spec = att_ism * (old + att_bc * (young + neb_cont + lines))
-
-        # Fluxes: template integrals per 50 A bin, dust per bin, lines as delta functions.
-        a_ism = np.exp(-params.tau_ism.astype(dt)[:, None] * self._k_phot)
-        a_bc = np.exp(-params.tau_bc.astype(dt)[:, None] * self._k_phot)
-        cols = a_ism * (
-            w_old @ self._phot_tpl + a_bc * (w_young @ self._phot_tpl_young + neb_coef @ self._phot_neb)
-        )
-        line_att = np.exp(-(params.tau_ism + params.tau_bc)[:, None] * self._line_k[None, :])
-        phot = cols @ self._phot_sum + ((line_lum * line_att) @ self._line_phot).astype(dt)
-
-        # Derived quantities.
-        log_age = lib.log_age
-        light = mass * np.einsum("naz,az->na", wz, self._ssp_v)
-        out = dict(
-            spectra_noiseless=spec,
-            photometry_noiseless=phot,
-            mass_ssp=mass,
-            zh_ssp=zh,
-            mw_log_age=mass @ log_age,
-            mw_zh=np.sum(mass * zh, axis=1),
-            lw_log_age=(light @ log_age) / light.sum(axis=1),
-            lw_zh=np.sum(light * zh, axis=1) / light.sum(axis=1),
-            mstar_frac=np.einsum("na,naz,az->n", mass, wz, lib.mstar_frac),
-            line_lum=line_lum,
-        )
+        phot = self._photometry(w_old, w_young, neb_coef, line_lum, params)
+        out = dict(spectra_noiseless=spec, photometry_noiseless=phot, **self._summaries(w), line_lum=line_lum)
         if noise:
-            out["spectra"], out["ivar"] = add_noise(spec, params.snr, rng, self.wave_aa)
-            sig_phot = (phot / params.snr_phot.astype(dt)[:, None]).astype(dt)
-            out["photometry"] = phot + sig_phot * rng.standard_normal(phot.shape, dtype=dt)
-            out["photometry_ivar"] = 1.0 / sig_phot**2
+            out.update(self._noisy(spec, phot, params, rng))
         if components:
             out["stellar"] = att_ism * (old + att_bc * young)
             out["nebular_continuum"] = att_ism * att_bc * neb_cont
             out["emission_lines"] = att_ism * att_bc * lines
             out["dust_free"] = old + young + neb_cont + lines
+        return out
+
+    # ------------------------------------------------------------------ synthesis steps
+    def _check_sigma(self, sigma_kms):
+        if np.any(sigma_kms < self.sigma_nodes_kms[0] - 1e-6) or np.any(
+            sigma_kms > self.sigma_nodes_kms[-1] + 1e-6
+        ):
+            raise ValueError(
+                f"sigma_kms outside the range this Synthesizer was built for "
+                f"({self.sigma_nodes_kms[0]:.0f}-{self.sigma_nodes_kms[-1]:.0f} km/s)"
+            )
+
+    def _stellar_spectra(self, w_old, w_young, sigma_kms):
+        """Old and young stellar spectra, interpolating between the dispersion nodes' templates."""
+        old = np.zeros((w_old.shape[0], self.wave_aa.size), dtype=self.dtype)
+        young = np.zeros_like(old)
+        if self.sigma_nodes_kms.size == 1:
+            old[:] = w_old @ self._tpl[0]
+            young[:] = w_young @ self._tpl_young[0]
+            return old, young
+        ws = interp_weights(sigma_kms, self.sigma_nodes_kms)  # (n, n_sig)
+        for k in np.flatnonzero(ws.sum(axis=0) > 0):
+            sel = np.flatnonzero(ws[:, k] > 0)
+            f = ws[sel, k : k + 1].astype(self.dtype)
+            old[sel] += f * (w_old[sel] @ self._tpl[k])
+            young[sel] += f * (w_young[sel] @ self._tpl_young[k])
+        return old, young
+
+    def _emission_lines(self, line_lum, sigma_gas_kms):
+        """Lines on the output grid, Gaussians of the MUSE LSF and the gas dispersion in quadrature."""
+        lines = np.zeros((line_lum.shape[0], self.wave_aa.size), dtype=self.dtype)
+        idx = self._muse_lines
+        lam = self.library.line_wave_aa[idx]
+        sig_line = np.sqrt(
+            (muse_lsf_fwhm(lam) * FWHM_TO_SIGMA) ** 2 + (sigma_gas_kms[:, None] * lam / C_KMS) ** 2
+        )
+        return add_lines(lines, self.wave_aa, lam, line_lum[:, idx], sig_line)
+
+    def _photometry(self, w_old, w_young, neb_coef, line_lum, params):
+        """Fluxes: template integrals per bin with that bin's dust, lines as delta functions."""
+        dt = self.dtype
+        a_ism = transmission(params.tau_ism, self._k_phot)
+        a_bc = transmission(params.tau_bc, self._k_phot)
+        cols = a_ism * (
+            w_old @ self._phot_tpl + a_bc * (w_young @ self._phot_tpl_young + neb_coef @ self._phot_neb)
+        )
+        line_att = transmission(params.tau_ism + params.tau_bc, self._line_k)
+        return cols @ self._phot_sum + ((line_lum * line_att) @ self._line_phot).astype(dt)
+
+    def _summaries(self, w):
+        """Mass- and light-weighted ages and [M/H], surviving mass, and the truth on the SSP grid."""
+        lib = self.library
+        log_age = lib.log_age
+        light = w.mass * np.einsum("naz,az->na", w.wz, self._ssp_v)
+        return dict(
+            mass_ssp=w.mass,
+            zh_ssp=w.zh,
+            mw_log_age=w.mass @ log_age,
+            mw_zh=np.sum(w.mass * w.zh, axis=1),
+            lw_log_age=(light @ log_age) / light.sum(axis=1),
+            lw_zh=np.sum(light * w.zh, axis=1) / light.sum(axis=1),
+            mstar_frac=np.einsum("na,naz,az->n", w.mass, w.wz, lib.mstar_frac),
+        )
+
+    def _noisy(self, spec, phot, params, rng):
+        """Noisy spectra (S/N per pixel in 5300-5700 A) and fluxes (S/N per band), with inverse variances."""
+        dt = self.dtype
+        out = {}
+        out["spectra"], out["ivar"] = add_noise(spec, params.snr, rng, self.wave_aa)
+        sig_phot = (phot / params.snr_phot.astype(dt)[:, None]).astype(dt)
+        out["photometry"] = phot + sig_phot * rng.standard_normal(phot.shape, dtype=dt)
+        out["photometry_ivar"] = 1.0 / sig_phot**2
         return out
 
     def full_spectrum(self, sfh, params):
@@ -392,9 +480,9 @@ class Synthesizer:
         """
         lib = self.library
         n = len(sfh)
-        _, _, _, w_old, w_young, m_neb, z_neb = self._weights(sfh)
+        w = self._weights(sfh)
         tpl = lib.flux.reshape(self.n_age * self.n_zh, -1).astype(np.float64)
-        w_neb = self._nebular_weights(m_neb, z_neb, params.log_u)
+        w_neb = self._nebular_weights(w.m_neb, w.z_neb, params.log_u)
         line_lum = w_neb @ lib.line_lum.reshape(-1, lib.line_wave_aa.size)
         neb = w_neb @ lib.neb_cont.reshape(-1, lib.wave_aa.size).astype(np.float64)
         lines = np.zeros((n, lib.wave_aa.size))
@@ -402,8 +490,8 @@ class Synthesizer:
         inside = (lam > lib.wave_aa[0]) & (lam < lib.wave_aa[-1])
         sig = np.maximum(params.sigma_gas_kms[:, None] * lam[inside] / C_KMS, 0.3)
         add_lines(lines, lib.wave_aa, lam[inside], line_lum[:, inside], sig)
-        k = (lib.wave_aa / V_WAVE_AA) ** CF00_SLOPE
-        a_ism = np.exp(-params.tau_ism[:, None] * k)
-        a_bc = np.exp(-params.tau_bc[:, None] * k)
-        young = w_young @ tpl[: self.n_young * self.n_zh]
-        return lib.wave_aa, a_ism * (w_old @ tpl + a_bc * (young + neb + lines))
+        k = attenuation_curve(lib.wave_aa)
+        a_ism = transmission(params.tau_ism, k)
+        a_bc = transmission(params.tau_bc, k)
+        young = w.w_young @ tpl[: self.n_young * self.n_zh]
+        return lib.wave_aa, a_ism * (w.w_old @ tpl + a_bc * (young + neb + lines))

@@ -1,0 +1,186 @@
+"""The synthetic-set file format: one table that the writer, the reader and this text all use.
+
+A set written by :func:`sfh_ml.synthesis.dataset.generate` is one HDF5 file with the datasets
+and root attributes below. Shapes are in terms of ``n`` objects, ``n_wave`` MUSE pixels,
+``n_band`` HST bands, ``n_bins`` target age bins, ``n_ssp`` SSP ages and ``n_chunks`` seeded
+chunks. The writer creates the datasets in the order of :data:`DATASETS`; the reader checks the
+shapes and types of what it reads against it; the listing below is generated from it.
+
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Field",
+    "DATASETS",
+    "ATTRIBUTES",
+    "sfh_param_names",
+    "expand",
+    "bytes_per_object",
+    "describe",
+    "field",
+]
+
+SCHEMA_VERSION = 1
+FLUX_UNIT = "L_sun / Angstrom per M_sun formed"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One dataset of a synthetic-set file.
+
+    Attributes
+    ----------
+    name : str
+        HDF5 path (``"sfh_params/<name>"`` stands for one dataset per generator parameter).
+    shape : tuple of str
+        Symbolic shape: ``"n"``, ``"n_wave"``, ``"n_band"``, ``"n_bins"``, ``"n_bins+1"``, ``"n_ssp"``,
+        ``"n_chunks"``.
+    dtype : str
+        numpy dtype (``"S10"``: byte strings).
+    unit : str
+        Physical unit (``""`` if none).
+    description : str
+        What it holds.
+    """
+
+    name: str
+    shape: tuple
+    dtype: str
+    unit: str
+    description: str
+
+    @property
+    def per_object(self):
+        """Whether the first axis runs over objects (and is sliced by ``read_dataset(index=...)``)."""
+        return self.shape[:1] == ("n",)
+
+    def resolve(self, dims):
+        """The numeric shape for ``dims`` (a dict of dimension sizes); None for an unknown dimension."""
+        out = []
+        for sym in self.shape:
+            base, _, plus = sym.partition("+")
+            if dims.get(base) is None:
+                return None
+            out.append(int(dims[base]) + int(plus or 0))
+        return tuple(out)
+
+
+_F32, _F64 = "float32", "float64"
+# Writer order = this order (the file's bytes depend on it: keep new datasets at the end of their group).
+DATASETS = (
+    Field("spectra", ("n", "n_wave"), _F32, FLUX_UNIT, "noisy MUSE spectra"),
+    Field("spectra_noiseless", ("n", "n_wave"), _F32, FLUX_UNIT, "the same without noise"),
+    Field("photometry", ("n", "n_band"), _F32, FLUX_UNIT, "noisy HST band-mean flux densities <f_lambda>"),
+    Field("photometry_noiseless", ("n", "n_band"), _F32, FLUX_UNIT, "the same without noise"),
+    Field("sfh", ("n", "n_bins"), _F32, "", "fraction of the mass formed in each age bin (rows sum to 1)"),
+    Field("zh", ("n", "n_bins"), _F32, "dex", "mass-weighted [M/H] of the stars formed in each bin"),
+    Field(
+        "sfh_ssp", ("n", "n_ssp"), _F32, "", "sfh on the SSP age grid (the truth a full-spectrum fit sees)"
+    ),
+    Field("zh_ssp", ("n", "n_ssp"), _F32, "dex", "zh on the SSP age grid"),
+    Field("family", ("n",), "S10", "", 'SFH family, "skewnormal" or "densebasis"'),
+    Field("mw_log_age", ("n",), _F64, "log10 yr", "mass-weighted (mass formed) age"),
+    Field("lw_log_age", ("n",), _F64, "log10 yr", "light-weighted (5500 A, before dust) age"),
+    Field("mw_zh", ("n",), _F64, "dex", "mass-weighted [M/H]"),
+    Field("lw_zh", ("n",), _F64, "dex", "light-weighted [M/H]"),
+    Field("mstar_frac", ("n",), _F64, "", "stellar mass left per unit mass formed"),
+    Field("halpha_lum", ("n",), _F64, "L_sun per M_sun formed", "H-alpha luminosity before dust"),
+    Field("tau_bc", ("n",), _F64, "", "V-band optical depth of the birth clouds"),
+    Field("tau_ism", ("n",), _F64, "", "V-band optical depth of the diffuse ISM"),
+    Field("log_u", ("n",), _F64, "dex", "ionisation parameter"),
+    Field("sigma_kms", ("n",), _F64, "km/s", "stellar velocity dispersion"),
+    Field("sigma_gas_kms", ("n",), _F64, "km/s", "gas velocity dispersion"),
+    Field("snr", ("n",), _F64, "", "S/N per MUSE pixel at 5300-5700 A"),
+    Field("snr_phot", ("n",), _F64, "", "S/N of each HST flux"),
+    Field("sfh_params/<name>", ("n",), _F64, "", "generator parameters (NaN where they do not apply)"),
+    Field("wave_aa", ("n_wave",), _F64, "Angstrom", "air wavelengths of the spectra"),
+    Field("filters", ("n_band",), "S32", "", "pyphot names of the bands"),
+    Field(
+        "age_bins_yr",
+        ("n_bins+1",),
+        _F64,
+        "yr",
+        "edges of the age bins; the first bin also holds younger stars, the last ends at 14.1 Gyr",
+    ),
+    Field("ssp_age_yr", ("n_ssp",), _F64, "yr", "ages of the SSP library"),
+    Field("chunk_done", ("n_chunks",), "bool", "", "completion flag of each seeded chunk (all true)"),
+)
+
+# Root attributes: (name, description).
+ATTRIBUTES = (
+    ("config", "the generation config, JSON (DatasetConfig.to_json)"),
+    ("schema_version", f"version of this format ({SCHEMA_VERSION}); checked on read"),
+    ("zh_min", "[M/H] range of the SSP grid: lower end"),
+    ("zh_max", "upper end"),
+    ("max_age_yr", "look-back time at which every history starts, yr"),
+    ("flux_unit", f"unit of spectra and photometry ({FLUX_UNIT})"),
+    ("wave_grid", "the wavelength grid in words"),
+    ("complete", "true once every chunk is written"),
+    ("sfh_ml_version", "version of sfh_ml that wrote the file"),
+)
+
+
+def sfh_param_names(n_tx):
+    """Names of the ``sfh_params/<name>`` datasets for ``n_tx`` dense-basis times."""
+    return (
+        "peak_age_yr",
+        "width_yr",
+        "skew",
+        "burst_age_yr",
+        "burst_duration_yr",
+        "burst_frac",
+        *(f"tx{i + 1}" for i in range(n_tx)),
+        "zh_start",
+        "zh_final",
+        "zh_gamma",
+    )
+
+
+_BY_NAME = {f.name: f for f in DATASETS}
+
+
+def field(name):
+    """The :class:`Field` of dataset ``name`` (any ``sfh_params/...`` gives the generic entry), or None."""
+    if name.startswith("sfh_params/"):
+        return _BY_NAME["sfh_params/<name>"]
+    return _BY_NAME.get(name)
+
+
+def expand(n_tx):
+    """The datasets of a file, in writer order, with ``sfh_params/<name>`` expanded: list of (name, Field)."""
+    out = []
+    for f in DATASETS:
+        if f.name == "sfh_params/<name>":
+            out.extend((f"sfh_params/{p}", f) for p in sfh_param_names(n_tx))
+        else:
+            out.append((f.name, f))
+    return out
+
+
+def bytes_per_object(dims, n_tx):
+    """Bytes the per-object datasets take for one object (``dims`` without ``n``)."""
+    total = 0
+    for _, f in expand(n_tx):
+        if f.per_object:
+            shape = f.resolve({**dims, "n": 1})
+            total += int(np.prod(shape)) * np.dtype(f.dtype).itemsize
+    return total
+
+
+def describe():
+    """The listing of :data:`DATASETS` and :data:`ATTRIBUTES` as text (used in this module's docstring)."""
+    lines = ["Datasets::", ""]
+    for f in DATASETS:
+        shape = "(" + ", ".join(f.shape) + ("," if len(f.shape) == 1 else "") + ")"
+        unit = f" [{f.unit}]" if f.unit else ""
+        lines.append(f"    {f.name:22s}{shape:16s}{f.dtype:8s}{f.description}{unit}")
+    lines += ["", "Root attributes::", ""]
+    lines += [f"    {name:22s}{text}" for name, text in ATTRIBUTES]
+    return "\n".join(lines) + "\n"
+
+
+__doc__ += describe()
