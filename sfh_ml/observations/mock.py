@@ -50,7 +50,7 @@ from sfh_ml.files import check_output, tmp_path
 
 from . import formats as fmt
 from .binning import continuum_snr
-from .prepare import SKY_LINE_WINDOWS_AA, mw_transmission
+from .prepare import MW_LAW, MW_R_V, SKY_LINE_WINDOWS_AA, mw_transmission
 
 __all__ = ["MockGalaxy", "mock_paths", "write_mock_galaxy", "load_mock_truth", "DQ_BAD", "DQ_NO_COVERAGE"]
 
