@@ -6,7 +6,7 @@ pixel drawn log-uniformly in 10-100, as in the book), trains v2 on it, and print
 scatter of the mass-weighted log age and [M/H] on a held-out set at S/N = 50, with the targets of
 the project. Everything is resumable: run it again after an interruption.
 
-    python benchmarks/paper_scale.py [--out _build/paper] [--epochs 20] [--model v2] [--n-train 165000]
+    python benchmarks/paper_scale.py [--out _build/paper] [--epochs 20] [--arch v2] [--n-train 165000]
 
 On 2 CPU cores: about 1 min to synthesise the sets, about 2 min per epoch of v2 (40 min for 20).
 """
@@ -27,7 +27,7 @@ def main():
     parser.add_argument("--out", default="_build/paper")
     parser.add_argument("--n-train", type=int, default=165_000)
     parser.add_argument("--n-test", type=int, default=10_000)
-    parser.add_argument("--model", default="v2", choices=("v1", "v2"))
+    parser.add_argument("--arch", default="v2", choices=("v1", "v2"))
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args()
@@ -42,10 +42,10 @@ def main():
     testmix = generate(DatasetConfig(n=args.n_test, seed=3, snr=(5.0, 100.0)), out / "test_snrmix.h5")
     print(f"data sets ready in {time.perf_counter() - t0:.0f} s")
 
-    model_path = out / f"{args.model}_{args.n_train // 1000}k.keras"
+    model_path = out / f"{args.arch}_{args.n_train // 1000}k.keras"
     t0 = time.perf_counter()
     result = train(
-        train_path, args.model, model_path, epochs=args.epochs, batch_size=args.batch_size, seed=42, verbose=2
+        train_path, args.arch, model_path, epochs=args.epochs, batch_size=args.batch_size, seed=42, verbose=2
     )
     print(
         f"trained {model_path}: {len(result.history)} epochs (best {result.best_epoch}), "
@@ -54,7 +54,7 @@ def main():
 
     for name, path in (("S/N = 50", test50), ("S/N 5-100", testmix)):
         metrics = evaluate(model_path, path)
-        (out / f"metrics_{args.model}_{path.stem}.json").write_text(json.dumps(metrics, indent=1))
+        (out / f"metrics_{args.arch}_{path.stem}.json").write_text(json.dumps(metrics, indent=1))
         print(f"\nheld-out set at {name} ({metrics['n_objects']} objects)")
         for key, stats in metrics["mean_quantities"].items():
             target = f"   target scatter <= {TARGETS[key]}" if key in TARGETS else ""

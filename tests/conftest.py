@@ -22,3 +22,17 @@ def make_params(n, **kw):
     )
     base.update(kw)
     return SynthesisParams(**{k: np.broadcast_to(np.asarray(v, float), (n,)).copy() for k, v in base.items()})
+
+
+# Hyper-parameters of tiny networks (a few seconds of training on 2 cores), shared by the network tests.
+TINY_V1 = {
+    "stem_filters": 8,
+    "conv_filters": (16,),
+    "conv_strides": (2,),
+    "token_dim": 16,
+    "token_proj": 4,
+    "latent_dim": 32,
+    "phot_units": 16,
+    "decoder_units": 64,
+}
+TINY_V2 = {**TINY_V1, "n_heads": 2, "n_blocks": 1, "ff_dim": 32}

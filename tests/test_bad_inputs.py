@@ -14,6 +14,7 @@ Sections: synthesis and model data (``SYNTHESIS_CASES``), network and inference
 import re
 
 import pytest
+from conftest import TINY_V2
 
 # ----------------------------------------------------------------------------------------- helpers
 
@@ -533,19 +534,7 @@ SYNTHESIS_CASES = [
 _NET_FILTERS = ["HST_WFC3_F275W", "HST_WFC3_F336W", "HST_WFC3_F438W", "HST_WFC3_F555W", "HST_WFC3_F814W"]
 _NET_PIVOTS_AA = (2717.0, 3362.0, 4320.0, 5311.0, 8307.0)
 _NET_N_WAVE, _NET_N_BINS = 400, 6
-_NET_TINY = {
-    "stem_filters": 8,
-    "conv_filters": (16,),
-    "conv_strides": (2,),
-    "token_dim": 16,
-    "token_proj": 4,
-    "latent_dim": 32,
-    "phot_units": 16,
-    "decoder_units": 64,
-    "n_heads": 2,
-    "n_blocks": 1,
-    "ff_dim": 32,
-}
+_NET_TINY = TINY_V2
 _NET_RUN = {"version": "v2", "epochs": 1, "batch_size": 16, "val_fraction": 0.25, "verbose": 0, **_NET_TINY}
 
 

@@ -13,6 +13,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from conftest import TINY_V1, TINY_V2  # noqa: E402
+
 from sfh_ml import network as models  # noqa: E402
 from sfh_ml.network import inference  # noqa: E402
 from sfh_ml.network.layers import LOG_SIGMA_RANGE  # noqa: E402
@@ -22,17 +24,7 @@ WAVE_AA = 4749.89 + 1.25 * np.arange(N_WAVE)
 AGE_BINS_YR = np.logspace(np.log10(6.3e6), np.log10(1.41e10), N_BINS + 1)
 FILTERS = ["F275W", "F336W", "F438W", "F555W", "F814W"]
 ZH_RANGE = (-1.71, 0.22)
-TINY = {
-    "stem_filters": 8,
-    "conv_filters": (16,),
-    "conv_strides": (2,),
-    "token_dim": 16,
-    "token_proj": 4,
-    "latent_dim": 32,
-    "phot_units": 16,
-    "decoder_units": 64,
-}
-TINY_V2 = {**TINY, "n_heads": 2, "n_blocks": 1, "ff_dim": 32}
+TINY = TINY_V1
 
 
 def tiny_model(version, seed=0, **kw):

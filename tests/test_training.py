@@ -12,6 +12,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from conftest import TINY_V2  # noqa: E402
+
 from sfh_ml import network as models  # noqa: E402
 from sfh_ml.cli import build_parser  # noqa: E402
 from sfh_ml.network import inference, metrics, training  # noqa: E402
@@ -21,19 +23,7 @@ N_WAVE, N_BANDS, N_BINS = 400, 5, 8
 AGE_BINS_YR = np.logspace(np.log10(6.3e6), np.log10(1.41e10), N_BINS + 1)
 FILTERS = [b"F275W", b"F336W", b"F438W", b"F555W", b"F814W"]
 ZH_RANGE = (-1.71, 0.22)
-TINY = {
-    "stem_filters": 8,
-    "conv_filters": (16,),
-    "conv_strides": (2,),
-    "token_dim": 16,
-    "token_proj": 4,
-    "latent_dim": 32,
-    "phot_units": 16,
-    "decoder_units": 64,
-    "n_heads": 2,
-    "n_blocks": 1,
-    "ff_dim": 32,
-}
+TINY = TINY_V2
 RUN = {"version": "v2", "batch_size": 16, "val_fraction": 0.25, "patience": 100, "verbose": 0, **TINY}
 
 

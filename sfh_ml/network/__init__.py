@@ -49,6 +49,7 @@ _EXPORTS = {
         "training",
     ),
 }
+__all__ = ["metrics", *_EXPORTS]
 
 
 def __getattr__(name):
@@ -62,38 +63,3 @@ def __getattr__(name):
 def __dir__():
     return sorted(set(globals()) | set(__all__))
 
-
-__all__ = [
-    "metrics",
-    "DEFAULT_HYPER",
-    "VERSIONS",
-    "adapt",
-    "build_model",
-    "compile_model",
-    "PREDICTION_KEYS",
-    "QUALITY_FLAGS",
-    "QUALITY_UNUSABLE",
-    "ModelFileError",
-    "NoUsableObjectError",
-    "evaluate",
-    "load_model",
-    "predict",
-    "predict_file",
-    "HistoryHead",
-    "InputNormalization",
-    "PositionEmbedding",
-    "SFHLoss",
-    "ZHLoss",
-    "make_targets",
-    "sfh_cum_mae",
-    "zh_mae",
-    "check_compatible",
-    "get_metadata",
-    "HistoryDataset",
-    "TrainingResult",
-    "TrainingError",
-    "augment_batch",
-    "load_data",
-    "split_indices",
-    "train",
-]
