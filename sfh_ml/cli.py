@@ -1,4 +1,4 @@
-"""Command-line interface: ``sfh-ml data | generate | info | train | evaluate | predict``.
+"""Command-line interface: ``sfh-ml data | generate | info | train | evaluate | predict | apply``.
 
 Examples
 --------
@@ -9,11 +9,15 @@ Examples
     sfh-ml info train.h5
     sfh-ml train --data train.h5 --arch v2 --out v2.keras
     sfh-ml evaluate --model v2.keras --data test.h5 --json metrics.json
+    sfh-ml predict --model v2.keras --data spectra.h5 --out predictions.h5
+    sfh-ml apply --model v2.keras --cube NGC3627-1.05asec.fits --maps NGC3627_MAPS.fits \
+        --redshift 0.00243 --ebv-mw 0.03 --bins voronoi:50 --out ngc3627/
 
 Every command imports what it needs inside its function, so the data commands start without Keras.
 """
 
 import argparse
+import os
 import sys
 
 __all__ = ["main", "build_parser", "parse_range"]
@@ -326,6 +330,8 @@ def main(argv=None):
     """Entry point of the ``sfh-ml`` command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    # TensorFlow's C++ start-up lines (oneDNN, CPU features) are noise on a command line; errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from .data import DataError
 
     try:

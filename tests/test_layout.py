@@ -5,8 +5,6 @@ import sys
 
 import pytest
 
-import sfh_ml
-
 
 def test_every_public_name_of_the_package_and_its_wings_resolves():
     import sfh_ml.network

@@ -4,4 +4,121 @@ Readers of the real file formats, spatial binning and the application of a train
 here; see the application chapter.
 """
 
-__all__ = []
+from .analysis import (
+    ApplicationOutputs,
+    GradientFit,
+    RadialProfile,
+    bin_average,
+    cluster_age_agreement,
+    compare_with_truth,
+    deprojected_radius,
+    fit_gradient,
+    flag_table,
+    pick_regions,
+    radial_profile,
+    radius_map,
+    read_application,
+    sky_offsets_arcsec,
+    usable_objects,
+)
+from .apertures import ApertureSpectra, aperture_spectra, aperture_weights
+from .apply import ApplyResult, apply_cube, run_chunk, summarise_histories
+from .binning import SpatialBins, continuum_snr, grid_bins, no_bins, voronoi_bins, weighted_sums
+from .flags import FLAG_BITS, flag_names
+from .hst import HstSpaxelFluxes, hst_spaxel_fluxes, match_psf, muse_psf_fwhm, reproject_to_spaxels
+from .mock import MockGalaxy, load_mock_truth, mock_paths, write_mock_galaxy
+from .prepare import (
+    SKY_LINE_WINDOWS_AA,
+    PreparedSpectra,
+    broaden_to_model,
+    clean_pixels,
+    deredden_mw,
+    mw_transmission,
+    photometry_to_flux_density,
+    prepare_spectra,
+    resample_spectra,
+    sky_line_mask,
+    to_rest_frame,
+    total_redshift,
+)
+from .readers import (
+    DapMaps,
+    HstImage,
+    MuseCube,
+    read_cluster_catalogue,
+    read_hst_image,
+    read_maps,
+    read_muse_cube,
+    vacuum_to_air,
+)
+
+__all__ = [
+    # analysis
+    "ApplicationOutputs",
+    "GradientFit",
+    "RadialProfile",
+    "bin_average",
+    "cluster_age_agreement",
+    "compare_with_truth",
+    "deprojected_radius",
+    "fit_gradient",
+    "flag_table",
+    "pick_regions",
+    "radial_profile",
+    "radius_map",
+    "read_application",
+    "sky_offsets_arcsec",
+    "usable_objects",
+    # apertures
+    "ApertureSpectra",
+    "aperture_spectra",
+    "aperture_weights",
+    # binning
+    "SpatialBins",
+    "continuum_snr",
+    "grid_bins",
+    "no_bins",
+    "voronoi_bins",
+    "weighted_sums",
+    # mock
+    "MockGalaxy",
+    "load_mock_truth",
+    "mock_paths",
+    "write_mock_galaxy",
+    # apply
+    "ApplyResult",
+    "apply_cube",
+    "run_chunk",
+    "summarise_histories",
+    # hst
+    "HstSpaxelFluxes",
+    "hst_spaxel_fluxes",
+    "match_psf",
+    "muse_psf_fwhm",
+    "reproject_to_spaxels",
+    # flags
+    "FLAG_BITS",
+    "flag_names",
+    # prepare
+    "SKY_LINE_WINDOWS_AA",
+    "PreparedSpectra",
+    "broaden_to_model",
+    "clean_pixels",
+    "deredden_mw",
+    "mw_transmission",
+    "photometry_to_flux_density",
+    "prepare_spectra",
+    "resample_spectra",
+    "sky_line_mask",
+    "to_rest_frame",
+    "total_redshift",
+    # readers
+    "DapMaps",
+    "HstImage",
+    "MuseCube",
+    "read_cluster_catalogue",
+    "read_hst_image",
+    "read_maps",
+    "read_muse_cube",
+    "vacuum_to_air",
+]
