@@ -50,36 +50,21 @@ _COMMON = {
     "proj_activation": None,
     # False: the photometry is ignored (masked) whatever is passed: the spectra-only ablation
     "use_photometry": True,
+    # The same convolutional tokeniser in both: strided convolutions take 3681 px -> 921 -> 461 -> 231
+    # -> 58 tokens; the stem is cheap (few channels).
+    "stem_filters": 16,
+    "stem_kernel": 7,
+    "stem_stride": 4,
+    "conv_filters": (32, 48),
+    "conv_kernel": 5,
+    "conv_strides": (2, 2),
+    "token_dim": 64,
+    "token_stride": 4,
+    "token_proj": 8,
 }
 DEFAULT_HYPER = {
-    # Strided convolutions: 3681 px -> 921 -> 461 -> 231 -> 58 tokens; the stem is cheap (few channels).
-    "v1": {
-        **_COMMON,
-        "stem_filters": 16,
-        "stem_kernel": 7,
-        "stem_stride": 4,
-        "conv_filters": (32, 48),
-        "conv_kernel": 5,
-        "conv_strides": (2, 2),
-        "token_dim": 64,
-        "token_stride": 4,
-        "token_proj": 8,
-    },
-    "v2": {
-        **_COMMON,
-        "stem_filters": 16,
-        "stem_kernel": 7,
-        "stem_stride": 4,
-        "conv_filters": (32, 48),
-        "conv_kernel": 5,
-        "conv_strides": (2, 2),
-        "token_dim": 64,
-        "token_stride": 4,
-        "token_proj": 8,
-        "n_heads": 4,
-        "n_blocks": 2,
-        "ff_dim": 128,
-    },
+    "v1": dict(_COMMON),
+    "v2": {**_COMMON, "n_heads": 4, "n_blocks": 2, "ff_dim": 128},  # self-attention over the tokens
 }
 
 
