@@ -179,3 +179,18 @@ def test_read_subset_by_index_slices_only_per_object_datasets(tmp_path):
     assert part["wave_aa"].shape == (3681,) and list(part["family"]) == list(full["family"][5:9])
     with pytest.raises(KeyError, match="r.h5 has no dataset 'nope'"):
         read_dataset(path, keys=["nope"])
+
+
+def test_a_stop_during_a_chunk_write_lands_after_the_write():
+    import os
+    import signal
+
+    from sfh_ml.synthesis.dataset import _signals_held, _sigterm_as_interrupt
+
+    written = []
+    with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
+        with _signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while the "file" is being written
+            written.append("the whole chunk")
+        written.append("after the chunk")  # not reached: the stop is raised on leaving the write
+    assert written == ["the whole chunk"]

@@ -342,7 +342,8 @@ class _ChunkStore:
         return [i for i in range(self.config.n_chunks) if self.chunk_path(i).exists()]
 
     def save(self, index, rec):
-        _write_atomic(self.chunk_path(index), lambda fh: np.savez(fh, **rec))
+        with _signals_held():  # a stop (Ctrl-C, SIGTERM) lands after the chunk is written, not inside it
+            _write_atomic(self.chunk_path(index), lambda fh: np.savez(fh, **rec))
 
     def load(self, index):
         path = self.chunk_path(index)
@@ -440,6 +441,22 @@ class _Pool:
             for proc in list(getattr(self.pool, "_processes", {}).values()):
                 proc.terminate()
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT and SIGTERM (delivered on exit): the stop then raises between two writes, never in one.
+
+    Raised inside ``np.savez``, the interrupt would turn into zipfile's "open writing handle" error.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextlib.contextmanager
