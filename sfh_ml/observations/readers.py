@@ -158,7 +158,9 @@ class _FitsImage:
 
     def _open(self):
         if self._data is None:
-            self._hdul = fits.open(self.path, memmap=True, lazy_load_hdus=True)
+            # "denywrite": a read-only private map; astropy's default "readonly" map fails on cubes of tens
+            # of GB and falls back to it with a warning, once per opening (i.e. per chunk).
+            self._hdul = fits.open(self.path, mode="denywrite", memmap=True, lazy_load_hdus=True)
             self._data = self._hdul[self.extname].data
         return self._data
 
