@@ -184,6 +184,7 @@ def test_read_subset_by_index_slices_only_per_object_datasets(tmp_path):
 def test_a_stop_during_a_chunk_write_lands_after_the_write():
     import os
     import signal
+    import time
 
     from sfh_ml.synthesis.dataset import _signals_held, _sigterm_as_interrupt
 
@@ -191,6 +192,8 @@ def test_a_stop_during_a_chunk_write_lands_after_the_write():
     with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
         with _signals_held():
             os.kill(os.getpid(), signal.SIGTERM)  # arrives while the "file" is being written
+            time.sleep(0.05)  # an unheld signal would interrupt the write here
             written.append("the whole chunk")
-        written.append("after the chunk")  # not reached: the stop is raised on leaving the write
+        for _ in range(200):  # the held stop is delivered once the write is over
+            time.sleep(0.01)
     assert written == ["the whole chunk"]

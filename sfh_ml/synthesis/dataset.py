@@ -443,20 +443,29 @@ class _Pool:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def _signals_held():
-    """Hold SIGINT and SIGTERM (delivered on exit): the stop then raises between two writes, never in one.
+    """Defer SIGINT and SIGTERM to the end of the block: a stop lands between two writes, never in one.
 
     Raised inside ``np.savez``, the interrupt would turn into zipfile's "open writing handle" error.
+    Python runs signal handlers in the main thread, so swapping the handlers works whatever thread
+    of the process the signal was delivered to (masking the main thread alone does not).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    pending = []
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in _STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if pending:
+        raise KeyboardInterrupt(f"stopped by signal {pending[0]}")
 
 
 @contextlib.contextmanager
