@@ -41,7 +41,8 @@ CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
 NOTEBOOKS := $(wildcard book/*.ipynb)
 FULL_RUNS := $(CHAPTERS:book/%=$(SRC)/book/%)
 QUICK_RUNS := $(CHAPTERS:book/%=$(TEST_OUT)/%)
-BOOK_FILES := _config.yml _toc.yml $(wildcard book/*.md book/*.png book/*.bib)
+# book/model_card.md includes the card of the shipped network from its home in the package.
+BOOK_FILES := _config.yml _toc.yml $(wildcard book/*.md book/*.png book/*.bib) sfh_ml/pretrained/MODEL_CARD.md
 STAGED := $(addprefix $(SRC)/,$(BOOK_FILES))
 TEST_STAGED := $(addprefix $(TEST_SRC)/,$(BOOK_FILES))
 TEST_COPIES := $(CHAPTERS:book/%=$(TEST_SRC)/book/%)

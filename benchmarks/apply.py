@@ -163,8 +163,15 @@ def main(argv=None):
         model = network.load_model(args.model)
     else:
         wave = WAVE0_AA + DWAVE_AA * np.arange(N_WAVE)
+        age_bins = default_age_bins()  # 19 bins: 1-3, 3-6, 6-10 Myr and 16 from 10 Myr to 14.1 Gyr
         model = network.build_model(
-            "v2", N_WAVE, 5, 16, wave_aa=wave, age_bins_yr=default_age_bins(), filters=list(PHANGS_FILTERS)
+            "v2",
+            N_WAVE,
+            5,
+            age_bins.size - 1,
+            wave_aa=wave,
+            age_bins_yr=age_bins,
+            filters=list(PHANGS_FILTERS),
         )
     print(f"model: {args.model or 'untrained v2 (default size)'}, {model.count_params()} parameters; "
           f"{os.cpu_count()} CPUs; client: {args.dask or 'serial'}")  # fmt: skip

@@ -1,7 +1,7 @@
 """Inference and training throughput of the v1 and v2 networks at the default (paper) size.
 
-Builds each network for MUSE spectra (3681 pixels), 5 HST bands and 16 age bins, and prints:
-parameter count, batched inference speed (batch 1024, median of 3 passes after 2 warm-up passes)
+Builds each network for MUSE spectra (3681 pixels), 5 HST bands and the 19 default age bins, and
+prints: parameter count, batched inference speed (batch 1024, median of 3 passes after 2 warm-up passes)
 and training speed (``train_on_batch``, batch 256, after 2 warm-up steps). Numbers only, no
 assertions. Synthetic random inputs: the speed does not depend on the values. The machine's other
 load counts: run it on an idle machine for numbers to quote.
@@ -22,7 +22,7 @@ from sfh_ml.network import build_model, make_targets  # noqa: E402
 
 __all__ = ["inference_rate", "training_rate", "main"]
 
-N_WAVE, N_BANDS, N_BINS = 3681, 5, 16
+N_WAVE, N_BANDS, N_BINS = 3681, 5, 19  # 19: sfh_ml.synthesis.sfh.default_age_bins()
 WAVE_AA = 4749.89 + 1.25 * np.arange(N_WAVE)
 
 

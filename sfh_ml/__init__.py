@@ -9,8 +9,8 @@ The package has three wings, one per part of the book:
 
 plus :mod:`sfh_ml.data` (model data), :mod:`sfh_ml.plotting`, :mod:`sfh_ml.constants` and the
 command line, :mod:`sfh_ml.cli`. The synthesis names are imported here directly; the network names
-(``predict``, ``load_model``, ``train``, ...) on first use, so that ``import sfh_ml`` and the data
-commands do not start Keras.
+(``predict``, ``load_model``, ``train``, ``calibrate``, ...) on first use, so that ``import sfh_ml``
+and the data commands do not start Keras.
 """
 
 import importlib
@@ -30,6 +30,10 @@ _NETWORK = (
     "predict",
     "evaluate",
     "predict_file",
+    "calibrate",
+    "load_pretrained",
+    "pretrained_info",
+    "pretrained_card",
     "check_compatible",
     "get_metadata",
     "metrics",

@@ -1,4 +1,4 @@
-"""Command-line interface: ``sfh-ml data | generate | info | train | evaluate | predict | apply``.
+"""Command-line interface: ``sfh-ml data | generate | info | train | evaluate | calibrate | predict | apply``.
 
 Examples
 --------
@@ -9,7 +9,9 @@ Examples
     sfh-ml info train.h5
     sfh-ml train --data train.h5 --arch v2 --out v2.keras
     sfh-ml evaluate --model v2.keras --data test.h5 --json metrics.json
+    sfh-ml calibrate --model v2.keras --data calib.h5 --out v2_calibrated.keras
     sfh-ml predict --model v2.keras --data spectra.h5 --out predictions.h5
+    sfh-ml predict --data spectra.h5 --out predictions.h5   # the pretrained model (sfh-ml info --pretrained)
     sfh-ml apply --model v2.keras --cube NGC3627-1.05asec.fits --maps NGC3627_MAPS.fits \
         --redshift 0.00243 --ebv-mw 0.03 --bins voronoi:50 --out ngc3627/
 
@@ -20,7 +22,7 @@ import argparse
 import os
 import sys
 
-__all__ = ["main", "build_parser", "parse_range"]
+__all__ = ["main", "build_parser", "parse_range", "parse_edges"]
 
 
 def parse_range(text):
@@ -34,6 +36,23 @@ def parse_range(text):
     if len(parts) != 2 or parts[1] < parts[0]:
         raise argparse.ArgumentTypeError(f"expected a number or MIN:MAX with MIN <= MAX, got {text!r}")
     return tuple(parts)
+
+
+def _snr_phot(text):
+    """``--snr-phot``: ``"phangs"`` or a range (see :func:`parse_range`)."""
+    return "phangs" if str(text).strip().lower() == "phangs" else parse_range(text)
+
+
+def parse_edges(text):
+    """``"1e6,3e6,6e6"`` -> (1e6, 3e6, 6e6); ``"none"`` or ``""`` -> ()."""
+    if str(text).strip().lower() in ("", "none"):
+        return ()
+    try:
+        return tuple(float(p) for p in str(text).split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers or 'none', got {text!r}"
+        ) from None
 
 
 def _cmd_data(args):
@@ -73,6 +92,7 @@ def _cmd_generate(args):
         n_tx=args.n_tx,
         alpha=args.alpha,
         chunk_size=args.chunk_size,
+        **({} if args.young_bins is None else {"young_bins_yr": args.young_bins}),
     )
     try:
         generate(config, args.out, workers=args.workers, progress=not args.quiet, overwrite=args.overwrite)
@@ -89,6 +109,13 @@ def _cmd_generate(args):
 
 
 def _cmd_info(args):
+    if args.pretrained:
+        from .network.pretrained import describe_pretrained
+
+        print(describe_pretrained())
+        return 0
+    if args.file is None:
+        raise ValueError("name a synthetic set (sfh-ml info FILE), or pass --pretrained")
     import json
 
     import numpy as np
@@ -159,8 +186,26 @@ def _cmd_evaluate(args):
         atomic_write_text(args.json, json.dumps(result, indent=1))
     if result["n_unusable"]:
         print(f"{result['n_unusable']} unusable objects left out (quality flags: {result['quality']})")
-    for name, stats in result["mean_quantities"].items():
-        print(f"{name:11s} bias {stats['bias']:+.3f}  nmad {stats['nmad']:.3f}  std {stats['std']:.3f}")
+    fmt = lambda v, spec: "n/a" if v is None else format(v, spec)
+    for level, tables in (("bin", result), ("exact", result["exact"])):
+        for name, stats in tables["mean_quantities"].items():
+            print(
+                f"{level:5s} {name:11s} bias {fmt(stats['bias'], '+.3f')}  nmad {fmt(stats['nmad'], '.3f')}  "
+                f"std {fmt(stats['std'], '.3f')}"
+            )
+    for note in result["notes"]:
+        print(f"note: {note}")
+    return 0
+
+
+def _cmd_calibrate(args):
+    from .network import calibrate
+
+    result = calibrate(args.model, args.data, args.out, overwrite=args.overwrite, n_max=args.n_max)
+    for name in ("sfh_cum", "zh_mass_weighted"):
+        before, after = (result[f"coverage_{when}"][name]["1sigma"]["all"] for when in ("before", "after"))
+        print(f"{name:16s} within 1 sigma: {before:.3f} before, {after:.3f} after")
+    print(f"wrote {args.out} (calibrated on {result['n_objects']} objects of {args.data})")
     return 0
 
 
@@ -175,11 +220,23 @@ def _band_list(text):
 _FILTERS_HELP = "band order of the photometry, NAME,NAME,... (needed if the file has no 'filters')"
 
 
+def _default_model(args, members="all"):
+    """``--model``, else the files of the pretrained model (digests checked): one path, or a list."""
+    if args.model is not None:
+        return args.model
+    from .network.pretrained import default_model_label, pretrained_info, pretrained_paths
+
+    paths = [str(p) for p in pretrained_paths(members=members)]
+    first = len(paths) < len(pretrained_info()["members"])
+    print(f"model: {default_model_label()}" + (", its first member" if first else ""))
+    return paths[0] if len(paths) == 1 else paths
+
+
 def _cmd_predict(args):
     from .network import predict_file
 
     summary = predict_file(
-        args.model,
+        _default_model(args),
         args.data,
         args.out,
         batch_size=args.batch_size,
@@ -198,7 +255,7 @@ def _cmd_apply(args):
     from .observations.apply import apply_cube
 
     result = apply_cube(
-        args.model,
+        _default_model(args, members="fast"),
         args.cube,
         args.out,
         maps_path=args.maps,
@@ -226,6 +283,9 @@ def _cmd_apply(args):
 
 def build_parser():
     """The argparse parser of ``sfh-ml``: every command, each importing what it needs when run."""
+    from .network.pretrained import default_model_label  # reads the manifest only (no Keras)
+
+    default_model = default_model_label()
     parser = argparse.ArgumentParser(
         prog="sfh-ml", description="Star formation histories from MUSE + HST with attention CNNs."
     )
@@ -247,13 +307,24 @@ def build_parser():
     p.add_argument(
         "--snr", type=parse_range, default=(50.0, 50.0), help="S/N per pixel, VALUE or MIN:MAX (log-uniform)"
     )
-    p.add_argument("--snr-phot", type=parse_range, default=(20.0, 20.0), help="S/N of the HST fluxes")
-    p.add_argument("--sigma", type=parse_range, default=(150.0, 150.0), help="stellar dispersion, km/s")
+    p.add_argument(
+        "--snr-phot",
+        type=_snr_phot,
+        default="phangs",
+        help="S/N of the HST fluxes: 'phangs' (per band, PHANGS-like spread) or VALUE or MIN:MAX",
+    )
+    p.add_argument("--sigma", type=parse_range, default=(150.0, 350.0), help="stellar dispersion, km/s")
     p.add_argument("--sigma-gas", type=parse_range, default=(20.0, 80.0), help="gas dispersion, km/s")
     p.add_argument("--tau-bc", type=parse_range, default=(0.0, 2.0), help="birth-cloud V optical depth")
     p.add_argument("--tau-ism", type=parse_range, default=(0.0, 1.0), help="ISM V optical depth")
     p.add_argument("--log-u", type=parse_range, default=(-4.0, -1.5), help="ionisation parameter")
-    p.add_argument("--n-bins", type=int, default=16, help="age bins, 6.3 Myr to 14.1 Gyr")
+    p.add_argument("--n-bins", type=int, default=16, help="log-spaced age bins from 10 Myr to 14.1 Gyr")
+    p.add_argument(
+        "--young-bins",
+        type=parse_edges,
+        default=None,
+        help="edges of the age bins below 10 Myr in years, comma-separated, or 'none' (default 1e6,3e6,6e6)",
+    )
     p.add_argument("--n-tx", type=int, default=3, help="dense-basis tx parameters")
     p.add_argument("--alpha", type=float, default=1.0, help="dense-basis Dirichlet concentration")
     p.add_argument("--chunk-size", type=int, default=1024, help="objects per seeded chunk")
@@ -266,8 +337,9 @@ def build_parser():
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_generate)
 
-    p = sub.add_parser("info", help="summarise a synthetic set")
-    p.add_argument("file")
+    p = sub.add_parser("info", help="summarise a synthetic set, or the pretrained model (--pretrained)")
+    p.add_argument("file", nargs="?", help="synthetic set (HDF5)")
+    p.add_argument("--pretrained", action="store_true", help="the shipped model: manifest, digests, card")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("train", help="train a network on an HDF5 training set")
@@ -296,8 +368,16 @@ def build_parser():
     p.add_argument("--filters", type=_band_list, default=None, help=_FILTERS_HELP)
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("predict", help="predict SFHs and [M/H] histories for an HDF5 file")
+    p = sub.add_parser("calibrate", help="scale a model's sigmas to 68.3 %% coverage on a held-out set")
     p.add_argument("--model", required=True, help="trained model (.keras)")
+    p.add_argument("--data", required=True, help="labelled calibration set (HDF5), not used in training")
+    p.add_argument("--out", required=True, help="output model (.keras)")
+    p.add_argument("--n-max", type=int, default=None, help="use only the first N objects")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output model")
+    p.set_defaults(func=_cmd_calibrate)
+
+    p = sub.add_parser("predict", help="predict SFHs and [M/H] histories for an HDF5 file")
+    p.add_argument("--model", default=None, help=f"trained model (.keras); default: {default_model}")
     p.add_argument("--data", required=True, help="input HDF5 (spectra, photometry, wave_aa)")
     p.add_argument("--out", required=True, help="output HDF5")
     p.add_argument("--batch-size", type=int, default=1024)
@@ -306,7 +386,11 @@ def build_parser():
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("apply", help="maps and tables of a MUSE cube (+ MAPS, HST images, catalogue)")
-    p.add_argument("--model", required=True, help="trained model (.keras)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help=f"trained model (.keras); default: {default_model} (of an ensemble, its first member)",
+    )
     p.add_argument("--cube", required=True, help="MUSE cube (DATA, STAT, optional DQ)")
     p.add_argument("--maps", default=None, help="DAP MAPS file (V_STARS, SIGMA_STARS) on the cube's grid")
     p.add_argument("--redshift", type=float, required=True, help="systemic redshift")

@@ -37,6 +37,7 @@ __all__ = [
     "plot_radial_gradient",
     "plot_cluster_ages",
     "plot_region_histories",
+    "plot_young_sequence",
 ]
 
 
@@ -1016,4 +1017,81 @@ def plot_region_histories(age_bins_yr, regions, axs=None):
         ax2.fill_between(c, zh - zs, zh + zs, color=colour, alpha=0.2)
     _lookback_axis(ax1, "mass fraction formed")
     _lookback_axis(ax2, "[M/H] of the stars formed")
+    return axs
+
+
+def plot_young_sequence(
+    library, zh_index=4, log_u=-2.5, axs=None, wave_range=(1700, 10000), zoom_aa=(4800, 6800)
+):
+    """The SSPs younger than 10 Myr, with the nebular emission of their birth clouds.
+
+    Three panels: the stellar spectra per unit mass, coloured by age; the same ages in the optical
+    with their nebular continuum and lines (Cloudy grids, drawn as Gaussians of the library's
+    resolution); and the H-alpha equivalent width against age, which falls with the ionising photons.
+
+    Parameters
+    ----------
+    library : SSPLibrary
+        Its SSPs younger than 10 Myr (1 to 10 Myr, 0.1 dex) and the Cloudy grids at the same ages.
+    zh_index : int
+        Which [M/H] of the library (4: solar).
+    log_u : float
+        Ionisation parameter; the nearest value of the grid is drawn.
+    axs : three Axes, optional
+        Created in one row if omitted.
+    wave_range, zoom_aa : (float, float)
+        Wavelength ranges of the first and second panels, Angstrom.
+
+    Returns
+    -------
+    axs
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+    from matplotlib.ticker import NullFormatter
+
+    from .constants import BIRTH_CLOUD_AGE_YR, FWHM_TO_SIGMA, HALPHA_LABEL
+    from .synthesis.nebular import add_lines
+
+    if axs is None:
+        _, axs = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True, width_ratios=[1.4, 1.4, 1])
+    ax1, ax2, ax3 = axs
+    w = library.wave_aa
+    young = np.flatnonzero(library.age_yr <= BIRTH_CLOUD_AGE_YR * 1.001)
+    u = int(np.argmin(np.abs(library.log_u - log_u)))
+    ages = library.age_yr[young]
+    norm = LogNorm(ages[0], ages[-1])
+    cmap = plt.cm.viridis
+    lam = library.line_wave_aa
+    inside = (lam > zoom_aa[0]) & (lam < zoom_aa[1])
+    ha = library.line_index(HALPHA_LABEL)
+    near_ha = np.abs(w - lam[ha]) < 20
+    full = (w > wave_range[0]) & (w < wave_range[1])
+    zoom = (w > zoom_aa[0] - 10) & (w < zoom_aa[1] + 10)
+    ew = np.full(ages.size, np.nan)
+    for k in range(ages.size - 1, -1, -1):  # the oldest first: the strong lines of the youngest on top
+        i, age = young[k], ages[k]
+        stars = library.flux[i, zh_index].astype(float)
+        colour = cmap(norm(age))
+        ax1.plot(w[full], stars[full], color=colour, lw=0.7)
+        total = stars.copy()
+        n = np.flatnonzero(np.isclose(library.neb_age_yr, age, rtol=1e-3))
+        if n.size:  # in the birth cloud: nebular continuum and lines of the same age
+            total += library.neb_cont[n[0], zh_index, u]
+            lum = library.line_lum[n[0], zh_index, u]
+            sigma = np.interp(lam[inside], w, library.fwhm_aa) * FWHM_TO_SIGMA
+            add_lines(total[None, :], w, lam[inside], lum[None, inside], sigma[None, :])
+            ew[k] = lum[ha] / (stars + library.neb_cont[n[0], zh_index, u])[near_ha].mean()
+        ax2.plot(w[zoom], total[zoom], color=colour, lw=0.7)
+    ax1.set(yscale="log", xlabel="wavelength [Å]", ylabel="L$_\\odot$ Å$^{-1}$ M$_\\odot^{-1}$")
+    ax1.set_title(f"stars, [M/H] = {library.zh[zh_index]:+.2f}")
+    ax2.set(yscale="log", xlabel="wavelength [Å]", xlim=zoom_aa)
+    ax2.set_title(f"stars + nebular emission, log U = {library.log_u[u]:.1f}")
+    ok = np.isfinite(ew)
+    ax3.plot(ages[ok] / 1e6, ew[ok], "o-", color="C3", ms=4)
+    ax3.set(xscale="log", yscale="log", xlabel="age [Myr]", ylabel="EW(H$\\alpha$) [Å]")
+    ax3.set_xticks([1, 2, 3, 5, 8], labels=["1", "2", "3", "5", "8"])
+    ax3.xaxis.set_minor_formatter(NullFormatter())
+    ax3.set_title("H$\\alpha$ equivalent width")
+    plt.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=[ax1, ax2], label="age [yr]")
     return axs

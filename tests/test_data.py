@@ -61,14 +61,14 @@ def test_data_force_re_extracts_a_damaged_file_and_rebuilds_the_library(tmp_path
     victim = sorted(fetch("emiles", progress=False).glob("*.fits"))[3]
     size = victim.stat().st_size
     victim.write_bytes(b"SIMPLE  =")
-    stale = tmp_path / "ssp_library_v1.h5"
+    stale = tmp_path / ssp.library_path().name
     stale.write_bytes(b"an old library")
     built = []
 
     def rebuild(path=None, progress=True):
         fetch("emiles", progress=False)  # the real build fetches first: the repaired file passes
         built.append(path)
-        shutil.copy(real / "ssp_library_v1.h5", ssp.library_path())
+        shutil.copy(real / ssp.library_path().name, ssp.library_path())
         return ssp.library_path()
 
     monkeypatch.setattr(ssp, "build_library", rebuild)

@@ -7,6 +7,9 @@ import pytest
 from sfh_ml.cli import main
 from sfh_ml.synthesis import dataset, schema
 from sfh_ml.synthesis.dataset import DatasetConfig, generate, generate_chunk, read_dataset
+from sfh_ml.synthesis.instrument import muse_wave
+
+MUSE_WAVE = muse_wave()
 
 
 def digest(path):
@@ -31,7 +34,7 @@ def test_same_seed_gives_the_same_file_byte_for_byte(tmp_path, small_config):
 def test_schema_and_physical_constraints(tmp_path, small_config):
     path = generate(small_config, tmp_path / "s.h5", progress=False)
     d = read_dataset(path)
-    n, n_bins = small_config.n, small_config.n_bins
+    n, n_bins = small_config.n, small_config.age_bins_yr.size - 1  # 3 young bins + 16 from 10 Myr
     assert d["spectra"].shape == (n, 3681) and d["photometry"].shape == (n, 5)
     assert (
         d["age_bins_yr"].shape == (n_bins + 1,)
@@ -122,12 +125,27 @@ def test_existing_file_with_another_config_is_not_overwritten(tmp_path, small_co
         (dict(n=10, log_u=(-5.0, -1.0)), "outside the Cloudy grid"),
         (dict(n=10, tau_bc=(-1.0, 1.0)), "optical depths must be >= 0"),
         (dict(n=10, n_bins=0), "n_bins"),
+        (dict(n=10, young_bins_yr=(3e6, 1e6)), "young_edges_yr must be increasing"),
+        (dict(n=10, young_bins_yr=(1e6, 2e7)), "below min_age_yr"),
         (dict(n=10, snr=(50.0, 10.0)), "increasing"),
+        (dict(n=10, snr_phot="hst"), 'snr_phot must be "phangs" or a'),
+        (dict(n=10, filters=("HST_WFC3_F275W", "GALEX_NUV")), "no PHANGS S/N median for band"),
+        (dict(n=10, snr_phot=(0.0, 5.0)), "S/N must be > 0"),
+        (dict(n=10, sky_frac=(0.5, 1.5)), r"sky_frac must lie in \[0, 1\]"),
     ],
 )
 def test_bad_config_raises_with_its_message(kw, message):
     with pytest.raises(ValueError, match=message):
         DatasetConfig(**kw)
+
+
+def test_config_young_bins_round_trip_through_json():
+    for young in ((1e6, 3e6, 6e6), (2e6,), ()):
+        config = DatasetConfig(n=10, young_bins_yr=young)
+        back = DatasetConfig.from_json(config.to_json())
+        assert back == config and back.young_bins_yr == tuple(young)
+        np.testing.assert_array_equal(back.age_bins_yr, config.age_bins_yr)
+        assert config.age_bins_yr.size == len(young) + 17
 
 
 def test_unwritable_path_fails_at_once(tmp_path):
@@ -158,7 +176,8 @@ def test_records_the_schema_datasets_in_writer_order(small_config, tmp_path):
         assert sorted(names) == sorted(name for name, _ in schema.expand(3))
         assert set(f.attrs) == {name for name, _ in schema.ATTRIBUTES}
         for name, spec in schema.expand(3):
-            dims = dict(n=40, n_wave=3681, n_band=5, n_bins=16, n_ssp=f["ssp_age_yr"].size, n_chunks=3)
+            dims = dict(n=40, n_wave=3681, n_band=5, n_bins=19, n_ssp=f["ssp_age_yr"].size, n_chunks=3)
+            dims["n_zh"] = f["zh_grid"].size
             assert f[name].shape == spec.resolve(dims), name
             assert f[name].dtype.kind == np.dtype(spec.dtype).kind, name
 
@@ -197,3 +216,72 @@ def test_a_stop_during_a_chunk_write_lands_after_the_write():
         for _ in range(200):  # the held stop is delivered once the write is over
             time.sleep(0.01)
     assert written == ["the whole chunk"]
+
+
+# ----------------------------------------------------------------------------------------- realism
+@pytest.fixture(scope="module")
+def default_chunk():
+    """1024 objects of the default config (PHANGS photometric S/N, sky noise, 150-350 km/s)."""
+    config = DatasetConfig(n=1024, seed=11, snr=(10.0, 100.0))
+    return generate_chunk(config, 0, config.synthesizer())
+
+
+def test_stored_noise_is_the_scatter_of_the_spectra_and_fluxes(default_chunk):
+    d = default_chunk
+    pull = (d["spectra"] - d["spectra_noiseless"]) / d["noise"]
+    assert np.mean(pull.astype(np.float64) ** 2) == pytest.approx(1.0, abs=0.01)  # 3.8e6 pixels
+    chi2_obj = np.mean(pull.astype(np.float64) ** 2, axis=1)
+    assert np.percentile(chi2_obj, 1) > 0.9 and np.percentile(chi2_obj, 99) < 1.1  # each object too
+    pull_phot = (d["photometry"] - d["photometry_noiseless"]) / d["photometry_err"]
+    np.testing.assert_allclose(np.mean(pull_phot.astype(np.float64) ** 2, axis=0), 1.0, atol=0.15)
+    np.testing.assert_allclose(d["photometry_noiseless"] / d["photometry_err"], d["snr_phot"], rtol=1e-4)
+    # the noise follows the sky: sky-dominated objects are noisier at [O I] 5577 than at 5500 A
+    w = np.asarray(MUSE_WAVE)
+    line = np.argmin(np.abs(w[None, :] - (5577.34 / (1 + d["sky_z"]))[:, None]), axis=1)  # [O I] pixel
+    rel = d["noise"][np.arange(1024), line] / d["noise"][:, np.argmin(np.abs(w - 5500.0))]
+    sky = d["sky_frac"] > 0.5
+    assert np.median(rel[sky]) > 3 * np.median(rel[d["sky_frac"] < 0.05])
+
+
+def test_hst_snr_has_the_phangs_spread_with_f275w_the_noisiest(default_chunk):
+    snr = default_chunk["snr_phot"]
+    assert snr.shape == (1024, 5) and snr.min() >= 1.0
+    median = np.median(snr, axis=0)
+    assert np.argmin(median) == 0  # F275W
+    np.testing.assert_allclose(median, [5, 10, 20, 30, 30], rtol=0.15)
+    log_snr = np.log10(snr)
+    assert np.corrcoef(log_snr[:, 0], log_snr[:, 3])[0, 1] > 0.6  # bright objects are bright in all bands
+    assert 0.25 < np.std(log_snr[:, 3]) < 0.45  # a spread of about 0.34 dex
+
+
+def test_uniform_photometric_snr_is_kept_as_an_option():
+    config = DatasetConfig(n=64, seed=2, snr_phot=(20.0, 20.0), sigma_kms=(150.0, 150.0), sky_frac=(0.0, 0.0))
+    rec = generate_chunk(config, 0, config.synthesizer())
+    np.testing.assert_array_equal(rec["snr_phot"], 20.0)
+    assert np.all(rec["sky_frac"] == 0.0) and DatasetConfig.from_json(config.to_json()) == config
+
+
+def test_metallicity_prior_is_centred_on_star_forming_discs_and_covers_the_grid(default_chunk):
+    mw_zh = default_chunk["mw_zh"]
+    zh_final = default_chunk["sfh_params/zh_final"]
+    assert -0.35 < np.median(mw_zh) < -0.05  # the old prior: -0.64
+    assert np.mean((zh_final > -0.3) & (zh_final < 0.25)) > 0.75  # most gas near solar
+    assert np.percentile(mw_zh, 5) < -0.8 and mw_zh.min() < -1.4  # the metal-poor grid stays covered
+    assert mw_zh.max() > 0.1
+
+
+def test_file_holds_the_light_table_and_the_dust_truths(tmp_path):
+    from sfh_ml.synthesis.ssp import load_library
+    from sfh_ml.synthesis.synthesizer import bin_light
+
+    config = DatasetConfig(n=40, seed=1, chunk_size=16)
+    d = read_dataset(generate(config, tmp_path / "t.h5", progress=False))
+    lib = load_library()
+    np.testing.assert_array_equal(d["zh_grid"], lib.zh)
+    np.testing.assert_allclose(d["bin_light"], bin_light(lib, config.age_bins_yr), rtol=1e-12)
+    assert d["bin_light"].shape == (config.age_bins_yr.size - 1, lib.zh.size)
+    # birth clouds only ever dim the young: the light after dust is never younger
+    assert np.all(d["lw_log_age_dust"] >= d["lw_log_age"] - 1e-9)
+    assert np.all(np.isfinite(d["mw_log_age_exact"])) and np.all(d["mw_log_age_exact"] < 10.16)
+    part = read_dataset(tmp_path / "t.h5", keys=["snr_phot", "bin_light"], index=slice(2, 5))
+    assert part["snr_phot"].shape == (3, 5) and part["bin_light"].shape == d["bin_light"].shape

@@ -38,6 +38,115 @@ def _gaussian_predictions(n=4000, sigma_scale=1.0, seed=5):
     return pred, {"sfh": sfh, "zh": zh}
 
 
+def _light_table(slope=-0.8, zh_grid=(-1.7, -1.0, -0.4, 0.0, 0.2)):
+    """A light table falling with age as age^slope and rising linearly with [M/H] by 30 % per dex."""
+    grid = np.asarray(zh_grid, dtype=np.float64)
+    per_age = (metrics.bin_centres_yr(AGE_BINS_YR) / 1e9) ** slope  # (N_BINS,)
+    return np.outer(per_age, 1.0 + 0.3 * (grid - grid[0])), grid
+
+
+# ------------------------------------------------------------------------------------- light weights
+def test_bin_light_is_interpolated_linearly_in_zh_and_held_at_the_grid_ends():
+    table, grid = _light_table()
+    sfh = np.full((1, N_BINS), 1.0 / N_BINS)
+    zh = np.array([[-1.7, -1.35, -0.2, 0.2, 0.5, -3.0, -1.0, 0.1]])  # nodes, midpoints, beyond the ends
+    light = metrics.bin_light_weights(sfh, zh, table, grid)
+    expected_per_mass = 1.0 + 0.3 * (np.clip(zh[0], grid[0], grid[-1]) - grid[0])
+    np.testing.assert_allclose(light[0], table[:, 0] * expected_per_mass / N_BINS, rtol=1e-12)
+    # a bin without mass has no light; NaN [M/H] (an unusable object) gives NaN, not a number
+    sfh0 = np.eye(N_BINS)[[2]]
+    assert np.count_nonzero(metrics.bin_light_weights(sfh0, zh, table, grid)) == 1
+    assert np.isnan(metrics.bin_light_weights(sfh, np.full_like(zh, np.nan), table, grid)).all()
+
+
+def test_light_weighted_means_follow_the_table_not_a_fixed_law():
+    rng = np.random.default_rng(1)
+    sfh = rng.dirichlet(np.ones(N_BINS), 200)
+    zh = np.tile(np.linspace(0.0, -1.0, N_BINS), (200, 1))  # young stars metal-rich
+    means = metrics.mean_quantities(sfh, zh, AGE_BINS_YR, *_light_table())
+    # young stars outshine old ones per unit mass: younger, more metal-rich light than mass
+    assert np.all(means["lw_log_age"] < means["mw_log_age"]) and np.all(means["lw_zh"] > means["mw_zh"])
+    # a table with equal light per unit mass in every bin gives the mass-weighted means exactly
+    flat = metrics.mean_quantities(sfh, zh, AGE_BINS_YR, *_light_table(slope=0.0, zh_grid=(-1.0,)))
+    np.testing.assert_allclose(flat["lw_log_age"], flat["mw_log_age"], rtol=1e-12)
+    np.testing.assert_allclose(flat["lw_zh"], flat["mw_zh"], rtol=1e-12)
+    # a steeper table pulls the light-weighted age further towards the young bins
+    steep = metrics.mean_quantities(sfh, zh, AGE_BINS_YR, *_light_table(slope=-1.2))
+    assert np.all(steep["lw_log_age"] < means["lw_log_age"])
+    # without a table there are no light-weighted means at all, never an approximation
+    assert set(metrics.mean_quantities(sfh, zh, AGE_BINS_YR)) == {"mw_log_age", "mw_zh"}
+
+
+@pytest.mark.parametrize(
+    "table, grid, match",
+    [
+        (np.ones((N_BINS, 3)), [0.0, -0.5, 0.2], "zh_grid"),  # not increasing
+        (np.ones((N_BINS, 2)), [-1.0, 0.0, 0.2], "bin_light must have shape"),
+        (np.ones((N_BINS - 1, 3)), [-1.0, 0.0, 0.2], "age bins"),
+        (np.zeros((N_BINS, 3)), [-1.0, 0.0, 0.2], "> 0"),
+    ],
+)
+def test_a_bad_light_table_is_refused(table, grid, match):
+    with pytest.raises(ValueError, match=match):
+        metrics.check_light_table(table, grid, n_bins=N_BINS)
+
+
+# --------------------------------------------------------------------------------------- evaluation
+def _truth_with_means(truth, table, grid, offset=0.0):
+    """The truth plus per-object means as a synthetic set stores them (here: the binned ones + offset)."""
+    means = metrics.mean_quantities(truth["sfh"], truth["zh"], AGE_BINS_YR, table, grid)
+    return {**truth, **{key: value + offset for key, value in means.items()}}
+
+
+def test_evaluation_reports_bin_and_exact_levels_and_says_what_it_left_out():
+    import json
+
+    pred, truth = _gaussian_predictions(n=600)
+    table, grid = _light_table()
+    full = _truth_with_means(truth, table, grid, offset=0.05)  # "exact" truths 0.05 above the bins
+    full["mw_log_age_exact"] = full.pop("mw_log_age") + 0.02
+    ev = metrics.evaluate_predictions(pred, full, AGE_BINS_YR, bin_light=table, zh_grid=grid)
+    json.dumps(ev, allow_nan=False)  # plain JSON
+    assert ev["notes"] == [] and ev["exact"]["truth"]["mw_log_age"] == "mw_log_age_exact"
+    for name in metrics.MEAN_QUANTITIES:
+        binned, exact = ev["mean_quantities"][name], ev["exact"]["mean_quantities"][name]
+        shift = 0.07 if name == "mw_log_age" else 0.05
+        assert exact["bias"] == pytest.approx(binned["bias"] - shift, abs=1e-9)
+        assert sum(g["n"] for g in ev["exact"]["by_true_zh"][name]) == 600
+    # an older set: no light table, no mw_log_age_exact, no lw truths
+    old = {key: full[key] for key in ("sfh", "zh", "mw_zh")} | {"mw_log_age": full["mw_log_age_exact"]}
+    ev_old = metrics.evaluate_predictions(pred, old, AGE_BINS_YR)
+    assert (
+        set(ev_old["mean_quantities"]) == set(ev_old["exact"]["mean_quantities"]) == {"mw_log_age", "mw_zh"}
+    )
+    assert ev_old["exact"]["truth"]["mw_log_age"] == "mw_log_age"
+    notes = " | ".join(ev_old["notes"])
+    assert "light-weighted quantities skipped" in notes and "no mw_log_age_exact" in notes
+    assert "exact lw_log_age skipped" in notes
+    table_text = metrics.mean_quantities_table({"old": ev_old}, level="exact")
+    assert table_text.splitlines()[1].split()[-2:] == ["n/a", "n/a"]  # lw_log_age, lw_zh
+
+
+def test_bias_by_true_zh_shows_a_pull_towards_the_middle_and_young_objects_are_apart():
+    rng = np.random.default_rng(12)
+    n = 3000
+    sfh = rng.dirichlet(0.3 * np.ones(N_BINS), n)
+    zh = np.repeat(rng.uniform(-1.7, 0.2, (n, 1)), N_BINS, axis=1)
+    pulled = 0.5 * zh + 0.5 * (-0.75)  # half-way to the middle of the prior
+    pred = {"sfh": sfh, "zh": pulled}
+    ev = metrics.evaluate_predictions(pred, {"sfh": sfh, "zh": zh}, AGE_BINS_YR)
+    bias = metrics.group_statistic(ev["by_true_zh"]["mw_zh"], "bias")  # (7,) for DEFAULT_ZH_BINS
+    centres = 0.5 * (np.array(metrics.DEFAULT_ZH_BINS[:-1]) + np.array(metrics.DEFAULT_ZH_BINS[1:]))
+    filled = np.isfinite(bias)
+    assert filled.sum() >= 5 and np.all(np.diff(bias[filled]) < 0)  # falls with true [M/H]
+    assert bias[filled][0] > 0.3 and bias[filled][-1] < -0.2
+    np.testing.assert_allclose(bias[filled][1:-1], -0.5 * (centres[filled][1:-1] + 0.75), atol=0.03)
+    # the young objects: those whose true mass-weighted age is below 100 Myr, and only those
+    young = metrics.mean_log_age(sfh, AGE_BINS_YR) < 8.0
+    assert 0 < young.sum() < n and ev["young"]["mw_zh"]["n"] == young.sum()
+    assert ev["young"]["max_age_yr"] == metrics.YOUNG_AGE_YR
+
+
 # ------------------------------------------------------------------------------------------- S/N bins
 def test_snr_bin_centres_are_geometric_and_open_ends_sit_beyond_the_finite_edge():
     centres = metrics.snr_bin_centres(metrics.DEFAULT_SNR_BINS)  # (0, 5, 10, 20, 50, 100, inf)
@@ -96,6 +205,16 @@ def test_calibrated_uncertainties_follow_the_gaussian_curve_and_overconfident_on
     pred2, truth2 = _gaussian_predictions(sigma_scale=2.0)
     curve = metrics.uncertainty_coverage_curves(pred2, truth2, k)["zh"]
     np.testing.assert_allclose(curve, metrics.gaussian_coverage(k / 2), atol=0.015)
+
+
+def test_per_bin_coverage_is_weighted_like_the_overall_one():
+    true = np.zeros((4, 2))
+    pred = np.array([[0.5, 0.5], [0.5, 0.5], [2.0, 2.0], [2.0, 2.0]])  # two inside 1 sigma, two outside
+    weights = np.array([[3.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    cov = metrics.coverage(pred, np.ones((4, 2)), true, n_sigma=(1.0,), weights=weights)["1sigma"]
+    assert cov["all"] == 1.0 and cov["per_bin"][0] == 1.0 and np.isnan(cov["per_bin"][1])  # no weight
+    plain = metrics.coverage(pred, np.ones((4, 2)), true, n_sigma=(1.0,))["1sigma"]
+    np.testing.assert_allclose(plain["per_bin"], [0.5, 0.5])
 
 
 def test_coverage_curves_match_the_coverage_of_evaluate_predictions():

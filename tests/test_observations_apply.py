@@ -34,6 +34,7 @@ from sfh_ml.synthesis.sfh import default_age_bins  # noqa: E402
 NY = NX = 12
 HST_PIXEL_ARCSEC = 0.04  # test images: 5 x 5 pixels per spaxel exactly (PHANGS mosaics: 0.03962")
 REDSHIFT = 0.002
+N_AGE_BINS = default_age_bins().size - 1  # the default bins: 1-3, 3-6, 6-10 Myr and 16 from 10 Myr
 MAP_NAMES = ("MW_LOG_AGE", "LW_LOG_AGE", "MW_ZH", "F_YOUNG", "F_YOUNG_ERR", "SNR", "BIN_ID", "QUALITY")
 
 
@@ -67,7 +68,7 @@ def model():
         "v2",
         3681,
         5,
-        16,
+        N_AGE_BINS,
         wave_aa=muse_wave(),
         age_bins_yr=default_age_bins(),
         filters=list(PHANGS_FILTERS),
@@ -209,7 +210,7 @@ def test_outputs_carry_the_cube_wcs_and_paint_back_the_bins(reference, cube_path
     inside = ids >= 0
     np.testing.assert_allclose(maps["MW_LOG_AGE"][inside], table["mw_log_age"][ids[inside]], rtol=1e-6)
     np.testing.assert_array_equal(maps["QUALITY"][inside], table["quality"][ids[inside]])
-    assert table["sfh"].shape == (36, 16) and np.allclose(table["sfh"].sum(1), 1.0, atol=1e-5)
+    assert table["sfh"].shape == (36, N_AGE_BINS) and np.allclose(table["sfh"].sum(1), 1.0, atol=1e-5)
     assert np.all(table["n_spaxels"][1:] == 4) and table["n_spaxels"][0] == 3
     # no images: every bin lacks the bands, and the outputs say so
     assert np.all(table["quality"] & (network.QUALITY_FLAGS["missing_bands"] << ap.NETWORK_FLAG_SHIFT))
@@ -221,11 +222,11 @@ def test_outputs_carry_the_cube_wcs_and_paint_back_the_bins(reference, cube_path
 
 def test_fractions_and_means_follow_from_the_histories():
     age = default_age_bins()
-    sfh = np.zeros((2, 16))
+    sfh = np.zeros((2, N_AGE_BINS))
     sfh[0, 0] = 1.0  # all in the youngest bin
     sfh[1, -1] = 1.0
-    pred = {"sfh": sfh, "sfh_cum": np.cumsum(sfh, 1), "sfh_cum_sigma": np.full((2, 16), 0.05)}
-    pred.update(zh=np.full((2, 16), -0.3), zh_sigma=np.full((2, 16), 0.1))
+    pred = {"sfh": sfh, "sfh_cum": np.cumsum(sfh, 1), "sfh_cum_sigma": np.full((2, N_AGE_BINS), 0.05)}
+    pred.update(zh=np.full((2, N_AGE_BINS), -0.3), zh_sigma=np.full((2, N_AGE_BINS), 0.1))
     s = ap.summarise_histories(pred, age)
     np.testing.assert_allclose(s["f_young"], [1.0, 0.0])
     np.testing.assert_allclose(s["f_old"], [0.0, 1.0])
@@ -236,6 +237,24 @@ def test_fractions_and_means_follow_from_the_histories():
     np.testing.assert_allclose(s["mw_zh_err"], 0.1)
     i_young, i_old = ap.age_fraction_edges(age)
     assert 0.7e8 < age[i_young] < 1.5e8 and 0.7e9 < age[i_old] < 1.5e9
+
+
+def test_light_weighted_means_come_from_the_models_light_table_or_are_nan():
+    age = default_age_bins()
+    rng = np.random.default_rng(4)
+    sfh = rng.dirichlet(np.ones(N_AGE_BINS), 5)
+    pred = {"sfh": sfh, "sfh_cum": np.cumsum(sfh, 1), "sfh_cum_sigma": np.full_like(sfh, 0.05)}
+    pred.update(zh=rng.uniform(-1.5, 0.2, sfh.shape), zh_sigma=np.full_like(sfh, 0.1))
+    zh_grid = np.array([-1.71, -0.5, 0.22])
+    bin_light = np.outer(np.geomspace(100.0, 0.1, N_AGE_BINS), [1.3, 1.0, 0.9])  # young bins shine most
+    s = ap.summarise_histories(pred, age, bin_light, zh_grid)
+    light = network.metrics.bin_light_weights(sfh, pred["zh"], bin_light, zh_grid)
+    np.testing.assert_allclose(s["lw_log_age"], network.metrics.mean_log_age(light, age))
+    np.testing.assert_allclose(s["lw_zh"], network.metrics.mean_zh(light, pred["zh"]))
+    assert np.all(s["lw_log_age"] < s["mw_log_age"])
+    without = ap.summarise_histories(pred, age)  # a model trained before the table existed
+    assert np.isnan(without["lw_log_age"]).all() and np.isnan(without["lw_zh"]).all()
+    np.testing.assert_array_equal(without["mw_log_age"], s["mw_log_age"])
 
 
 def test_an_interrupted_run_resumes_without_recomputing(model, cube_path, reference, tmp_path, monkeypatch):

@@ -92,6 +92,35 @@ def test_young_dominated_histories_are_common():
     assert np.mean(young > 0.5) > 0.2
 
 
+def test_default_age_bins_resolve_the_first_10_myr():
+    """1-3, 3-6 and 6-10 Myr, then the 16 log-spaced bins of the seed from 10 Myr to 14.1 Gyr."""
+    edges = default_age_bins()
+    assert edges.size == 20  # 19 bins
+    np.testing.assert_allclose(edges[:4], [1e6, 3e6, 6e6, 1e7])
+    assert edges[-1] == pytest.approx(MAX_AGE_YR)
+    np.testing.assert_allclose(np.diff(np.log10(edges[3:])), np.log10(MAX_AGE_YR / 1e7) / 16)
+    # no young edges: plain log bins from min_age_yr, the old layout with another start
+    np.testing.assert_allclose(default_age_bins(young_edges_yr=()), np.geomspace(1e7, MAX_AGE_YR, 17))
+    np.testing.assert_allclose(
+        default_age_bins(16, (), min_age_yr=10**6.8), np.logspace(6.8, np.log10(MAX_AGE_YR), 17)
+    )
+    np.testing.assert_allclose(default_age_bins(8, (2e6,))[:2], [2e6, 1e7])
+
+
+def test_young_bursts_land_in_their_own_bins():
+    """Bursts 0.5, 2, 4 and 8 Myr old (0.2 Myr long) fill the bins 1-3 (which also holds the stars
+    younger than 1 Myr), 1-3, 3-6 and 6-10 Myr; with the old bins all four fell in the first (< 10.2 Myr)."""
+    ages = np.array([0.5e6, 2e6, 4e6, 8e6])
+    n = ages.size
+    one = np.ones(n)
+    batch = SkewNormalBurst().batch(
+        1e9 * one, 1e8 * one, 0 * one, ages, 2e5 * one, one, 0 * one, 0 * one, one
+    )
+    m = batch.mass_fractions(default_age_bins())
+    np.testing.assert_allclose(m.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(m[:, :3], [[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], atol=1e-12)
+
+
 def test_constant_sfh_forms_mass_at_a_constant_rate():
     batch = ConstantSFH(duration_yr=1e8).sample(1)
     m = batch.mass_fractions(np.array([0, 1e7, 5e7, 1e8, MAX_AGE_YR]), closed=False)
@@ -107,6 +136,9 @@ def test_constant_sfh_forms_mass_at_a_constant_rate():
         (lambda: DenseBasis(alpha=-1), "alpha"),
         (lambda: ConstantSFH(zh=0.5), "outside the SSP grid"),
         (lambda: default_age_bins(0), "n_bins"),
+        (lambda: default_age_bins(young_edges_yr=(3e6, 1e6)), "young_edges_yr must be increasing"),
+        (lambda: default_age_bins(young_edges_yr=(1e6, 1e7)), "below min_age_yr"),
+        (lambda: default_age_bins(young_edges_yr=(0.0, 3e6)), "> 0"),
         (
             lambda: SkewNormalBurst().sample(3, np.random.default_rng(0)).mass_fractions([1e6, 1e5]),
             "increasing",

@@ -23,6 +23,9 @@ N_WAVE, N_BANDS, N_BINS = 400, 5, 8
 AGE_BINS_YR = np.logspace(np.log10(6.3e6), np.log10(1.41e10), N_BINS + 1)
 FILTERS = [b"F275W", b"F336W", b"F438W", b"F555W", b"F814W"]
 ZH_RANGE = (-1.71, 0.22)
+# A light table (the set's bin_light, zh_grid): light per unit mass falling with age, rising with [M/H]
+ZH_GRID = np.array([-1.71, -0.7, 0.22])
+BIN_LIGHT = np.outer(np.logspace(1.5, -1.5, N_BINS), [0.8, 1.0, 1.1])
 TINY = TINY_V2
 RUN = {"version": "v2", "batch_size": 16, "val_fraction": 0.25, "patience": 100, "verbose": 0, **TINY}
 
@@ -47,8 +50,9 @@ def write_toy_file(path, n, seed=0):
         f["photometry"], f["photometry_noiseless"] = phot.astype(np.float32), phot.astype(np.float32)
         f["filters"] = np.array(FILTERS)
         f["age_bins_yr"] = AGE_BINS_YR
+        f["bin_light"], f["zh_grid"] = BIN_LIGHT, ZH_GRID
         f["sfh"], f["zh"] = sfh.astype(np.float32), zh.astype(np.float32)
-        f["snr"], f["snr_phot"] = snr, snr
+        f["snr"], f["snr_phot"] = snr, np.repeat(snr[:, None], N_BANDS, axis=1)  # (n,), (n, n_band)
         for key in ("mw_log_age", "lw_log_age", "mw_zh", "lw_zh", "tau_bc", "tau_ism", "log_u", "sigma_kms"):
             f[key] = rng.normal(size=n)
         f["family"] = np.array([b"dense_basis", b"skew_normal"])[rng.integers(0, 2, n)]
@@ -103,7 +107,8 @@ def test_split_is_deterministic_disjoint_and_complete():
 def test_augmentation_masks_spans_and_bands():
     rng = np.random.default_rng(0)
     spectra, phot = np.ones((2000, N_WAVE), np.float32), np.ones((2000, N_BANDS), np.float32)
-    training.augment_batch(spectra, phot, rng, p_span=1.0, max_spans=1, span_px=(10, 50), p_band=0.2)
+    no_z = dict(p_edge=0.0, p_sky=0.0)  # spans and bands only
+    training.augment_batch(spectra, phot, rng, p_span=1.0, max_spans=1, span_px=(10, 50), p_band=0.2, **no_z)
     n_masked = np.isnan(spectra).sum(1)
     # one span per object, 10-50 px long (shorter only where it runs off the red end)
     assert n_masked.min() >= 1 and n_masked.max() <= 50 and np.median(n_masked) == pytest.approx(30, abs=3)
@@ -111,8 +116,47 @@ def test_augmentation_masks_spans_and_bands():
     assert np.all((edges == 1).sum(1) <= 1)  # contiguous
     assert np.isnan(phot).mean() == pytest.approx(0.2, abs=0.01)
     spectra = np.ones((2000, N_WAVE), np.float32)
-    training.augment_batch(spectra, phot, rng, p_span=0.3)
+    training.augment_batch(spectra, phot, rng, p_span=0.3, **no_z)
     assert np.isnan(spectra).any(1).mean() == pytest.approx(0.3, abs=0.03)
+
+
+def test_augmentation_cuts_the_ends_and_the_sky_windows_of_a_redshifted_observation():
+    from sfh_ml.observations.prepare import sky_line_mask
+    from sfh_ml.synthesis.instrument import muse_wave
+
+    wave = muse_wave()
+    rng = np.random.default_rng(1)
+    n = 2000
+    only = dict(p_span=0.0, p_band=0.0)
+    phot = np.ones((n, N_BANDS), np.float32)
+    # ends: each cut with probability p_edge, by a redshift up to 0.03
+    spectra = np.ones((n, wave.size), np.float32)
+    training.augment_batch(spectra, phot, rng, **only, p_edge=0.4, p_sky=0.0, wave_aa=wave)
+    nan = np.isnan(spectra)
+    blue, red = nan[:, 0], nan[:, -1]
+    assert blue.mean() == pytest.approx(0.4, abs=0.04) and red.mean() == pytest.approx(0.4, abs=0.04)
+    assert (blue & red).mean() == pytest.approx(0.16, abs=0.03)  # independent ends
+    n_blue = np.argmin(nan, axis=1)[blue]  # contiguous from the first pixel
+    n_red = np.argmin(nan[:, ::-1], axis=1)[red]
+    assert nan.sum(1)[blue & ~red].tolist() == n_blue[~red[blue]].tolist()
+    assert n_blue.max() * 1.25 == pytest.approx(wave[0] * 0.03, abs=3)  # up to 142 A at the blue end
+    assert n_red.max() * 1.25 == pytest.approx(wave[-1] * 0.03 / 1.03, abs=3)  # 272 A at the red end
+    assert np.mean(n_red) == pytest.approx(n_red.max() / 2, rel=0.1)  # z uniform in 0-0.03
+    assert not np.isnan(phot).any()
+    # sky windows at the observed wavelengths: at z = 0 exactly sky_line_mask
+    spectra = np.ones((n, wave.size), np.float32)
+    training.augment_batch(spectra, phot, rng, **only, p_edge=0.0, p_sky=1.0, max_z=0.0, wave_aa=wave)
+    np.testing.assert_array_equal(np.isnan(spectra), np.broadcast_to(sky_line_mask(wave), spectra.shape))
+    # with probability p_sky, moved to lambda / (1 + z) in the rest frame
+    spectra = np.ones((n, wave.size), np.float32)
+    training.augment_batch(spectra, phot, rng, **only, p_edge=0.0, p_sky=0.3)
+    masked = np.isnan(spectra).any(1)
+    assert masked.mean() == pytest.approx(0.3, abs=0.03)
+    green = np.isnan(spectra[masked][:, (wave > 5400) & (wave < 5600)])  # the [O I] 5577 window
+    assert green.sum(1).min() >= 8 and green.sum(1).max() <= 9  # 11 A wide: 8-9 pixels
+    first = wave[(wave > 5400) & (wave < 5600)][np.argmax(green, axis=1)]
+    assert first.min() >= 5572.0 / 1.03 - 1.25 and first.max() <= 5572.0 + 1.25
+    assert np.std(first) > 30  # spread over the redshifts
 
 
 def test_batches_depend_only_on_seed_epoch_and_index(toy_file):
@@ -189,6 +233,32 @@ def test_training_writes_model_checkpoint_and_histories(runs):
     assert a.best_epoch == int(np.argmin(val_losses))
 
 
+def test_a_trained_model_carries_the_light_table_of_its_training_set(runs):
+    _, a, _, _, _ = runs
+    meta = models.get_metadata(a.model)
+    np.testing.assert_allclose(meta["bin_light"], BIN_LIGHT, rtol=1e-12)
+    np.testing.assert_allclose(meta["zh_grid"], ZH_GRID, rtol=1e-12)
+    assert meta["sigma_scale_sfh_cum"] is None and meta["sigma_scale_zh"] is None  # not calibrated
+
+
+def test_a_set_without_a_light_table_trains_a_model_without_one_and_says_so(tmp_path):
+    path = write_toy_file(tmp_path / "old.h5", 24)
+    with h5py.File(path, "r+") as f:
+        del f["bin_light"], f["zh_grid"]
+    assert training.load_data(path)["bin_light"] is None
+    with pytest.warns(UserWarning, match="no light table"):
+        result = training.train(path, out_path=tmp_path / "old.keras", epochs=1, **RUN)
+    assert models.get_metadata(result.model)["bin_light"] is None
+    evaluated = models.evaluate(result.model, path)
+    assert evaluated["light_table"] is None and "lw_log_age" not in evaluated["mean_quantities"]
+    assert any("light-weighted quantities skipped" in note for note in evaluated["notes"])
+    with h5py.File(path, "r+") as f:
+        f["bin_light"] = np.where(np.arange(N_BINS)[:, None] == 3, 0.0, BIN_LIGHT)  # a bin without light
+        f["zh_grid"] = ZH_GRID
+    with pytest.raises(ValueError, match=r"old\.h5: datasets 'bin_light' / 'zh_grid'.*> 0"):
+        training.load_data(path)
+
+
 def test_training_adapts_the_input_standardisation(runs):
     _, a, _, _, _ = runs
     norm = a.model.get_layer("normalisation")
@@ -242,9 +312,19 @@ def test_evaluate_gives_zero_error_for_a_perfect_predictor(runs, toy_file, monke
     result = models.evaluate(out / "a.keras", toy_file)
     json.dumps(result, allow_nan=False)  # plain JSON
     assert result["model"] == "v2" and result["n_objects"] == 64
+    assert result["light_table"] == "model" and not result["sigma_calibrated"]
     for name in ("mw_log_age", "lw_log_age", "mw_zh", "lw_zh"):
         stats = result["mean_quantities"][name]
         assert stats["bias"] == pytest.approx(0, abs=1e-6) and stats["nmad"] == pytest.approx(0, abs=1e-6)
+    # the exact level compares with the file's own per-object truths (random numbers in the toy file)
+    with h5py.File(toy_file) as f:
+        lw_true = f["lw_log_age"][:]
+    lw_pred = metrics.mean_quantities(data["sfh"], data["zh"], AGE_BINS_YR, BIN_LIGHT, ZH_GRID)["lw_log_age"]
+    assert result["exact"]["mean_quantities"]["lw_log_age"]["bias"] == pytest.approx(
+        np.mean(lw_pred - lw_true)
+    )
+    assert result["exact"]["truth"]["mw_log_age"] == "mw_log_age"  # the toy file has no mw_log_age_exact
+    assert any("no mw_log_age_exact" in note for note in result["notes"])
     assert np.allclose(result["sfh_bins"]["mae"], 0, atol=1e-7)
     assert len(result["sfh_bins"]["cum_mae"]) == N_BINS
     assert np.allclose(result["zh_bins"]["bias"], 0, atol=1e-7)
@@ -344,19 +424,10 @@ def test_mean_age_of_a_single_bin_is_its_centre_and_shifts_by_one_bin():
     stats = metrics.scatter_stats(pred, true)
     assert stats["bias"] == pytest.approx(np.log10(AGE_BINS_YR[1] / AGE_BINS_YR[0]))
     assert stats["nmad"] == pytest.approx(0, abs=1e-12)
-    # a first edge at 0 is taken as 6.3 Myr
+    # a first edge at 0 is taken as the library's youngest age, 1 Myr
     edges = AGE_BINS_YR.copy()
     edges[0] = 0.0
-    assert metrics.bin_centres_yr(edges)[0] == pytest.approx(np.sqrt(6.3e6 * AGE_BINS_YR[1]))
-
-
-def test_light_weighted_age_is_younger_than_mass_weighted():
-    rng = np.random.default_rng(1)
-    sfh = rng.dirichlet(np.ones(N_BINS), 100)
-    l2m = metrics.light_to_mass_weights(AGE_BINS_YR)
-    assert np.all(metrics.mean_log_age(sfh, AGE_BINS_YR, l2m) < metrics.mean_log_age(sfh, AGE_BINS_YR))
-    zh = np.tile(np.linspace(0.0, -1.0, N_BINS), (100, 1))  # bins run young -> old: metal-rich young stars
-    assert np.all(metrics.mean_zh(sfh, zh, l2m) > metrics.mean_zh(sfh, zh))
+    assert metrics.bin_centres_yr(edges)[0] == pytest.approx(np.sqrt(1e6 * AGE_BINS_YR[1]))
 
 
 def test_coverage_of_calibrated_gaussian_errors():

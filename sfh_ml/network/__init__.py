@@ -7,7 +7,10 @@
 * :mod:`~sfh_ml.network.training`: data feeding, augmentation, resumable training;
 * :mod:`~sfh_ml.network.inference`: ``load_model``, ``predict`` (with a quality flag per object),
   ``evaluate``, ``predict_file``;
-* :mod:`~sfh_ml.network.metrics`: accuracy against synthetic truth (pure numpy).
+* :mod:`~sfh_ml.network.calibration`: ``calibrate``, the sigma factors fitted on a held-out set;
+* :mod:`~sfh_ml.network.metrics`: accuracy against synthetic truth (pure numpy);
+* :mod:`~sfh_ml.network.pretrained`: ``load_pretrained``, the network that ships in ``sfh_ml/pretrained/``
+  (digests checked on load); :mod:`~sfh_ml.network.card`: its model card.
 
 The names are imported on first use: ``sfh_ml.network.metrics`` (pure numpy) loads without Keras, and
 Keras starts only when a network name is used. :func:`load_model` registers the custom layers
@@ -33,6 +36,12 @@ _EXPORTS = {
         ),
         "inference",
     ),
+    **dict.fromkeys(("calibrate", "sigma_scale_factors"), "calibration"),
+    **dict.fromkeys(
+        ("PretrainedError", "load_pretrained", "pretrained_card", "pretrained_info", "write_manifest"),
+        "pretrained",
+    ),
+    **dict.fromkeys(("render_model_card",), "card"),
     **dict.fromkeys(("HistoryHead", "InputNormalization", "PositionEmbedding"), "layers"),
     **dict.fromkeys(("SFHLoss", "ZHLoss", "make_targets", "sfh_cum_mae", "zh_mae"), "losses"),
     **dict.fromkeys(("check_compatible", "get_metadata"), "metadata"),

@@ -175,6 +175,8 @@ def build_model(
     filters=None,
     compile=True,
     learning_rate=1e-3,
+    bin_light=None,
+    zh_grid=None,
     **hyper,
 ):
     """Build the v1 or v2 network.
@@ -198,6 +200,12 @@ def build_model(
         and the metrics :func:`sfh_cum_mae`, :func:`zh_mae` (logged under these names).
     learning_rate : float
         Initial Adam learning rate.
+    bin_light : array, shape (n_bins, n_zh), optional
+        The training set's light table (5500 A light per solar mass formed in each age bin, for
+        each [M/H] of ``zh_grid``), stored in the model for light-weighted means; see
+        :class:`~sfh_ml.network.layers.HistoryHead`.
+    zh_grid : array, shape (n_zh,), optional
+        [M/H] (dex) of the columns of ``bin_light``; given if and only if it is.
     **hyper
         Overrides of :data:`DEFAULT_HYPER` ``[version]`` (e.g. ``token_dim=32``, ``dropout=0.1``).
 
@@ -225,7 +233,8 @@ def build_model(
         raw = layers.Concatenate(name="decoders")([sfh_raw, zh_raw])  # (batch, n_bins, 4)
     else:  # one decoder for both: SFH and [M/H] are strongly coupled
         raw = _decoder(latent, hp, n_bins, 4, "decoder")  # (batch, n_bins, 4)
-    sfh, zh = HistoryHead(n_bins, zh_range, age_bins_yr, version, name="history")(raw)
+    head = HistoryHead(n_bins, zh_range, age_bins_yr, version, bin_light, zh_grid, name="history")
+    sfh, zh = head(raw)
     outputs = {"sfh": layers.Identity(name="sfh")(sfh), "zh": layers.Identity(name="zh")(zh)}
     model = keras.Model({"spectrum": spectrum, "photometry": photometry}, outputs, name=f"sfh_ml_{version}")
     if compile:

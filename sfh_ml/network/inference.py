@@ -246,7 +246,15 @@ def load_model(path):
 
 
 def _load_model(model_or_path):
+    """A model, or a list of them for a list (an ensemble) of models or paths."""
+    if isinstance(model_or_path, list | tuple):
+        return [_load_model(m) for m in model_or_path]
     return model_or_path if isinstance(model_or_path, keras.Model) else load_model(model_or_path)
+
+
+def _first(model):
+    """The model itself, or the first member of an ensemble (which the others must match)."""
+    return model[0] if isinstance(model, list) else model
 
 
 def _check_inputs(meta, spectra, photometry):
@@ -268,10 +276,15 @@ def _check_inputs(meta, spectra, photometry):
 
 
 def _predict_one(model, spectra, photometry, batch_size, verbose):
+    """One network's mass fractions, cumulative sigma, [M/H] and its sigma, each (n, n_bins); the
+    sigmas times the model's calibration factors (1 where it has none)."""
     inputs = {"spectrum": spectra, "photometry": photometry}
     out = model.predict(inputs, batch_size=batch_size, verbose=verbose)
     sfh, zh = (np.asarray(out[k], dtype=np.float64) for k in ("sfh", "zh"))  # (n, n_bins, 2)
-    return sfh[..., 0], np.exp(sfh[..., 1]), zh[..., 0], np.exp(zh[..., 1])
+    meta = get_metadata(model)
+    scale = lambda key: 1.0 if meta[key] is None else meta[key]  # (n_bins,)
+    cum_sigma = np.exp(sfh[..., 1]) * scale("sigma_scale_sfh_cum")
+    return sfh[..., 0], cum_sigma, zh[..., 0], np.exp(zh[..., 1]) * scale("sigma_scale_zh")
 
 
 # ----------------------------------------------------------------------------------------- predict
@@ -291,7 +304,9 @@ def predict(
     ----------
     model : keras.Model or list of keras.Model
         One network, or several trained alike (a deep ensemble: means averaged, and the spread of
-        the members' means added in quadrature to their mean variance).
+        the members' means added in quadrature to their mean variance). The sigmas of each network
+        are multiplied by its calibration factors (``get_metadata(model)["sigma_scale_sfh_cum"]``,
+        ``["sigma_scale_zh"]``, set by :func:`sfh_ml.network.calibrate`), if it has any.
     spectra : array, shape (n, n_wave)
         Flux densities per Angstrom in any units. NaN, inf, exact zeros, -9999 (and the other
         :data:`MISSING_VALUES`) and ``|f| >= 1e30`` are masked pixels.
@@ -385,7 +400,8 @@ def evaluate(
 
     Parameters
     ----------
-    model_or_path : keras.Model or str
+    model_or_path : keras.Model or str, or a list of them
+        A network, or the members of an ensemble (see :func:`predict`).
     data_path : str or Path
         HDF5 with the training-set schema (its grids must match the model's).
     n_max : int, optional
@@ -400,9 +416,13 @@ def evaluate(
     Returns
     -------
     dict
-        :func:`sfh_ml.network.metrics.evaluate_predictions` over the usable objects, plus
-        ``model`` (version), ``data`` (path), ``n_unusable`` (objects left out) and ``quality``
-        (counts per flag, see :func:`describe_quality`).
+        :func:`sfh_ml.network.metrics.evaluate_predictions` over the usable objects (bin and exact
+        levels; the exact one against the file's per-object truths, see
+        :data:`sfh_ml.network.training.MEAN_TRUTH_KEYS`), plus ``model`` (version), ``data``
+        (path), ``n_unusable`` (objects left out), ``quality`` (counts per flag, see
+        :func:`describe_quality`), ``light_table`` (where the light table of the light-weighted
+        means came from: ``"model"``, ``"data"`` when the model has none, or None: skipped) and
+        ``sigma_calibrated`` (whether the model's sigmas carry calibration factors).
 
     Raises
     ------
@@ -410,29 +430,63 @@ def evaluate(
         Not one object is usable.
     """
     model = _load_model(model_or_path)
-    meta = get_metadata(model)
+    meta = get_metadata(_first(model))
     data = load_data(data_path, n_max=n_max, noiseless=noiseless)
     bands = _band_order(data["filters"], filters, data_path, meta)
-    check_compatible(model, data["wave_aa"], data["age_bins_yr"], bands)
+    check_compatible(_first(model), data["wave_aa"], data["age_bins_yr"], bands)
     pred = predict(model, data["spectra"], data["photometry"], batch_size=batch_size)
     quality = np.asarray(pred.get("quality", np.zeros(len(data["sfh"]), np.int32)))
     usable = (quality & QUALITY_UNUSABLE) == 0  # (n,)
     if not usable.any():
         raise NoUsableObjectError(_no_usable_message(data_path, quality))
+    bin_light, zh_grid, source, note = _light_table(meta, data, data_path)
+    truth = {"sfh": data["sfh"][usable], "zh": data["zh"][usable]}
+    truth.update({key: value[usable] for key, value in data["mean_truth"].items()})
     result = metrics.evaluate_predictions(
         {key: pred[key][usable] for key in PREDICTION_KEYS},
-        {"sfh": data["sfh"][usable], "zh": data["zh"][usable]},
+        truth,
         data["age_bins_yr"],
         snr=None if data["snr"] is None else data["snr"][usable],
         snr_bins=metrics.DEFAULT_SNR_BINS if snr_bins is None else snr_bins,
+        bin_light=bin_light,
+        zh_grid=zh_grid,
     )
+    if note:
+        result["notes"].insert(0, note)
     return {
         "model": meta["version"],
         "data": str(data_path),
         "n_unusable": int((~usable).sum()),
         "quality": describe_quality(quality),
+        "light_table": source,
+        "sigma_calibrated": _is_calibrated(meta),
         **result,
     }
+
+
+def _is_calibrated(meta):
+    """Whether a model's sigmas carry calibration factors (:func:`sfh_ml.network.calibrate`)."""
+    return meta["sigma_scale_sfh_cum"] is not None or meta["sigma_scale_zh"] is not None
+
+
+def _light_table(meta, data, data_path):
+    """The light table for evaluation: the model's, else the data's; (bin_light, zh_grid, source, note)."""
+    model_table, data_table = (meta["bin_light"], meta["zh_grid"]), (data["bin_light"], data["zh_grid"])
+    if model_table[0] is None:
+        if data_table[0] is None:
+            return None, None, None, None
+        note = f"the model carries no light table: the light-weighted means use that of {data_path}"
+        return *data_table, "data", note
+    note = None
+    same = data_table[0] is not None and all(
+        a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=0) for a, b in zip(model_table, data_table)
+    )
+    if data_table[0] is not None and not same:
+        note = (
+            f"the model's light table differs from that of {data_path} (another SSP library?): "
+            "the model's is used"
+        )
+    return *model_table, "model", note
 
 
 # ----------------------------------------------------------------------------------------- files
@@ -493,11 +547,13 @@ def predict_file(
     float32 (see :func:`predict`; NaN for unusable objects), ``quality`` (n,) int32 (the flags of
     :func:`quality_flags`, described in its attributes), ``mw_log_age_pred`` and ``mw_zh_pred``
     (n,), the model's ``age_bins_yr``, ``index`` (row in the input), ``filters`` and copies of the
-    input's per-object 1-D datasets (identifiers, S/N, true scalars).
+    input's per-object 1-D datasets (identifiers, S/N, true scalars); its attribute
+    ``sigma_calibrated`` says whether the sigmas carry the model's calibration factors.
 
     Parameters
     ----------
-    model_path : str or Path or keras.Model
+    model_path : str or Path or keras.Model, or a list of them
+        A network, or the members of an ensemble (see :func:`predict`).
     data_path, out_path : str or Path
     batch_size : int
     chunk : int
@@ -523,10 +579,11 @@ def predict_file(
 
     Nothing is left under ``out_path`` or its temporary name when the call fails.
     """
-    is_path = not isinstance(model_path, keras.Model)
-    check_output(out_path, overwrite, inputs=(data_path, model_path if is_path else None))
+    given = list(model_path) if isinstance(model_path, list | tuple) else [model_path]
+    paths = [str(m) for m in given if not isinstance(m, keras.Model)]
+    check_output(out_path, overwrite, inputs=(data_path, *paths))
     model = _load_model(model_path)
-    meta = get_metadata(model)
+    meta = get_metadata(_first(model))
     tmp = tmp_path(out_path)
     try:
         with _open_input(data_path) as src:
@@ -541,11 +598,12 @@ def predict_file(
             file_filters = as_str(src["filters"][:]) if "filters" in src else None
             bands = _band_order(file_filters, filters, data_path, meta)
             age_bins = src["age_bins_yr"][:] if "age_bins_yr" in src else None
-            check_compatible(model, src["wave_aa"][:], age_bins, bands)
+            check_compatible(_first(model), src["wave_aa"][:], age_bins, bands)
             with h5py.File(tmp, "w") as dst:
                 quality = _write_predictions(model, meta, src, dst, bands, batch_size, chunk)
-                dst.attrs.update(model_path=str(model_path) if is_path else model.name)
+                dst.attrs.update(model_path="; ".join(paths) if paths else _first(model).name)
                 dst.attrs.update(model_version=str(meta["version"]), data_path=str(data_path))
+                dst.attrs["sigma_calibrated"] = _is_calibrated(meta)
         usable = (quality & QUALITY_UNUSABLE) == 0
         if not usable.any():
             raise NoUsableObjectError(_no_usable_message(data_path, quality) + "; nothing was written")

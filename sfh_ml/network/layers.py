@@ -13,6 +13,7 @@ from keras import layers, ops
 
 from ..constants import ZH_RANGE
 from ..utils import as_str, float_list
+from .metrics import check_light_table
 
 __all__ = [
     "LOG_SIGMA_RANGE",
@@ -180,6 +181,18 @@ class HistoryHead(layers.Layer):
         Age-bin edges in years (metadata).
     version : str, optional
         Architecture name (metadata).
+    bin_light : nested sequence of float, shape (n_bins, n_zh), optional
+        The training set's light table: 5500 A luminosity before dust per solar mass formed at a
+        constant rate over each age bin, for each [M/H] of ``zh_grid`` (metadata: the weights of
+        light-weighted means, :func:`sfh_ml.network.metrics.bin_light_weights`, without the SSP
+        library). None (models trained on older sets): no light-weighted means.
+    zh_grid : sequence of float, shape (n_zh,), optional
+        [M/H] (dex) of the columns of ``bin_light``; given if and only if ``bin_light`` is.
+    sigma_scale_sfh_cum, sigma_scale_zh : sequence of float, shape (n_bins,), optional
+        Calibration factors of the predicted sigmas of the cumulative SFH and of [M/H] in each bin,
+        set by :func:`sfh_ml.network.calibrate` (metadata, applied by
+        :func:`sfh_ml.network.predict`, not here: the layer's outputs, and the loss, stay those the
+        network was trained with). None: 1 (not calibrated).
 
     Call arguments
     --------------
@@ -193,12 +206,49 @@ class HistoryHead(layers.Layer):
         See the module docstring.
     """
 
-    def __init__(self, n_bins, zh_range=ZH_RANGE, age_bins_yr=None, version=None, **kwargs):
+    def __init__(
+        self,
+        n_bins,
+        zh_range=ZH_RANGE,
+        age_bins_yr=None,
+        version=None,
+        bin_light=None,
+        zh_grid=None,
+        sigma_scale_sfh_cum=None,
+        sigma_scale_zh=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.n_bins = int(n_bins)
         self.zh_range = (float(zh_range[0]), float(zh_range[1]))
         self.age_bins_yr = float_list(age_bins_yr)
         self.version = version
+        if (bin_light is None) != (zh_grid is None):
+            raise ValueError("bin_light and zh_grid go together: give both or neither")
+        self.bin_light = self.zh_grid = None
+        if bin_light is not None:
+            table, grid = check_light_table(bin_light, zh_grid, self.n_bins)
+            self.bin_light, self.zh_grid = table.tolist(), grid.tolist()
+        self.set_sigma_scale(sigma_scale_sfh_cum, sigma_scale_zh)
+
+    def set_sigma_scale(self, sfh_cum=None, zh=None):
+        """Set (or, with None, clear) the calibration factors of the predicted sigmas.
+
+        Parameters
+        ----------
+        sfh_cum, zh : sequence of float, shape (n_bins,), optional
+            Factors (> 0) of the sigma of the cumulative SFH and of [M/H] in each bin.
+        """
+        self.sigma_scale_sfh_cum = self._scale(sfh_cum, "sigma_scale_sfh_cum")
+        self.sigma_scale_zh = self._scale(zh, "sigma_scale_zh")
+
+    def _scale(self, value, name):
+        if value is None:
+            return None
+        scale = np.asarray(value, dtype=np.float64)
+        if scale.shape != (self.n_bins,) or not np.all(np.isfinite(scale) & (scale > 0)):
+            raise ValueError(f"{name} must be {self.n_bins} finite factors > 0, got {value}")
+        return scale.tolist()
 
     def call(self, raw):
         frac = ops.softmax(raw[..., 0], axis=-1)  # (batch, n_bins)
@@ -212,6 +262,8 @@ class HistoryHead(layers.Layer):
         config = super().get_config()
         config.update(n_bins=self.n_bins, zh_range=list(self.zh_range))
         config.update(age_bins_yr=self.age_bins_yr, version=self.version)
+        config.update(bin_light=self.bin_light, zh_grid=self.zh_grid)
+        config.update(sigma_scale_sfh_cum=self.sigma_scale_sfh_cum, sigma_scale_zh=self.sigma_scale_zh)
         return config
 
 

@@ -1,4 +1,5 @@
-"""What a network was trained for: wavelength grid, bands, age bins and [M/H] range.
+"""What a network was trained for: wavelength grid, bands, age bins and [M/H] range; its light table
+and the calibration of its uncertainties.
 
 The metadata live inside the model (in the configs of its first and last layers), so a saved
 ``.keras`` file carries them; :func:`check_compatible` refuses data on another grid.
@@ -21,7 +22,11 @@ def get_metadata(model):
     -------
     dict
         ``version``, ``n_wave``, ``n_bands``, ``n_bins``, ``zh_range`` (tuple), ``wave_aa``,
-        ``age_bins_yr`` (ndarray or None), ``filters`` (list of str or None).
+        ``age_bins_yr`` (ndarray or None), ``filters`` (list of str or None); ``bin_light``
+        (ndarray (n_bins, n_zh) or None) and ``zh_grid`` (ndarray (n_zh,) or None), the light table
+        of the training set (None for models trained on sets without one: no light-weighted
+        means); ``sigma_scale_sfh_cum`` and ``sigma_scale_zh`` (ndarray (n_bins,) or None = not
+        calibrated), the factors :func:`sfh_ml.network.predict` applies to the predicted sigmas.
     """
     try:
         norm, head = model.get_layer("normalisation"), model.get_layer("history")
@@ -37,6 +42,10 @@ def get_metadata(model):
         "wave_aa": as_array(norm.wave_aa),
         "age_bins_yr": as_array(head.age_bins_yr),
         "filters": norm.filters,
+        "bin_light": as_array(head.bin_light),
+        "zh_grid": as_array(head.zh_grid),
+        "sigma_scale_sfh_cum": as_array(head.sigma_scale_sfh_cum),
+        "sigma_scale_zh": as_array(head.sigma_scale_zh),
     }
 
 

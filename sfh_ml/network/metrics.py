@@ -2,10 +2,16 @@
 
 Compares predicted and true binned histories: per-bin errors of the mass fractions and of the
 cumulative mass curve, per-bin bias and scatter of [M/H], the bias and scatter of mean ages and
-metallicities (mass- and light-weighted, computed from the bins on both sides so that only the
-network's error enters), their dependence on S/N and on the age of the dominant population, and
-the coverage of the predicted uncertainties. :func:`evaluate_predictions` gathers everything into
-one JSON-serialisable dict.
+metallicities, their dependence on S/N, on the age of the dominant population and on the true
+[M/H], and the coverage of the predicted uncertainties. :func:`evaluate_predictions` gathers
+everything into one JSON-serialisable dict.
+
+Mean quantities are mass-weighted (weights: the mass fraction of each bin) or light-weighted
+(weights: :func:`bin_light_weights`, the 5500 A light of each bin before dust, from the table
+``bin_light`` of the training set, which a model carries). They are compared at two levels:
+*bin* (predicted bins against true bins through the same function, so that only the network's
+error enters) and *exact* (predicted bins against the per-object truth of the synthetic set, which
+also holds the error of describing a history by bins).
 
 Conventions: arrays of shape (n, n_bins), bins ordered from young to old as ``age_bins_yr``;
 ``sfh_cum[:, k] = sum_{j <= k} sfh[:, j]``; scatter is given both as the robust normalised median
@@ -17,18 +23,24 @@ from scipy.special import erf
 
 __all__ = [
     "YOUNGEST_AGE_YR",
-    "LIGHT_TO_MASS_SLOPE",
+    "YOUNG_AGE_YR",
     "DEFAULT_SNR_BINS",
+    "DEFAULT_ZH_BINS",
+    "MEAN_QUANTITIES",
+    "EXACT_TRUTH_KEYS",
     "bin_centres_yr",
     "snr_bin_centres",
-    "light_to_mass_weights",
+    "check_light_table",
+    "bin_light_weights",
     "mean_log_age",
     "mean_zh",
+    "mean_quantities",
     "scatter_stats",
     "sfh_bin_errors",
     "cumulative_sfh_mae",
     "zh_bin_errors",
     "coverage",
+    "coverage_targets",
     "gaussian_coverage",
     "coverage_curve",
     "uncertainty_coverage_curves",
@@ -40,12 +52,23 @@ __all__ = [
     "evaluate_predictions",
 ]
 
-YOUNGEST_AGE_YR = 6.3e6  # youngest SSP of the library: a first bin edge <= 0 is taken as this
-# Light-to-mass ratio of an SSP falls roughly as age^-0.8 in the V band from 10 Myr to 10 Gyr
-# (log M/L_V rises by ~0.8 dex per dex of age in Bruzual & Charlot 2003 SSPs): the default light
-# weights when the caller does not pass the library's own.
-LIGHT_TO_MASS_SLOPE = -0.8
+YOUNGEST_AGE_YR = 1e6  # youngest SSP of the library: a first bin edge <= 0 is taken as this
+YOUNG_AGE_YR = 1e8  # "young" objects: true mass-weighted age below this (reported separately)
 DEFAULT_SNR_BINS = (0.0, 5.0, 10.0, 20.0, 50.0, 100.0, np.inf)
+# Bins of the true mass-weighted [M/H] (dex) for the bias against [M/H] (a pull towards the prior's
+# middle shows as a positive bias at low [M/H] and a negative one at high [M/H]); the outer edges lie
+# beyond the E-MILES range (-1.71, +0.22).
+DEFAULT_ZH_BINS = (-2.0, -1.25, -1.0, -0.75, -0.5, -0.25, 0.0, 0.5)
+MEAN_QUANTITIES = ("mw_log_age", "mw_zh", "lw_log_age", "lw_zh")
+# The per-object truths of a synthetic set the "exact" level compares with, in order of preference:
+# the mass-weighted age of the continuous history, else the one on the SSP age grid (older sets);
+# light-weighted ones before dust.
+EXACT_TRUTH_KEYS = {
+    "mw_log_age": ("mw_log_age_exact", "mw_log_age"),
+    "mw_zh": ("mw_zh",),
+    "lw_log_age": ("lw_log_age",),
+    "lw_zh": ("lw_zh",),
+}
 # Where an open S/N bin is drawn: (0, a) at a / OPEN_END_FACTOR, (b, inf) at b * OPEN_END_FACTOR
 # (about half a bin beyond the finite edge for the default bins, which grow by factors of 2 to 2.5).
 OPEN_END_FACTOR = 1.5
@@ -102,42 +125,136 @@ def snr_bin_centres(snr_bins=DEFAULT_SNR_BINS):
     return np.sqrt(lo * hi)
 
 
-def light_to_mass_weights(age_bins_yr, slope=LIGHT_TO_MASS_SLOPE):
-    """Approximate relative light per unit mass of each bin, ``(centre / 1 Gyr)**slope``: (n_bins,)."""
-    return (bin_centres_yr(age_bins_yr) / 1e9) ** slope
+def check_light_table(bin_light, zh_grid, n_bins=None):
+    """The light table of a training set or model as float64 arrays; ValueError if unusable.
+
+    Parameters
+    ----------
+    bin_light : array, shape (n_bins, n_zh)
+        5500 A luminosity (before dust) per solar mass formed at a constant rate over each age bin,
+        for each [M/H] of ``zh_grid`` (L_sun / Angstrom per M_sun; only ratios matter here).
+    zh_grid : array, shape (n_zh,)
+        Strictly increasing [M/H] of the library, dex.
+    n_bins : int, optional
+        Number of age bins the table must have.
+
+    Returns
+    -------
+    bin_light : ndarray, shape (n_bins, n_zh)
+    zh_grid : ndarray, shape (n_zh,)
+    """
+    table = np.asarray(bin_light, dtype=np.float64)
+    grid = np.asarray(zh_grid, dtype=np.float64)
+    if grid.ndim != 1 or grid.size < 1 or np.any(np.diff(grid) <= 0) or not np.all(np.isfinite(grid)):
+        raise ValueError(f"zh_grid must be a strictly increasing 1-D array of finite [M/H], got {grid}")
+    if table.ndim != 2 or table.shape[1] != grid.size:
+        raise ValueError(
+            f"bin_light must have shape (n_bins, {grid.size}) (zh_grid has {grid.size}), got {table.shape}"
+        )
+    if n_bins is not None and table.shape[0] != n_bins:
+        raise ValueError(f"bin_light has {table.shape[0]} age bins, expected {n_bins}")
+    if not np.all(np.isfinite(table) & (table > 0)):
+        raise ValueError("bin_light must be finite and > 0 (a luminosity per unit mass)")
+    return table, grid
 
 
-def _weights(sfh, light_to_mass):
-    """Normalised weights (n, n_bins): mass fractions, times light per mass if given."""
-    w = np.asarray(sfh, dtype=np.float64)
-    if light_to_mass is not None:
-        w = w * np.asarray(light_to_mass, dtype=np.float64)
-    total = w.sum(axis=-1, keepdims=True)
-    return w / np.where(total > 0, total, 1.0)
+def bin_light_weights(sfh, zh, bin_light, zh_grid):
+    """The 5500 A light of each age bin: its mass fraction times the table's light per unit mass.
 
-
-def mean_log_age(sfh, age_bins_yr, light_to_mass=None):
-    """Mass-weighted (or light-weighted) mean log10 age from binned mass fractions.
+    The light per unit mass of bin ``k`` is ``bin_light[k]`` interpolated linearly in [M/H] on
+    ``zh_grid`` at the bin's [M/H] (held at the end values outside the grid). Normalised per object,
+    these are the weights of light-weighted means (:func:`mean_log_age`, :func:`mean_zh`).
 
     Parameters
     ----------
     sfh : array, shape (n, n_bins)
-        Mass fraction per bin.
+        Mass fraction formed in each bin (true or predicted).
+    zh : array, shape (n, n_bins)
+        [M/H] of the stars formed in each bin, dex.
+    bin_light : array, shape (n_bins, n_zh)
+        Light per solar mass formed at a constant rate over each bin (see :func:`check_light_table`).
+    zh_grid : array, shape (n_zh,)
+        [M/H] of the table's columns, dex.
+
+    Returns
+    -------
+    ndarray, shape (n, n_bins)
+        Light of each bin per unit mass formed in total (units of ``bin_light``); NaN where ``sfh`` or
+        ``zh`` is NaN.
+    """
+    sfh = np.asarray(sfh, dtype=np.float64)
+    zh = np.asarray(zh, dtype=np.float64)
+    table, grid = check_light_table(bin_light, zh_grid)
+    if sfh.shape != zh.shape or sfh.ndim != 2 or sfh.shape[1] != table.shape[0]:
+        raise ValueError(
+            f"sfh {sfh.shape} and zh {zh.shape} must both be (n, {table.shape[0]}) (the bins of bin_light)"
+        )
+    k = np.arange(table.shape[0])  # (n_bins,), broadcast against (n, n_bins)
+    if grid.size == 1:
+        return sfh * table[:, 0]
+    z = np.clip(zh, grid[0], grid[-1])  # NaN stays NaN
+    j = np.clip(np.searchsorted(grid, z, side="right") - 1, 0, grid.size - 2)  # (n, n_bins)
+    t = (z - grid[j]) / (grid[j + 1] - grid[j])
+    return sfh * (table[k, j] * (1.0 - t) + table[k, j + 1] * t)
+
+
+def _normalised(weights):
+    """Weights (n, n_bins) divided by their sum over the bins (rows that sum to 0 stay 0)."""
+    w = np.asarray(weights, dtype=np.float64)
+    total = w.sum(axis=-1, keepdims=True)
+    return w / np.where(total > 0, total, 1.0)
+
+
+def mean_log_age(weights, age_bins_yr):
+    """Weighted mean log10 age of binned histories.
+
+    Parameters
+    ----------
+    weights : array, shape (n, n_bins)
+        Mass fractions (mass-weighted mean) or :func:`bin_light_weights` (light-weighted mean);
+        normalised here.
     age_bins_yr : array, shape (n_bins + 1,)
-    light_to_mass : array, shape (n_bins,) or (n, n_bins), optional
-        Light per unit mass of each bin; given, the mean is light-weighted.
 
     Returns
     -------
     ndarray, shape (n,)
-        ``sum_k w_k log10(centre_k / yr)``.
+        ``sum_k w_k log10(centre_k / yr) / sum_k w_k``, log10 yr.
     """
-    return _weights(sfh, light_to_mass) @ np.log10(bin_centres_yr(age_bins_yr))
+    return _normalised(weights) @ np.log10(bin_centres_yr(age_bins_yr))
 
 
-def mean_zh(sfh, zh, light_to_mass=None):
-    """Mass-weighted (or light-weighted) mean [M/H] (dex) of binned histories: (n,)."""
-    return np.sum(_weights(sfh, light_to_mass) * np.asarray(zh, dtype=np.float64), axis=-1)
+def mean_zh(weights, zh):
+    """Weighted mean [M/H] of binned histories, dex: (n,).
+
+    ``weights`` (n, n_bins) as in :func:`mean_log_age`; ``zh`` (n, n_bins) in dex.
+    """
+    return np.sum(_normalised(weights) * np.asarray(zh, dtype=np.float64), axis=-1)
+
+
+def mean_quantities(sfh, zh, age_bins_yr, bin_light=None, zh_grid=None):
+    """Mass- and light-weighted mean log age and [M/H] of binned histories.
+
+    Parameters
+    ----------
+    sfh, zh : array, shape (n, n_bins)
+        Mass fractions and [M/H] (dex) of each bin.
+    age_bins_yr : array, shape (n_bins + 1,)
+    bin_light, zh_grid : array, shape (n_bins, n_zh) and (n_zh,), optional
+        The light table (see :func:`bin_light_weights`); without it the light-weighted means are
+        left out (never approximated).
+
+    Returns
+    -------
+    dict of ndarray, shape (n,)
+        ``mw_log_age`` (log10 yr), ``mw_zh`` (dex) and, with the table, ``lw_log_age``, ``lw_zh``.
+    """
+    if (bin_light is None) != (zh_grid is None):
+        raise ValueError("bin_light and zh_grid go together: give both or neither")
+    out = {"mw_log_age": mean_log_age(sfh, age_bins_yr), "mw_zh": mean_zh(sfh, zh)}
+    if bin_light is not None:
+        light = bin_light_weights(sfh, zh, bin_light, zh_grid)
+        out.update(lw_log_age=mean_log_age(light, age_bins_yr), lw_zh=mean_zh(light, zh))
+    return out
 
 
 def _nmad(d, axis=None):
@@ -246,14 +363,17 @@ def coverage(pred, sigma, true, n_sigma=(1.0, 2.0), weights=None):
     Returns
     -------
     dict
-        For each k (key ``"1sigma"``, ...): ``{"all": float, "per_bin": ndarray (n_bins,)}``.
+        For each k (key ``"1sigma"``, ...): ``{"all": float, "per_bin": ndarray (n_bins,)}``, both
+        weighted (``per_bin`` NaN for a bin whose weights sum to 0).
     """
     z = np.abs(np.asarray(pred, np.float64) - np.asarray(true, np.float64)) / np.asarray(sigma, np.float64)
-    w = np.ones_like(z) if weights is None else np.asarray(weights, np.float64)
+    w = np.ones_like(z) if weights is None else np.broadcast_to(np.asarray(weights, np.float64), z.shape)
+    w_bin = w.sum(0)
     out = {}
     for k in n_sigma:
         inside = z <= k
-        out[f"{k:g}sigma"] = {"all": float((w * inside).sum() / w.sum()), "per_bin": inside.mean(0)}
+        per_bin = (w * inside).sum(0) / np.where(w_bin > 0, w_bin, np.nan)
+        out[f"{k:g}sigma"] = {"all": float((w * inside).sum() / w.sum()), "per_bin": per_bin}
     return out
 
 
@@ -300,16 +420,28 @@ def coverage_curve(pred, sigma, true, n_sigma, weights=None):
     return np.array([(w * (z <= kk)).sum() for kk in k.ravel()]).reshape(k.shape) / w.sum()
 
 
-def _coverage_targets(pred, truth):
-    """The uncertainties whose coverage is measured: {name: (pred, sigma, true, weights or None)}.
+def coverage_targets(pred, truth):
+    """The uncertainties whose coverage is measured (and calibrated, :mod:`sfh_ml.network.calibration`).
 
-    ``sfh_cum``: the cumulative mass curve, its last bin (1 by construction) left out; ``zh``: [M/H]
-    in every bin; ``zh_mass_weighted``: [M/H] weighted by the true mass fraction of each bin.
+    Parameters
+    ----------
+    pred : dict of array, each shape (n, n_bins)
+        ``predict`` output (``sfh_cum`` or ``sfh``, ``sfh_cum_sigma``, ``zh``, ``zh_sigma``).
+    truth : dict of array, each shape (n, n_bins)
+        ``sfh`` (mass fractions) and ``zh`` (dex).
+
+    Returns
+    -------
+    dict
+        ``{name: (pred, sigma, true, weights or None)}``, arrays (n, n_bins), for those whose sigma
+        ``pred`` holds: ``sfh_cum``, the cumulative mass curve, its last bin (1 by construction)
+        weighted 0; ``zh``, [M/H] in every bin; ``zh_mass_weighted``, [M/H] weighted by the true
+        mass fraction of each bin.
     """
     out = {}
     if "sfh_cum_sigma" in pred:
         cum_true = np.cumsum(truth["sfh"], axis=-1)
-        cum_pred = pred.get("sfh_cum", np.cumsum(pred["sfh"], axis=-1))
+        cum_pred = pred["sfh_cum"] if "sfh_cum" in pred else np.cumsum(pred["sfh"], axis=-1)
         w = np.ones_like(cum_true, dtype=np.float64)
         w[:, -1] = 0.0
         out["sfh_cum"] = (cum_pred, pred["sfh_cum_sigma"], cum_true, w)
@@ -338,7 +470,7 @@ def uncertainty_coverage_curves(pred, truth, n_sigma):
     """
     return {
         name: coverage_curve(p, s, t, n_sigma, weights=w)
-        for name, (p, s, t, w) in _coverage_targets(pred, truth).items()
+        for name, (p, s, t, w) in coverage_targets(pred, truth).items()
     }
 
 
@@ -398,7 +530,16 @@ def first_dominated_by(sfh, bins):
     return [int(np.flatnonzero(dominant == b)[0]) for b in bins if np.any(dominant == b)]
 
 
-def learning_curve(metrics_by_model, sizes, quantity="mw_log_age", key="nmad"):
+def _level(metrics, level):
+    """The tables of one level of an :func:`evaluate_predictions` output ("bin": the top level)."""
+    if level == "bin":
+        return metrics
+    if level == "exact":
+        return metrics.get("exact", {})
+    raise ValueError(f"level must be 'bin' or 'exact', got {level!r}")
+
+
+def learning_curve(metrics_by_model, sizes, quantity="mw_log_age", key="nmad", level="bin"):
     """One mean-quantity statistic against the training-set size.
 
     Parameters
@@ -410,26 +551,27 @@ def learning_curve(metrics_by_model, sizes, quantity="mw_log_age", key="nmad"):
     quantity : {"mw_log_age", "lw_log_age", "mw_zh", "lw_zh"}
     key : str
         A key of :func:`scatter_stats`.
+    level : {"bin", "exact"}
+        Bin level (predicted against true bins) or exact level (against the per-object truth).
 
     Returns
     -------
     n_train : ndarray of int, shape (n_models,)
         Sizes in increasing order.
     value : ndarray, shape (n_models,)
-        The statistic (NaN where undefined), in dex.
+        The statistic (NaN where undefined or not evaluated, e.g. light-weighted without a light
+        table), in dex.
     """
     rows = sorted((n, name) for name, n in sizes.items() if name in metrics_by_model)
-    value = [metrics_by_model[name]["mean_quantities"][quantity].get(key) for _, name in rows]
+    table = lambda name: _level(metrics_by_model[name], level).get("mean_quantities", {})
+    value = [table(name).get(quantity, {}).get(key) for _, name in rows]
     return (
         np.array([n for n, _ in rows], dtype=np.int64),
         np.array([np.nan if v is None else v for v in value], dtype=np.float64),
     )
 
 
-MEAN_QUANTITIES = ("mw_log_age", "mw_zh", "lw_log_age", "lw_zh")
-
-
-def mean_quantities_table(metrics_by_model, quantities=MEAN_QUANTITIES):
+def mean_quantities_table(metrics_by_model, quantities=MEAN_QUANTITIES, level="bin"):
     """Bias / scatter (median bias / NMAD, dex) of the mean quantities of several models, as text.
 
     Parameters
@@ -438,22 +580,25 @@ def mean_quantities_table(metrics_by_model, quantities=MEAN_QUANTITIES):
         Model name -> :func:`evaluate_predictions` output.
     quantities : sequence of str
         Keys of its ``mean_quantities``.
+    level : {"bin", "exact"}
+        Which comparison (see :func:`evaluate_predictions`).
 
     Returns
     -------
     str
-        A header line, then one line per model.
+        A header line, then one line per model; ``n/a`` where a quantity was not evaluated.
     """
 
     def cell(stats):
-        if stats["median_bias"] is None or stats["nmad"] is None:
+        if stats is None or stats["median_bias"] is None or stats["nmad"] is None:
             return f"{'n/a':>15s}"
         return f"{stats['median_bias']:+.3f} / {stats['nmad']:.3f}".rjust(15)
 
     width = max([5, *(len(name) for name in metrics_by_model)])
     lines = [f"{'model':{width}s} " + " ".join(f"{q:>15s}" for q in quantities)]
     for name, m in metrics_by_model.items():
-        lines.append(f"{name:{width}s} " + " ".join(cell(m["mean_quantities"][q]) for q in quantities))
+        table = _level(m, level).get("mean_quantities", {})
+        lines.append(f"{name:{width}s} " + " ".join(cell(table.get(q)) for q in quantities))
     return "\n".join(lines)
 
 
@@ -481,25 +626,63 @@ def _check(pred, truth):
             raise ValueError(f"{key}: {shapes} must both be (n, n_bins)")
 
 
-def _mean_quantities(pred, truth, age_bins_yr, light_to_mass):
-    """Predicted and true mean ages / metallicities: {name: (pred (n,), true (n,))}."""
-    out = {}
-    for prefix, l2m in (("mw", None), ("lw", light_to_mass)):
-        out[f"{prefix}_log_age"] = tuple(mean_log_age(d["sfh"], age_bins_yr, l2m) for d in (pred, truth))
-        out[f"{prefix}_zh"] = tuple(mean_zh(d["sfh"], d["zh"], l2m) for d in (pred, truth))
+def _exact_pairs(pred_means, truth, n, notes):
+    """Predicted means against the truth's per-object values: ({name: (pred, true)}, {name: truth key})."""
+    pairs, used = {}, {}
+    for name, keys in EXACT_TRUTH_KEYS.items():
+        key = next((k for k in keys if truth.get(k) is not None), None)
+        if key is None:
+            notes.append(f"exact {name} skipped: the truth has no {' or '.join(keys)}")
+            continue
+        if name not in pred_means:
+            continue  # light-weighted without a light table: noted once by the caller
+        true = np.asarray(truth[key], dtype=np.float64)
+        if true.shape != (n,):
+            raise ValueError(f"truth[{key!r}] must have shape ({n},), got {true.shape}")
+        if key != keys[0]:
+            notes.append(
+                f"exact {name}: the truth has no {keys[0]} (a set made before it existed); compared "
+                f"with {key} instead"
+            )
+        pairs[name], used[name] = (pred_means[name], true), key
+    return pairs, used
+
+
+def _tables(pairs, groupings, young, young_age_yr):
+    """The tables of one level: :func:`scatter_stats` over all, per group, and over the young objects.
+
+    ``pairs``: {quantity: (pred (n,), true (n,))}; ``groupings``: {key: (entries to add, group index
+    of each object (n,), n_groups)}; ``young``: bool (n,).
+    """
+    out = {"mean_quantities": {name: scatter_stats(p, t) for name, (p, t) in pairs.items()}}
+    for key, (extra, groups, n_groups) in groupings.items():
+        out[key] = {
+            **extra,
+            **{name: grouped_stats(p, t, groups, n_groups) for name, (p, t) in pairs.items()},
+        }
+    out["young"] = {
+        "max_age_yr": float(young_age_yr),
+        **{name: scatter_stats(p[young], t[young]) for name, (p, t) in pairs.items()},
+    }
     return out
 
 
-def _by_group(quantities, groups, n_groups):
-    return {name: grouped_stats(p, t, groups, n_groups) for name, (p, t) in quantities.items()}
-
-
 def _uncertainty_coverage(pred, truth):
-    targets = _coverage_targets(pred, truth)
+    targets = coverage_targets(pred, truth)
     return {name: coverage(p, sig, t, weights=w) for name, (p, sig, t, w) in targets.items()}
 
 
-def evaluate_predictions(pred, truth, age_bins_yr, snr=None, snr_bins=DEFAULT_SNR_BINS, light_to_mass=None):
+def evaluate_predictions(
+    pred,
+    truth,
+    age_bins_yr,
+    snr=None,
+    snr_bins=DEFAULT_SNR_BINS,
+    bin_light=None,
+    zh_grid=None,
+    zh_bins=DEFAULT_ZH_BINS,
+    young_age_yr=YOUNG_AGE_YR,
+):
     """All the metrics, as one JSON-serialisable nested dict.
 
     Parameters
@@ -507,46 +690,70 @@ def evaluate_predictions(pred, truth, age_bins_yr, snr=None, snr_bins=DEFAULT_SN
     pred : dict of array, each shape (n, n_bins)
         ``sfh`` and ``zh``; optionally ``sfh_cum``, ``sfh_cum_sigma``, ``zh_sigma`` (as returned by
         :func:`sfh_ml.network.predict`) for the coverage of the uncertainties.
-    truth : dict of array, each shape (n, n_bins)
-        ``sfh`` (mass fractions) and ``zh`` (dex).
+    truth : dict of array
+        ``sfh`` (mass fractions) and ``zh`` (dex), each (n, n_bins); optionally the per-object
+        truths of a synthetic set, each (n,), for the exact level: ``mw_log_age_exact`` (or, in older
+        sets, ``mw_log_age``), ``mw_zh``, ``lw_log_age``, ``lw_zh`` (light-weighted before dust).
     age_bins_yr : array, shape (n_bins + 1,)
     snr : array, shape (n,), optional
         S/N of each object; given, the mean quantities are also reported per S/N bin.
     snr_bins : sequence of float
         S/N bin edges.
-    light_to_mass : array, shape (n_bins,) or (n, n_bins), optional
-        Light per unit mass of each age bin for the light-weighted means; default
-        :func:`light_to_mass_weights` (a power law in age).
+    bin_light, zh_grid : array, shape (n_bins, n_zh) and (n_zh,), optional
+        The light table of the set or the model (:func:`bin_light_weights`); without it the
+        light-weighted quantities are skipped, and ``notes`` says so.
+    zh_bins : sequence of float
+        Edges of the true mass-weighted [M/H] (dex) for ``by_true_zh``.
+    young_age_yr : float
+        Objects whose true (binned) mass-weighted age is below this are also reported apart.
 
     Returns
     -------
     dict
         ``n_objects``; ``sfh_bins`` (per-bin ``mae``, ``bias``, ``cum_mae``, ``cum_bias``);
-        ``zh_bins`` and ``zh_bins_mass_weighted``; ``mean_quantities`` (``mw_log_age``,
-        ``lw_log_age``, ``mw_zh``, ``lw_zh``: bias, median_bias, nmad, std, mae in dex);
-        ``by_dominant_age`` (the same per bin holding most of the true mass, with the bin centres);
-        ``by_snr`` (the same per S/N bin, if ``snr`` is given); ``coverage`` (``sfh_cum``, ``zh``,
-        ``zh_mass_weighted``: fraction within 1 and 2 sigma, overall and per bin).
+        ``zh_bins`` and ``zh_bins_mass_weighted``; ``coverage`` (``sfh_cum``, ``zh``,
+        ``zh_mass_weighted``: fraction within 1 and 2 sigma, overall and per bin); ``notes`` (list
+        of str: what was skipped or substituted, and why).
+
+        Mean quantities (``mw_log_age``, ``mw_zh``, ``lw_log_age``, ``lw_zh``: :func:`scatter_stats`,
+        dex) at the bin level (predicted against true bins, both through :func:`mean_quantities`):
+        ``mean_quantities`` (all objects); ``by_dominant_age`` (per bin holding most of the true
+        mass, with ``bin_centres_yr``); ``by_true_zh`` (per bin of the true mass-weighted [M/H],
+        with ``zh_bins``); ``young`` (objects with a true mass-weighted age below ``max_age_yr``);
+        ``by_snr`` (per S/N bin, with ``snr_bins``, if ``snr`` is given).
+
+        ``exact``: the same tables (same groupings) with the predicted means against the truth's
+        per-object values, and ``truth`` (quantity -> the truth's key used); quantities whose
+        truth is missing are skipped.
+
         Empty groups and undefined values are None.
     """
     _check(pred, truth)
     n, n_bins = np.shape(truth["sfh"])
-    if light_to_mass is None:
-        light_to_mass = light_to_mass_weights(age_bins_yr)
-    quantities = _mean_quantities(pred, truth, age_bins_yr, light_to_mass)
-    dominant = np.argmax(truth["sfh"], axis=-1)
-    result = {
-        "n_objects": n,
-        "age_bin_centres_yr": bin_centres_yr(age_bins_yr),
-        "sfh_bins": sfh_bin_errors(pred["sfh"], truth["sfh"]),
-        "zh_bins": zh_bin_errors(pred["zh"], truth["zh"]),
-        "zh_bins_mass_weighted": zh_bin_errors(pred["zh"], truth["zh"], weights=truth["sfh"]),
-        "mean_quantities": {name: scatter_stats(p, t) for name, (p, t) in quantities.items()},
-        "by_dominant_age": {
-            "bin_centres_yr": bin_centres_yr(age_bins_yr),
-            **_by_group(quantities, dominant, n_bins),
-        },
-        "coverage": _uncertainty_coverage(pred, truth),
+    notes = []
+    if bin_light is None and zh_grid is None:
+        notes.append(
+            "light-weighted quantities skipped: no bin_light / zh_grid light table (a set or model made "
+            "before they existed)"
+        )
+    pred_means = mean_quantities(pred["sfh"], pred["zh"], age_bins_yr, bin_light, zh_grid)
+    true_means = mean_quantities(truth["sfh"], truth["zh"], age_bins_yr, bin_light, zh_grid)
+    bin_pairs = {name: (pred_means[name], true_means[name]) for name in pred_means}
+    exact_pairs, exact_truth = _exact_pairs(pred_means, truth, n, notes)
+
+    zh_edges = np.asarray(zh_bins, dtype=np.float64)
+    young = true_means["mw_log_age"] < np.log10(young_age_yr)
+    groupings = {
+        "by_dominant_age": (
+            {"bin_centres_yr": bin_centres_yr(age_bins_yr)},
+            np.argmax(truth["sfh"], axis=-1),
+            n_bins,
+        ),
+        "by_true_zh": (
+            {"zh_bins": zh_edges},
+            np.digitize(true_means["mw_zh"], zh_edges) - 1,
+            zh_edges.size - 1,
+        ),
     }
     if snr is not None:
         snr = np.asarray(snr, dtype=np.float64)
@@ -554,5 +761,17 @@ def evaluate_predictions(pred, truth, age_bins_yr, snr=None, snr_bins=DEFAULT_SN
             raise ValueError(f"snr must have shape ({n},), got {snr.shape}")
         edges = np.asarray(snr_bins, dtype=np.float64)
         groups = np.digitize(snr, edges) - 1  # bin i holds edges[i] <= snr < edges[i + 1]
-        result["by_snr"] = {"snr_bins": edges, **_by_group(quantities, groups, edges.size - 1)}
+        groupings["by_snr"] = ({"snr_bins": edges}, groups, edges.size - 1)
+
+    result = {
+        "n_objects": n,
+        "age_bin_centres_yr": bin_centres_yr(age_bins_yr),
+        "sfh_bins": sfh_bin_errors(pred["sfh"], truth["sfh"]),
+        "zh_bins": zh_bin_errors(pred["zh"], truth["zh"]),
+        "zh_bins_mass_weighted": zh_bin_errors(pred["zh"], truth["zh"], weights=truth["sfh"]),
+        **_tables(bin_pairs, groupings, young, young_age_yr),
+        "exact": {"truth": exact_truth, **_tables(exact_pairs, groupings, young, young_age_yr)},
+        "coverage": _uncertainty_coverage(pred, truth),
+        "notes": notes,
+    }
     return _jsonable(result)

@@ -25,9 +25,11 @@ import numpy as np
 from ..constants import ZH_RANGE
 from ..files import atomic_write_text, check_output, tmp_path
 from ..synthesis.dataset import read_dataset
+from ..synthesis.instrument import SKY_LINE_WINDOWS_AA, SKY_Z_RANGE, muse_wave
 from .architectures import adapt, build_model, resolve_hyper
 from .losses import make_targets
 from .metadata import check_compatible
+from .metrics import check_light_table
 
 __all__ = [
     "REQUIRED_KEYS",
@@ -42,6 +44,9 @@ __all__ = [
 ]
 
 REQUIRED_KEYS = ("wave_aa", "spectra", "photometry", "age_bins_yr", "sfh", "zh")
+# Optional per-object truths (n,) of a synthetic set, read for the exact-level metrics
+# (sfh_ml.network.metrics.EXACT_TRUTH_KEYS); older sets lack some of them.
+MEAN_TRUTH_KEYS = ("mw_log_age_exact", "mw_log_age", "mw_zh", "lw_log_age", "lw_zh")
 SFH_SUM_ATOL = 1e-3  # rows of sfh must sum to 1 within this
 ZH_ATOL = 1e-3  # [M/H] targets may exceed the file's zh_min/zh_max by this much (dex; float32 rounding)
 MIN_LR_FRACTION = 0.01  # the cosine schedule ends at this fraction of the initial learning rate
@@ -65,14 +70,18 @@ def load_data(path, n_max=None, noiseless=False):
     dict
         ``spectra`` (n, n_wave) and ``photometry`` (n, n_bands) float32; ``sfh``, ``zh``
         (n, n_bins) float32; ``wave_aa`` (n_wave,), ``age_bins_yr`` (n_bins + 1,) float64;
-        ``filters`` (list of str or None); ``snr`` (n,) or None; ``zh_range`` (tuple or None).
+        ``filters`` (list of str or None); ``snr`` (n,) or None; ``zh_range`` (tuple or None);
+        ``bin_light`` (n_bins, n_zh) and ``zh_grid`` (n_zh,) float64, the light table (None for
+        sets written before it existed); ``mean_truth``: the per-object truths of
+        :data:`MEAN_TRUTH_KEYS` the file holds, each (n,) float64.
 
     Raises
     ------
     ValueError
         A required dataset is missing, shapes disagree, or the targets are unusable: non-finite
         values, negative mass fractions, rows of ``sfh`` that do not sum to 1, or [M/H] outside
-        the file's ``zh_min``/``zh_max``. The message names the file and the dataset.
+        the file's ``zh_min``/``zh_max``, or a light table of the wrong shape or with values that are
+        not finite and > 0. The message names the file and the dataset.
     """
     path = Path(path)
     if n_max is not None and (int(n_max) != n_max or n_max < 1):
@@ -94,7 +103,14 @@ def load_data(path, n_max=None, noiseless=False):
         filters=_optional(path, "filters", None),
         snr=_optional(path, "snr", rows),
         zh_range=(float(attrs["zh_min"]), float(attrs["zh_max"])) if "zh_min" in attrs else None,
+        bin_light=_optional(path, "bin_light", None),
+        zh_grid=_optional(path, "zh_grid", None),
     )
+    data["mean_truth"] = {}
+    for key in MEAN_TRUTH_KEYS:
+        value = _optional(path, key, rows)
+        if value is not None:
+            data["mean_truth"][key] = np.asarray(value, dtype=np.float64)
     if data["filters"] is not None:
         data["filters"] = [str(f) for f in data["filters"]]
     if data["snr"] is not None:
@@ -102,6 +118,7 @@ def load_data(path, n_max=None, noiseless=False):
     if len(data["sfh"]) < 1:
         raise ValueError(f"{path} holds no objects to load")
     _check_data(data, path)
+    _check_light_table(data, path)
     return data
 
 
@@ -156,6 +173,21 @@ def _check_data(data, path):
         )
 
 
+def _check_light_table(data, path):
+    """The light table of a loaded set, as float64 arrays (both or neither); ValueError naming the file."""
+    if data["bin_light"] is None and data["zh_grid"] is None:
+        return
+    if data["bin_light"] is None or data["zh_grid"] is None:
+        missing = "bin_light" if data["bin_light"] is None else "zh_grid"
+        raise ValueError(f"{path}: the light table is incomplete: dataset {missing!r} is missing")
+    try:
+        data["bin_light"], data["zh_grid"] = check_light_table(
+            data["bin_light"], data["zh_grid"], data["age_bins_yr"].size - 1
+        )
+    except ValueError as err:
+        raise ValueError(f"{path}: datasets 'bin_light' / 'zh_grid': {err}") from None
+
+
 def split_indices(n, val_fraction, seed):
     """Deterministic train/validation split.
 
@@ -174,8 +206,24 @@ def split_indices(n, val_fraction, seed):
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def augment_batch(spectra, photometry, rng, p_span=0.3, max_spans=3, span_px=(10, 300), p_band=0.1):
-    """Random masked pixel spans and missing bands, as NaN (in place).
+def augment_batch(
+    spectra,
+    photometry,
+    rng,
+    p_span=0.3,
+    max_spans=3,
+    span_px=(10, 300),
+    p_band=0.1,
+    p_edge=0.3,
+    p_sky=0.3,
+    max_z=SKY_Z_RANGE[1],
+    wave_aa=None,
+):
+    """Random masked pixel spans, missing ends, sky-line windows and missing bands, as NaN (in place).
+
+    The ends and the sky windows are what an observation at redshift z does to a rest-frame
+    spectrum (they depend on the observation, so the synthetic sets do not hold them): the
+    observed range and the sky lines move by a factor 1 / (1 + z) in the rest frame.
 
     Parameters
     ----------
@@ -188,6 +236,21 @@ def augment_batch(spectra, photometry, rng, p_span=0.3, max_spans=3, span_px=(10
         Range of span lengths in pixels (300 px = 375 A, about the MUSE AO notch-filter gap).
     p_band : float
         Probability that each band is missing.
+    p_edge : float
+        Probability, for each end independently, that it is cut as by a redshift z ~ U(0, max_z):
+        rest-frame pixels red-ward of lambda_max / (1 + z) (up to 270 A at z = 0.03 on the MUSE
+        grid), or blue-ward of lambda_min (1 + z) (up to 140 A: a cube that starts red-ward of the
+        model grid, or a blueshift).
+    p_sky : float
+        Probability that an object has the sky-line windows
+        (:data:`sfh_ml.synthesis.instrument.SKY_LINE_WINDOWS_AA`) masked, at rest-frame wavelengths
+        lambda / (1 + z) with z ~ U(0, max_z).
+    max_z : float
+        Largest redshift of the ends and the sky windows (default the top of
+        :data:`sfh_ml.synthesis.instrument.SKY_Z_RANGE`, 0.03).
+    wave_aa : ndarray, shape (n_wave,), optional
+        Rest-frame wavelengths of the spectra, Angstrom (default the MUSE grid's first ``n_wave``
+        pixels).
 
     Returns
     -------
@@ -203,6 +266,22 @@ def augment_batch(spectra, photometry, rng, p_span=0.3, max_spans=3, span_px=(10
     inside = (pix >= start[..., None]) & (pix < (start + length)[..., None]) & active[..., None]
     spectra[inside.any(axis=1)] = np.nan  # (b, n_wave)
     photometry[rng.random(photometry.shape) < p_band] = np.nan
+    wave = muse_wave(n_wave=n_wave) if wave_aa is None else np.asarray(wave_aa, dtype=float)
+    # a redshift for each cut end and for the sky windows; NaN where the object is left alone
+    z_blue, z_red, z_sky = (
+        np.where(rng.random(b) < p, rng.uniform(0.0, max_z, b), np.nan) for p in (p_edge, p_edge, p_sky)
+    )
+    spectra[wave[None, :] < wave[0] * (1.0 + z_blue[:, None])] = np.nan
+    spectra[wave[None, :] > wave[-1] / (1.0 + z_red[:, None])] = np.nan
+    sky = np.isfinite(z_sky)
+    if sky.any():
+        obs = wave[None, :] * (1.0 + z_sky[sky, None])  # (b_sky, n_wave): observed frame
+        windows = SKY_LINE_WINDOWS_AA[np.argsort(SKY_LINE_WINDOWS_AA[:, 0])]
+        j = np.searchsorted(windows[:, 0], obs, side="right") - 1  # last window starting below
+        hit = (j >= 0) & (obs <= np.maximum.accumulate(windows[:, 1])[np.maximum(j, 0)])
+        rows = spectra[sky]
+        rows[hit] = np.nan
+        spectra[sky] = rows
     return spectra, photometry
 
 
@@ -251,7 +330,7 @@ class HistoryDataset(keras.utils.PyDataset):
         spectra, photometry = self.data["spectra"][idx], self.data["photometry"][idx]  # copies
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, i])
-            augment_batch(spectra, photometry, rng, **self.augment)
+            augment_batch(spectra, photometry, rng, **{"wave_aa": self.data.get("wave_aa"), **self.augment})
         x = {"spectrum": spectra, "photometry": photometry}
         return x, make_targets(self.data["sfh"][idx], self.data["zh"][idx])
 
@@ -542,6 +621,8 @@ def _resume_or_build(paths, data, train_idx, run, resume, learning_rate, hyper):
         age_bins_yr=data["age_bins_yr"],
         filters=data["filters"],
         learning_rate=learning_rate,
+        bin_light=data["bin_light"],
+        zh_grid=data["zh_grid"],
         **hyper,
     )
     adapt(model, data["spectra"], data["photometry"], index=train_idx)
@@ -627,7 +708,9 @@ def train(
     Notes
     -----
     A new model's input standardisation is fitted to the training objects (see
-    :func:`sfh_ml.network.adapt`). The learning rate follows the cosine from epoch 0 even when
+    :func:`sfh_ml.network.adapt`), and it carries the set's light table (``bin_light``,
+    ``zh_grid``) for light-weighted means; a set without one gives a model without light-weighted
+    means (a warning says so). The learning rate follows the cosine from epoch 0 even when
     resuming, so a resumed run follows the same schedule as an uninterrupted one.
     """
     _check_options(epochs, batch_size, learning_rate, patience, val_fraction)
@@ -635,6 +718,12 @@ def train(
     _check_output(paths, data_path)
     _set_determinism(seed, deterministic)
     data = load_data(data_path, n_max=n_max)
+    if data["bin_light"] is None:
+        warnings.warn(
+            f"{data_path} has no light table (datasets bin_light, zh_grid: a set made before they "
+            "existed): the model will give no light-weighted means (NaN); regenerate the set to get them",
+            stacklevel=2,
+        )
     train_idx, val_idx = split_indices(len(data["sfh"]), val_fraction, seed)
     options = dict(
         epochs=epochs,

@@ -97,6 +97,12 @@ OUTPUT_FILES = {
     "summary": "summary.json",
 }
 PREDICTION_KEYS = ("sfh", "sfh_cum", "sfh_cum_sigma", "zh", "zh_sigma")
+# What summary.json says of the light-weighted means (LW_LOG_AGE, LW_ZH), with a light table or without.
+LW_NOTE_TABLE = "weighted by the 5500 A light of each bin from the model's light table (bin_light)"
+LW_NOTE_NO_TABLE = (
+    "the model carries no light table (bin_light, zh_grid: trained on a set made before they existed): "
+    "the light-weighted means LW_LOG_AGE and LW_ZH are NaN; retrain on a current set to get them"
+)
 
 _PREDICT_LOCK = threading.Lock()  # one Keras predict at a time per process (threaded Dask workers)
 _MODEL_LOCK = threading.Lock()
@@ -158,7 +164,7 @@ def age_fraction_edges(age_bins_yr, young_yr=YOUNG_EDGE_YR, old_yr=OLD_EDGE_YR):
     return i_young, i_old
 
 
-def summarise_histories(pred, age_bins_yr):
+def summarise_histories(pred, age_bins_yr, bin_light=None, zh_grid=None):
     """Mean ages, [M/H] and mass fractions of predicted histories, with their uncertainties.
 
     Uncertainties, from the network's per-bin sigmas taken as independent (the network gives no
@@ -167,14 +173,17 @@ def summarise_histories(pred, age_bins_yr):
     sigma^2 = sum_k (a_(k+1) - a_k)^2 sigma_c,k^2; the mass-weighted [M/H] sum_k s_k zh_k has
     sigma^2 = sum_k s_k^2 sigma_zh,k^2 (the SFH's own error left out). Fractions: young = c at the young
     edge (sigma: its cumulative sigma), old = 1 - c at the old edge (likewise), intermediate = their
-    difference (sigmas in quadrature). Light-weighted means use
-    :func:`sfh_ml.network.metrics.light_to_mass_weights`; they get no uncertainty.
+    difference (sigmas in quadrature). Light-weighted means are weighted by
+    :func:`sfh_ml.network.metrics.bin_light_weights` (the model's light table); they get no
+    uncertainty, and are NaN for a model without a table.
 
     Parameters
     ----------
     pred : dict
         ``sfh``, ``sfh_cum``, ``sfh_cum_sigma``, ``zh``, ``zh_sigma``, each shape (n, n_bins).
     age_bins_yr : ndarray, shape (n_bins + 1,)
+    bin_light, zh_grid : ndarray, shape (n_bins, n_zh) and (n_zh,), optional
+        The model's light table (``get_metadata(model)["bin_light"]``, ``["zh_grid"]``).
 
     Returns
     -------
@@ -187,17 +196,18 @@ def summarise_histories(pred, age_bins_yr):
 
     sfh, cum, cum_sig = pred["sfh"], pred["sfh_cum"], pred["sfh_cum_sigma"]
     zh, zh_sig = pred["zh"], pred["zh_sigma"]
-    light = metrics.light_to_mass_weights(age_bins_yr)
     log_centre = np.log10(metrics.bin_centres_yr(age_bins_yr))
     i_young, i_old = age_fraction_edges(age_bins_yr)
     with np.errstate(invalid="ignore"):
+        means = metrics.mean_quantities(sfh, zh, age_bins_yr, bin_light, zh_grid)
+        no_light = np.full(len(sfh), np.nan)  # no light table: never an approximation
         out = {
-            "mw_log_age": metrics.mean_log_age(sfh, age_bins_yr),
+            "mw_log_age": means["mw_log_age"],
             "mw_log_age_err": np.sqrt((cum_sig[:, :-1] ** 2) @ (np.diff(log_centre) ** 2)),
-            "lw_log_age": metrics.mean_log_age(sfh, age_bins_yr, light),
-            "mw_zh": metrics.mean_zh(sfh, zh),
+            "lw_log_age": means.get("lw_log_age", no_light),
+            "mw_zh": means["mw_zh"],
             "mw_zh_err": np.sqrt(np.sum((sfh * zh_sig) ** 2, axis=1)),
-            "lw_zh": metrics.mean_zh(sfh, zh, light),
+            "lw_zh": means.get("lw_zh", no_light),
             "f_young": cum[:, i_young - 1],
             "f_young_err": cum_sig[:, i_young - 1],
             "f_intermediate": cum[:, i_old - 1] - cum[:, i_young - 1],
@@ -225,6 +235,9 @@ def _model_fingerprint(model, meta):
         digest.update(repr(meta[key]).encode())
     for key in ("wave_aa", "age_bins_yr"):
         digest.update(b"none" if meta[key] is None else np.asarray(meta[key], np.float64).tobytes())
+    for key in ("bin_light", "zh_grid", "sigma_scale_sfh_cum", "sigma_scale_zh"):  # absent: as before them
+        if meta[key] is not None:
+            digest.update(key.encode() + np.asarray(meta[key], np.float64).tobytes())
     return digest.hexdigest()[:32]
 
 
@@ -814,7 +827,7 @@ def _write_outputs(options, setup, meta, bins_res, cl_res, cube, catalogue, file
 
     i_young, i_old = age_fraction_edges(meta["age_bins_yr"])
     bins = SpatialBins(setup["bin_id"], setup["bin_snr"])
-    summ = summarise_histories(bins_res, meta["age_bins_yr"])
+    summ = summarise_histories(bins_res, meta["age_bins_yr"], meta["bin_light"], meta["zh_grid"])
     cards = _header_cards(options, setup, meta, i_young, i_old)
     wcs_header = cube.wcs.to_header()
     tmps = {}
@@ -880,7 +893,7 @@ def _write_outputs(options, setup, meta, bins_res, cl_res, cube, catalogue, file
 
         # --- per-cluster table
         if cl_res is not None:
-            cs = summarise_histories(cl_res, meta["age_bins_yr"])
+            cs = summarise_histories(cl_res, meta["age_bins_yr"], meta["bin_light"], meta["zh_grid"])
             extra = {"id": np.asarray(catalogue["id"]), "ra": setup["cl_ra"], "dec": setup["cl_dec"]}
             extra.update(x_pix=setup["cl_x"], y_pix=setup["cl_y"], inside_cube=setup["cl_inside"])
             for key in ("class_human", "class_ml", "age_myr", "age_myr_err", "mass_msun", "ebv_mag"):
@@ -1044,6 +1057,8 @@ def apply_cube(
         raise ValueError(
             "the model records no wavelength grid or age bins: rebuild it with wave_aa= and age_bins_yr="
         )
+    if meta["bin_light"] is None:
+        warnings.warn(LW_NOTE_NO_TABLE, stacklevel=2)
     sigma_model = float(meta.get("sigma_kms") or sigma_model_kms)
     cube = read_muse_cube(cube_path)
     _check_coverage(cube, meta["wave_aa"], float(redshift))
@@ -1130,6 +1145,7 @@ def apply_cube(
                 "clusters_quality": _count_bits(cl_res["quality"]) if cl_res is not None else {},
                 "photometry_source": str(setup["photometry_source"]),
                 "sigma_source": str(setup["sigma_source"]),
+                "light_weighted": LW_NOTE_NO_TABLE if meta["bin_light"] is None else LW_NOTE_TABLE,
                 "n_chunks": len(tasks),
                 "n_chunks_computed": len(todo),
                 "seconds_before_writing": round(seconds, 2),

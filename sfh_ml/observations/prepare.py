@@ -27,7 +27,7 @@ from dust_extinction import parameter_averages
 from spectres.spectral_resampling import make_bins
 
 from ..constants import C_KMS
-from ..synthesis.instrument import broadening_matrix
+from ..synthesis.instrument import SKY_LINE_WINDOWS_AA, broadening_matrix
 from ..synthesis.photometry import pivot_wavelengths
 from . import flags as qf
 
@@ -48,40 +48,8 @@ __all__ = [
     "prepare_spectra",
 ]
 
-# Observed-frame air wavelength windows (Angstrom) of the strongest night-sky emission lines and
-# telluric absorption bands in the MUSE range, whose residuals after sky subtraction are masked.
-# Lines: Osterbrock et al. (1996, PASP 108, 277) and Hanuschik (2003, A&A 407, 1157) sky atlases
-# (OH positions to about 0.1 A); each line window is +-3 A or more, more than twice the MUSE FWHM
-# (2.4-3.0 A, Bacon et al. 2017). Bands: the O2 B (6867 A head) and A (7594 A head) bands.
-SKY_LINE_WINDOWS_AA = np.array(
-    [
-        (5572.0, 5583.0),  # [O I] 5577.34 airglow
-        (5885.0, 5900.0),  # Na D 5889.95, 5895.92 (airglow and street lights)
-        (6295.0, 6306.0),  # [O I] 6300.30
-        (6358.0, 6369.0),  # [O I] 6363.78
-        (6860.0, 6920.0),  # O2 B band, with OH 6863.9
-        (7273.0, 7280.0),  # OH 7276.4
-        (7313.0, 7320.0),  # OH 7316.3
-        (7337.0, 7344.0),  # OH 7340.9
-        (7366.0, 7373.0),  # OH 7369.3
-        (7590.0, 7700.0),  # O2 A band (telluric)
-        (7747.0, 7754.0),  # OH 7750.6
-        (7791.0, 7797.0),  # OH 7794.1
-        (7818.0, 7825.0),  # OH 7821.5
-        (7910.0, 7917.0),  # OH 7913.7
-        (7990.0, 7997.0),  # OH 7993.3
-        (8341.0, 8348.0),  # OH 8344.6
-        (8396.0, 8403.0),  # OH 8399.2
-        (8427.0, 8434.0),  # OH 8430.2
-        (8462.0, 8469.0),  # OH 8465.4
-        (8824.0, 8831.0),  # OH 8827.1
-        (8882.0, 8889.0),  # OH 8885.8
-        (8916.0, 8923.0),  # OH 8919.6
-        (8940.0, 8947.0),  # OH 8943.4
-        (8955.0, 8962.0),  # OH 8958.1
-        (8998.0, 9005.0),  # OH 9001.3
-    ]
-)
+# The sky-line windows (SKY_LINE_WINDOWS_AA, re-exported here) live with the rest of the night-sky model
+# in sfh_ml.synthesis.instrument.
 # Milky Way foreground: Fitzpatrick (1999) with R_V = 3.1, the law Schlafly & Finkbeiner (2011) used to
 # calibrate the E(B-V) maps that foreground values are usually taken from.
 MW_LAW, MW_R_V = "F99", 3.1

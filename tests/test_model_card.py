@@ -1,0 +1,234 @@
+"""The model card (sfh_ml.network.card): every table holds the numbers of the results it is rendered from."""
+
+import copy
+
+import pytest
+
+from sfh_ml.network.card import card_summary, render_model_card
+
+
+def stats(nmad, std, bias):
+    return {"nmad": nmad, "std": std, "bias": bias, "median_bias": bias / 2, "n": 1000}
+
+
+RESULTS = {
+    "name": "v2",
+    "created": "2026-05-20",
+    "model": {
+        "architecture": "v2",
+        "n_members": 3,
+        "n_parameters": 271234,
+        "size_mb": 3.61,
+        "files": ["v2_m0.keras", "v2_m1.keras", "v2_m2.keras"],
+        "n_wave": 3681,
+        "wave_range_aa": [4749.89, 9349.89],
+        "filters": ["HST_WFC3_F275W", "HST_WFC3_F336W", "HST_WFC3_F438W", "HST_WFC3_F555W", "HST_WFC3_F814W"],
+        "age_bins_yr": [1e6, 3e6, 6e6, 1e7, 1.41e10],
+        "zh_range": [-1.71, 0.22],
+        "calibrated": True,
+    },
+    "training": {
+        "n_train": 200000,
+        "dataset_config": {"n": 200000, "seed": 1, "snr": [10.0, 100.0], "sigma_kms": [150.0, 350.0]},
+        "seed": 42,
+        "epochs": 30,
+        "batch_size": 256,
+        "learning_rate": 0.001,
+        "epochs_run": [30, 28, 30],
+        "best_epoch": [29, 22, 27],
+        "backend": "jax",
+        "device": "gpu:0 (NVIDIA H200); 16 CPU cores",
+        "seconds": 5400.0,
+        "calibration": {"n": 20000, "seed": 2, "snr": [10.0, 100.0]},
+        "test_sets": [{"label": "S/N 50", "n": 10000, "seed": 5, "snr": [50.0, 50.0]}],
+    },
+    "generator": {
+        "sfh_ml_version": "0.2.0",
+        "schema_version": 3,
+        "library_version": 2,
+        "git_commit": "abc1234",
+    },
+    "domain": {
+        "age_range_yr": [1e6, 1.41254e10],
+        "wave_range_aa": [4749.89, 9349.89],
+        "sigma_kms": [150.0, 350.0],
+        "snr": [10.0, 100.0],
+        "zh_range": [-1.71, 0.22],
+        "seam_age_yr": 6.31e7,
+        "tau_bc": [0.0, 2.0],
+        "tau_ism": [0.0, 1.0],
+        "birth_cloud_age_yr": 1e7,
+    },
+    "metrics": [
+        {
+            "label": "S/N 10",
+            "snr": [10.0, 10.0],
+            "n_objects": 10000,
+            "bin": {"mw_log_age": stats(0.123, 0.234, -0.012), "mw_zh": stats(0.081, 0.15, 0.004)},
+            "exact": {"mw_log_age": stats(0.145, 0.262, -0.031), "mw_zh": stats(0.09, 0.16, 0.006)},
+        },
+        {
+            "label": "S/N 50",
+            "snr": [50.0, 50.0],
+            "n_objects": 10000,
+            "bin": {
+                "mw_log_age": stats(0.047, 0.118, 0.003),
+                "lw_log_age": stats(0.052, 0.101, -0.008),
+                "mw_zh": stats(0.028, 0.061, 0.001),
+                "lw_zh": stats(0.033, 0.07, -0.002),
+            },
+            "exact": {"mw_log_age": stats(0.061, 0.131, 0.021)},
+        },
+    ],
+    "coverage": [
+        {
+            "label": "S/N 10-100",
+            "before": {
+                "sfh_cum": {"1sigma": 0.881, "2sigma": 0.981},
+                "zh": {"1sigma": 0.712, "2sigma": 0.93},
+            },
+            "after": {
+                "sfh_cum": {"1sigma": 0.684, "2sigma": 0.951},
+                "zh": {"1sigma": 0.679, "2sigma": 0.948},
+            },
+        }
+    ],
+    "ablation": {
+        "young_definition": "true mass-weighted age (from the bins) below 100 Myr",
+        "statistic": "NMAD (dex), bin level",
+        "rows": [
+            {
+                "snr": 10.0,
+                "sample": "all",
+                "n_objects": 10000,
+                "with_photometry": {"mw_log_age": 0.131, "mw_zh": 0.085},
+                "without_photometry": {"mw_log_age": 0.158, "mw_zh": 0.088},
+            },
+            {
+                "snr": 10.0,
+                "sample": "young",
+                "n_objects": 412,
+                "with_photometry": {"mw_log_age": 0.221, "mw_zh": 0.19},
+                "without_photometry": {"mw_log_age": 0.402, "mw_zh": 0.21},
+            },
+        ],
+    },
+    "speed": {
+        "batch_size": 1024,
+        "backend": "tensorflow",
+        "device": "cpu:0; 2 CPU cores",
+        "rows": [
+            {"what": "one network, Keras model.predict", "spectra_per_s": 5850.4},
+            {"what": "sfh_ml.predict, all 3 members", "spectra_per_s": 1890.2},
+        ],
+    },
+    "limitations": ["A limitation the release found."],
+    "reproduce": "KERAS_BACKEND=jax python benchmarks/release_model.py --out OUT --members 3",
+}
+
+
+def table_after(text, heading):
+    """The rows (lists of cells) of the first Markdown table after the line ``heading``."""
+    lines = text.splitlines()
+    start = lines.index(heading)
+    rows, inside = [], False
+    for line in lines[start + 1 :]:
+        if line.startswith("|"):
+            inside = True
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
+        elif inside:
+            break
+    return rows[0], rows[2:]  # header, body (the separator row dropped)
+
+
+def row_of(body, *first):
+    matches = [row for row in body if row[: len(first)] == list(first)]
+    assert len(matches) == 1, f"no single row starting {first} in {body}"
+    return matches[0]
+
+
+def test_the_metrics_table_holds_bin_and_exact_figures_per_set_and_quantity():
+    card = render_model_card(RESULTS)
+    header, body = table_after(card, "## Accuracy on held-out synthetic spectra")
+    assert header[2:] == [f"{s} ({lvl})" for lvl in ("bins", "exact") for s in ("NMAD", "std", "bias")]
+    row = row_of(body, "S/N 50", "log age, mass-weighted")
+    assert [float(c) for c in row[2:]] == [0.047, 0.118, 0.003, 0.061, 0.131, 0.021]
+    assert row[4] == "+0.003"  # biases carry their sign
+    row = row_of(body, "S/N 50", "log age, light-weighted")
+    assert row[2:5] == ["0.052", "0.101", "-0.008"] and row[5:] == ["–", "–", "–"]  # no exact figure given
+    assert [float(c) for c in row_of(body, "S/N 10", "[M/H], mass-weighted")[2:]] == [
+        0.081,
+        0.15,
+        0.004,
+        0.09,
+        0.16,
+        0.006,
+    ]
+    # a quantity given at neither level is left out rather than shown empty
+    assert not [row for row in body if row[:2] == ["S/N 10", "[M/H], light-weighted"]]
+
+
+def test_the_coverage_table_holds_the_fractions_before_and_after_calibration():
+    card = render_model_card(RESULTS)
+    header, body = table_after(card, "## Uncertainties: coverage before and after calibration")
+    assert header[2:] == ["within 1σ, before", "within 1σ, after", "within 2σ, before", "within 2σ, after"]
+    assert row_of(body, "S/N 10-100", "cumulative SFH")[2:] == ["0.881", "0.684", "0.981", "0.951"]
+    assert row_of(body, "S/N 10-100", "[M/H] per bin")[2:] == ["0.712", "0.679", "0.930", "0.948"]
+    assert "a Gaussian has 0.683 and 0.954" in card
+
+
+def test_the_ablation_table_holds_both_networks_for_all_and_young_objects():
+    card = render_model_card(RESULTS)
+    header, body = table_after(card, "## Does the photometry help? (ablation)")
+    assert header == ["S/N", "Sample", "Objects", "Quantity", "with HST", "without HST"]
+    assert row_of(body, "10", "young", "412", "log age, mass-weighted")[4:] == ["0.221", "0.402"]
+    assert row_of(body, "10", "young", "412", "[M/H], mass-weighted")[4:] == ["0.190", "0.210"]
+    assert row_of(body, "10", "all", "10,000", "log age, mass-weighted")[4:] == ["0.131", "0.158"]
+    assert row_of(body, "10", "all", "10,000", "[M/H], mass-weighted")[4:] == ["0.085", "0.088"]
+    assert len(body) == 4
+    assert "below 100 Myr" in card
+
+
+def test_model_training_generator_speed_limitations_and_command_are_stated():
+    card = render_model_card(RESULTS)
+    _, body = table_after(card, "## What the model is")
+    assert row_of(body, "**Parameters**")[1] == "271,234 per member"
+    assert row_of(body, "**Size**")[1] == "3.6 MB (all members)"
+    _, body = table_after(card, "## Training")
+    assert row_of(body, "**Seed (weights, split, augmentation)**")[1] == "42"
+    assert row_of(body, "**Epochs run, per member**")[1] == "30, 28, 30"
+    _, body = table_after(card, "## Generator")
+    assert [row_of(body, f"**{k}**")[1] for k in ("sfh_ml version", "SSP library version")] == ["0.2.0", "2"]
+    _, body = table_after(card, "## Inference speed")
+    assert row_of(body, "sfh_ml.predict, all 3 members") == ["sfh_ml.predict, all 3 members", "1,890"]
+    limitations = card.split("## Known limitations")[1].split("## ")[0]
+    for fact in ("1 Myr to 14.1 Gyr", "63.1 Myr", "150-350 km/s", "4750-9350 Å", "Charlot & Fall", "valley"):
+        assert fact in limitations, fact
+    assert "- A limitation the release found." in limitations
+    assert RESULTS["reproduce"] in card.split("## Reproducing this model")[1]
+
+
+def test_the_summary_quotes_the_s_n_50_figures_and_ends_before_the_first_section():
+    summary = card_summary(render_model_card(RESULTS))
+    assert summary.startswith("# Model card: v2 (released 2026-05-20)")
+    assert "a deep ensemble of 3 networks" in summary and "200,000 synthetic spectra" in summary
+    assert "NMAD of 0.047 dex (standard deviation 0.118 dex)" in summary and "NMAD of 0.028 dex" in summary
+    assert "##" not in summary
+
+
+def test_sections_left_out_of_the_results_render_as_not_measured():
+    results = copy.deepcopy(RESULTS)
+    for key in ("ablation", "speed", "coverage", "domain", "limitations"):
+        del results[key]
+    card = render_model_card(results)
+    assert card.count("Not measured") == 3
+    assert "valley" in card  # the limitation every card states
+
+
+def test_a_missing_required_key_is_named():
+    results = copy.deepcopy(RESULTS)
+    del results["training"]["seed"]
+    with pytest.raises(ValueError, match=r"results\['training'\] lack \['seed'\]"):
+        render_model_card(results)
+    with pytest.raises(ValueError, match="'generator'"):
+        render_model_card({k: v for k, v in RESULTS.items() if k != "generator"})
