@@ -421,7 +421,9 @@ def reproduce_command(args, backend):
         f"--seed {args.seed}",
         f"--members {args.members}",
         *(["--skip-ablation"] if args.skip_ablation else []),
+        *([f"--ablation-seed {args.ablation_seed}"] if args.ablation_seed is not None else []),
         *(["--skip-calibration"] if args.skip_calibration else []),
+        *([f"--time-limit {args.time_limit:g}"] if args.time_limit is not None else []),
     ]
     return f"KERAS_BACKEND={backend} python benchmarks/release_model.py --out OUT " + " ".join(options)
 
@@ -558,6 +560,9 @@ def parse_args(argv):
         "--skip-ablation", action="store_true", help="no spectra-only network, no ablation table"
     )
     parser.add_argument("--skip-calibration", action="store_true", help="ship uncalibrated uncertainties")
+    parser.add_argument(
+        "--ablation-seed", type=int, help="seed of the spectra-only network (default: that of member 0)"
+    )
     parser.add_argument("--install", action="store_true", help="copy the release into sfh_ml/pretrained/")
     parser.add_argument(
         "--stop-after",
@@ -606,7 +611,10 @@ def main(argv=None):
     models = out / "models"
     networks = {f"m{i}": (args.seed + i, {}) for i in range(args.members)}
     if not args.skip_ablation:
-        networks["nophot"] = (args.seed, {"use_photometry": False})
+        networks["nophot"] = (
+            args.seed if args.ablation_seed is None else args.ablation_seed,
+            {"use_photometry": False},
+        )
     if args.only is not None:
         if args.only not in networks:
             sys.exit(f"release_model: --only {args.only!r} is not one of {sorted(networks)}")
