@@ -15,6 +15,7 @@ __all__ = [
     "HALPHA_LABEL",
     "HBETA_LABEL",
     "V_WAVE_AA",
+    "TRAINING_SIGMA_KMS",
 ]
 
 C_KMS = 299792.458  # speed of light, km/s
@@ -33,3 +34,6 @@ ZH_RANGE = (-1.71, 0.22)
 HALPHA_LABEL = "H  1  6562.80A"
 HBETA_LABEL = "H  1  4861.32A"
 V_WAVE_AA = 5500.0  # reference wavelength of V-band optical depths and light weights
+# Stellar velocity dispersions of the training spectra (km/s): PHANGS disc regions are colder and are
+# broadened to the lower end before prediction; bulges and massive-cluster apertures reach the upper.
+TRAINING_SIGMA_KMS = (150.0, 350.0)

@@ -44,14 +44,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import TRAINING_SIGMA_KMS
 from ..files import atomic_write_text, output_lock, tmp_path
 from . import flags as qf
 from .binning import SpatialBins, continuum_snr, grid_bins, no_bins, voronoi_bins
-from .prepare import MIN_COVERAGE, mw_transmission, photometry_to_flux_density, prepare_spectra
+from .prepare import (
+    MIN_COVERAGE,
+    SIGMA_TOLERANCE_KMS,
+    mw_transmission,
+    photometry_to_flux_density,
+    prepare_spectra,
+)
 from .readers import read_cluster_catalogue, read_hst_image, read_maps, read_muse_cube
 
 __all__ = [
     "SIGMA_MODEL_KMS",
+    "SIGMA_MODEL_MAX_KMS",
     "DEFAULT_BINS",
     "DEFAULT_CHUNK_BINS",
     "MAX_CHUNK_SPAXELS",
@@ -70,7 +78,9 @@ __all__ = [
     "run_chunk",
 ]
 
-SIGMA_MODEL_KMS = 150.0  # stellar dispersion of the training spectra when the model does not record one
+# Stellar dispersions of the training spectra (km/s): narrower spectra are broadened to the lower end,
+# broader ones than the upper end are flagged TOO_BROAD.
+SIGMA_MODEL_KMS, SIGMA_MODEL_MAX_KMS = TRAINING_SIGMA_KMS
 DEFAULT_BINS = "voronoi:50"
 DEFAULT_CHUNK_BINS = 1024  # bins per chunk: 1024 x 3681 channels x 8 bytes = 30 MB per summed array
 MAX_CHUNK_SPAXELS = 16384  # spaxels per chunk (a chunk of large Voronoi bins is cut earlier)
@@ -520,6 +530,8 @@ class _State:
                 var[sl],
                 wave_model,
                 sigma_model_kms=opt["sigma_model_kms"],
+                # the network was trained up to sigma_max_kms: broader spectra are used as they are
+                tolerance_kms=max(opt["sigma_max_kms"] - opt["sigma_model_kms"], SIGMA_TOLERANCE_KMS),
                 z_sys=opt["redshift"],
                 v_kms=v_kms[sl] if v_kms is not None else None,
                 ebv_mw=opt["ebv_mw"],
@@ -755,6 +767,7 @@ def _header_cards(options, setup, meta, i_young, i_old):
         ("REDSHIFT", options["redshift"], "systemic redshift"),
         ("EBV_MW", options["ebv_mw"], "Milky Way E(B-V) removed, mag"),
         ("SIGMODEL", options["sigma_model_kms"], "model's stellar dispersion, km/s"),
+        ("SIGMAX", options["sigma_max_kms"], "broader than this: TOO_BROAD, km/s"),
         ("SIGSRC", str(setup["sigma_source"]), "observed dispersion from"),
         ("VELSRC", "MAPS V_STARS" if bool(setup["has_v"]) else "redshift only", "rest frame from"),
         ("PHOTSRC", str(setup["photometry_source"]), "HST photometry"),
@@ -955,6 +968,7 @@ def apply_cube(
     progress=True,
     *,
     sigma_model_kms=SIGMA_MODEL_KMS,
+    sigma_max_kms=SIGMA_MODEL_MAX_KMS,
     muse_fwhm_arcsec=None,
     min_snr=MIN_SNR,
     batch_size=1024,
@@ -1001,7 +1015,11 @@ def apply_cube(
     progress : bool
         Progress bars (tqdm).
     sigma_model_kms : float
-        The model's training dispersion, used unless the model records one.
+        The lowest stellar dispersion of the training spectra, km/s, used unless the model records one:
+        narrower spectra are broadened to it.
+    sigma_max_kms : float
+        The highest stellar dispersion of the training spectra, km/s: broader spectra get the
+        ``TOO_BROAD`` flag (spectra in between are used as they are).
     muse_fwhm_arcsec : float, optional
         FWHM of the cube's PSF, arcsec (see :func:`sfh_ml.observations.hst.muse_psf_fwhm`); needed
         with HST images or a catalogue.
@@ -1080,6 +1098,7 @@ def apply_cube(
         "bins": f"{kind}:{value}" if value is not None else kind,
         "sigma_obs_kms": None if sigma_obs_kms is None else float(sigma_obs_kms),
         "sigma_model_kms": sigma_model,
+        "sigma_max_kms": max(float(sigma_max_kms), sigma_model),
         "muse_fwhm_arcsec": None if muse_fwhm_arcsec is None else float(muse_fwhm_arcsec),
         "min_snr": float(min_snr),
         "chunk_bins": int(chunk_bins),

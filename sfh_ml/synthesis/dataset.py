@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from ..constants import HALPHA_LABEL, MAX_AGE_YR, ZH_RANGE
+from ..constants import HALPHA_LABEL, MAX_AGE_YR, TRAINING_SIGMA_KMS, ZH_RANGE
 from ..files import output_lock, tmp_path
 from . import schema
 from .instrument import MUSE_DWAVE_AA, MUSE_N_WAVE, MUSE_WAVE_START_AA, SKY_Z_RANGE
@@ -128,7 +128,7 @@ class DatasetConfig:
     family: str = "mix"
     snr: tuple = (50.0, 50.0)
     snr_phot: tuple | str = "phangs"
-    sigma_kms: tuple = (150.0, 350.0)
+    sigma_kms: tuple = TRAINING_SIGMA_KMS
     sigma_gas_kms: tuple = (20.0, 80.0)
     tau_bc: tuple = (0.0, 2.0)
     tau_ism: tuple = (0.0, 1.0)
