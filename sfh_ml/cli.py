@@ -4,7 +4,7 @@ Examples
 --------
 ::
 
-    sfh-ml data                                   # fetch the model data, build the SSP library
+    sfh-ml data                                   # fetch the model data, build the SSP libraries
     sfh-ml generate --n 20000 --seed 1 --snr 10:100 --out train.h5 --workers 2
     sfh-ml info train.h5
     sfh-ml train --data train.h5 --arch v2 --out v2.keras
@@ -57,21 +57,23 @@ def parse_edges(text):
 
 def _cmd_data(args):
     from .data import ARTEFACTS, fetch
-    from .synthesis.ssp import build_library, library_path, load_library
+    from .synthesis.ssp import LIBRARY_VARIANTS, build_library, library_path, load_library
 
     if args.force:  # verify the downloads again, extract afresh, rebuild: repairs a damaged cache
         for key in ARTEFACTS:
             fetch(key, force=True)
-        library_path().unlink(missing_ok=True)
-    if not library_path().exists():
-        build_library()
-    lib = load_library()
-    print(f"SSP library: {library_path()}")
-    print(
-        f"  {lib.age_yr.size} ages {lib.age_yr[0] / 1e6:.1f} Myr - {lib.age_yr[-1] / 1e9:.1f} Gyr, "
-        f"{lib.zh.size} [M/H] {lib.zh[0]:+.2f}..{lib.zh[-1]:+.2f}, "
-        f"{lib.wave_aa[0]:.0f}-{lib.wave_aa[-1]:.0f} A; {lib.line_wave_aa.size} nebular lines"
-    )
+        for variant in LIBRARY_VARIANTS:
+            library_path(variant).unlink(missing_ok=True)
+    for variant in LIBRARY_VARIANTS:  # the default library, and BC03 for held-out sets (seconds)
+        if not library_path(variant).exists():
+            build_library(variant=variant)
+        lib = load_library(variant=variant)
+        print(f"SSP library {variant!r}: {library_path(variant)}")
+        print(
+            f"  {lib.age_yr.size} ages {lib.age_yr[0] / 1e6:.1f} Myr - {lib.age_yr[-1] / 1e9:.1f} Gyr, "
+            f"{lib.zh.size} [M/H] {lib.zh[0]:+.2f}..{lib.zh[-1]:+.2f}, "
+            f"{lib.wave_aa[0]:.0f}-{lib.wave_aa[-1]:.0f} A; {lib.line_wave_aa.size} nebular lines"
+        )
 
 
 def _cmd_generate(args):
@@ -92,6 +94,7 @@ def _cmd_generate(args):
         n_tx=args.n_tx,
         alpha=args.alpha,
         chunk_size=args.chunk_size,
+        library=args.library,
         **({} if args.young_bins is None else {"young_bins_yr": args.young_bins}),
     )
     try:
@@ -291,7 +294,7 @@ def build_parser():
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("data", help="fetch the model data (pip download) and build the SSP library")
+    p = sub.add_parser("data", help="fetch the model data (pip download) and build the SSP libraries")
     p.add_argument(
         "--force",
         action="store_true",
@@ -328,6 +331,11 @@ def build_parser():
     p.add_argument("--n-tx", type=int, default=3, help="dense-basis tx parameters")
     p.add_argument("--alpha", type=float, default=1.0, help="dense-basis Dirichlet concentration")
     p.add_argument("--chunk-size", type=int, default=1024, help="objects per seeded chunk")
+    p.add_argument(
+        "--library",
+        default="emiles",
+        help="SSP library of the stars: emiles (the training library, default) or bc03 (held-out tests)",
+    )
     p.add_argument("--workers", type=int, default=1, help="parallel processes")
     p.add_argument(
         "--overwrite",

@@ -65,15 +65,15 @@ def test_data_force_re_extracts_a_damaged_file_and_rebuilds_the_library(tmp_path
     stale.write_bytes(b"an old library")
     built = []
 
-    def rebuild(path=None, progress=True):
+    def rebuild(path=None, progress=True, variant="emiles"):
         fetch("emiles", progress=False)  # the real build fetches first: the repaired file passes
-        built.append(path)
-        shutil.copy(real / ssp.library_path().name, ssp.library_path())
-        return ssp.library_path()
+        built.append((path, variant))
+        shutil.copy(real / ssp.library_path(variant).name, ssp.library_path(variant))
+        return ssp.library_path(variant)
 
     monkeypatch.setattr(ssp, "build_library", rebuild)
     with pytest.raises(DataError, match=rf"{victim.name} is damaged \(9 bytes, expected {size}\)"):
         fetch("emiles", progress=False)
     assert main(["data", "--force"]) == 0
-    assert victim.stat().st_size == size and built == [None]
+    assert victim.stat().st_size == size and built == [(None, "emiles"), (None, "bc03")]
     assert load_library(stale, build=False).flux.shape[0] > 30

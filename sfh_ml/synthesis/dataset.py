@@ -50,6 +50,7 @@ from .sfh import (
     concatenate,
     default_age_bins,
 )
+from .ssp import LIBRARY_VARIANTS, load_library
 from .synthesizer import SynthesisParams, Synthesizer, bin_light
 
 __all__ = ["DatasetConfig", "generate", "generate_chunk", "read_dataset", "FAMILIES", "SCHEMA_VERSION"]
@@ -121,6 +122,10 @@ class DatasetConfig:
         Objects per independently seeded chunk.
     filters : tuple of str
         pyphot band names.
+    library : {"emiles", "bc03"}
+        SSP library of the stars (see :mod:`sfh_ml.synthesis.ssp`): ``"bc03"`` makes held-out sets
+        whose stellar spectra the network (trained on ``"emiles"``) has never seen; everything else
+        is drawn and computed the same way, from the same random numbers.
     """
 
     n: int
@@ -142,11 +147,14 @@ class DatasetConfig:
     filters: tuple = field(default=PHANGS_FILTERS)
     sky_frac: tuple = (0.0, 0.9)
     sky_z: tuple = SKY_Z_RANGE
+    library: str = "emiles"
 
     def __post_init__(self):
         if int(self.n) != self.n or self.n <= 0:
             raise ValueError(f"n must be a positive integer, got {self.n}")
         self.n = int(self.n)
+        if self.library not in LIBRARY_VARIANTS:
+            raise ValueError(f"unknown SSP library {self.library!r}; choose one of {LIBRARY_VARIANTS}")
         if self.family not in FAMILIES:
             raise ValueError(f"unknown SFH family {self.family!r}; choose one of {FAMILIES}")
         ranges = ["snr", "sigma_kms", "sigma_gas_kms", "tau_bc", "tau_ism", "log_u", "sky_frac", "sky_z"]
@@ -204,7 +212,14 @@ class DatasetConfig:
         return SkewNormalBurst(chemistry=chem), DenseBasis(self.n_tx, self.alpha, chemistry=chem)
 
     def synthesizer(self, library=None):
-        """A :class:`Synthesizer` for this config's grid, bands and dispersion range."""
+        """A :class:`Synthesizer` for this config's SSP library, bands and dispersion range
+        (``library``: an :class:`~sfh_ml.synthesis.ssp.SSPLibrary` to use instead of loading it)."""
+        if library is None:
+            library = load_library(variant=self.library)
+        elif library.variant != self.library:
+            raise ValueError(
+                f"this config synthesises with the {self.library!r} library, not {library.variant!r}"
+            )
         return Synthesizer(library=library, filters=self.filters, sigma_kms=self.sigma_kms)
 
 
@@ -711,9 +726,8 @@ def _assemble(config, path, store, synth, overwrite):
         wave_aa, library = synth.wave_aa, synth.library
     else:
         from .instrument import muse_wave
-        from .ssp import load_library
 
-        wave_aa, library = muse_wave(), load_library()
+        wave_aa, library = muse_wave(), load_library(variant=config.library)
     tmp = tmp_path(path)
     try:
         with _create_file(tmp) as f:

