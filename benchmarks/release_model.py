@@ -469,6 +469,7 @@ def build_results(args, sets, trained, names, release, evals, speed):
             "augment": True,
             "epochs_run": [m["epochs_run"] for m in members],
             "best_epoch": [m["best_epoch"] for m in members],
+            "stopped": [m.get("stopped") or "all epochs run" for m in members],
             "backend": members[0].get("backend"),
             "device": members[0].get("device"),
             "seconds": sum(m["seconds"] or 0.0 for m in members) or None,

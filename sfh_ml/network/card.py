@@ -25,7 +25,8 @@ A dict (all numbers plain floats or ints; ``None`` where not measured). Required
     :class:`~sfh_ml.synthesis.dataset.DatasetConfig` as a dict; its ``seed`` is the data seed),
     ``seed`` * (seed of the weights, split and augmentation; member ``i`` uses ``seed + i``),
     ``epochs`` (maximum), ``batch_size``, ``learning_rate``, ``patience``, ``val_fraction``,
-    ``augment`` (bool), ``epochs_run`` and ``best_epoch`` (lists, one per member), ``backend``
+    ``augment`` (bool), ``epochs_run``, ``best_epoch`` and ``stopped`` (why training ended; lists,
+    one per member), ``backend``
     (Keras backend), ``device``, ``seconds`` (wall time of the training runs), ``calibration``
     (``{"n": spectra, "seed": data seed, "snr": [min, max]}`` of the calibration set, or None),
     ``test_sets`` (list of ``{"label", "n", "seed", "snr": [min, max]}``).
@@ -225,6 +226,7 @@ def _training_section(results):
         ("augment", "Augmentation (masked spans, missing bands)"),
         ("epochs_run", "Epochs run, per member"),
         ("best_epoch", "Best epoch, per member"),
+        ("stopped", "Training ended, per member"),
         ("backend", "Keras backend"),
         ("device", "Device"),
     ):
