@@ -130,3 +130,92 @@ def test_nan_noise_is_refused_by_name(templates):
 def test_templates_for_a_grid_outside_the_library_are_refused(library):
     with pytest.raises(ValueError, match="outside the SSP library"):
         build_templates(np.linspace(9000.0, 10990.0, 500), library)
+
+
+def _benchmark(name):
+    """A module of benchmarks/ (not a package), imported from its file."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_score_rows_leave_out_failed_fits_and_split_young_from_old():
+    from sfh_ml.network.metrics import score_rows
+
+    bins = default_age_bins()
+    n_bins = len(bins) - 1
+    sfh = np.zeros((4, n_bins))
+    sfh[[0, 1], 0] = 1.0  # young
+    sfh[[2, 3], -1] = 1.0  # old
+    zh = np.zeros((4, n_bins))
+    pred = {"sfh": sfh.copy(), "zh": zh + 0.1}
+    pred["sfh"][3] = np.nan  # a failed fit
+    rows = score_rows(pred, {"sfh": sfh, "zh": zh}, bins)
+    get = lambda sample, q, level: next(
+        r for r in rows if (r["sample"], r["quantity"], r["level"]) == (sample, q, level)
+    )
+    assert get("all", "mw_zh", "bin")["n"] == 3 and get("all", "mw_zh", "bin")["n_failed"] == 1
+    assert get("young", "mw_zh", "bin")["n"] == 2 and get("old", "mw_zh", "bin")["n_failed"] == 1
+    assert get("all", "mw_zh", "bin")["bias"] == pytest.approx(0.1)
+    assert get("all", "mw_log_age", "bin")["nmad"] == pytest.approx(0.0)
+    assert get("all", "cum_sfh_mae", "object")["bias"] == pytest.approx(0.0)
+    assert not any(r["level"] == "exact" for r in rows)  # no per-object truths given
+
+
+def test_compare_ppxf_benchmark_runs_end_to_end_and_caches_its_fits(tmp_path, capsys):
+    import csv
+
+    bench = _benchmark("compare_ppxf")
+    argv = [
+        "--n",
+        "4",
+        "--n-fit",
+        "2",
+        "--snr",
+        "20",
+        "--workers",
+        "1",
+        "--speed-n",
+        "16",
+        "--out",
+        str(tmp_path),
+    ]
+    bench.main(argv)
+    with open(tmp_path / "compare_ppxf.csv") as f:
+        rows = list(csv.DictReader(f))
+    methods = {r["method"] for r in rows}
+    assert methods == {"pPXF", "pPXF + HST", "network (shipped)"}
+    for method in methods:
+        scored = [r for r in rows if r["method"] == method and r["sample"] == "all" and r["value"] == ""]
+        keys = {(r["quantity"], r["level"]) for r in scored}
+        assert {
+            ("mw_log_age", "exact"),
+            ("lw_zh", "bin"),
+            ("cum_sfh_mae", "object"),
+            ("sfh_cum_00", "bin"),
+        } <= keys
+        assert all(
+            r["n"] == "2" and np.isfinite(float(r["bias"])) and np.isfinite(float(r["mae"])) for r in scored
+        )
+        timings = [
+            float(r["value"])
+            for r in rows
+            if r["method"] == method and r["quantity"] == "seconds_per_spectrum"
+        ]
+        assert timings and all(t > 0 for t in timings)
+    assert "| 20 | pPXF + HST | 2 |" in (tmp_path / "compare_ppxf.md").read_text()
+    assert "times faster" in capsys.readouterr().out
+    # a rerun reads the cached fits: the same pPXF numbers
+    caches = sorted(tmp_path.glob("ppxf_*.npz"))
+    assert len(caches) == 2
+    stamps = [c.stat().st_mtime_ns for c in caches]
+    bench.main(argv)
+    assert [c.stat().st_mtime_ns for c in caches] == stamps
+    with open(tmp_path / "compare_ppxf.csv") as f:
+        again = [r for r in csv.DictReader(f) if r["method"].startswith("pPXF") and r["value"] == ""]
+    assert again == [r for r in rows if r["method"].startswith("pPXF") and r["value"] == ""]

@@ -50,10 +50,15 @@ __all__ = [
     "learning_curve",
     "mean_quantities_table",
     "evaluate_predictions",
+    "OLD_AGE_YR",
+    "SCORE_COLUMNS",
+    "age_samples",
+    "score_rows",
 ]
 
 YOUNGEST_AGE_YR = 1e6  # youngest SSP of the library: a first bin edge <= 0 is taken as this
 YOUNG_AGE_YR = 1e8  # "young" objects: true mass-weighted age below this (reported separately)
+OLD_AGE_YR = 1e9  # "old" objects (score_rows): true mass-weighted age above this
 DEFAULT_SNR_BINS = (0.0, 5.0, 10.0, 20.0, 50.0, 100.0, np.inf)
 # Bins of the true mass-weighted [M/H] (dex) for the bias against [M/H] (a pull towards the prior's
 # middle shows as a positive bias at low [M/H] and a negative one at high [M/H]); the outer edges lie
@@ -775,3 +780,114 @@ def evaluate_predictions(
         "notes": notes,
     }
     return _jsonable(result)
+
+
+# Columns of a score_rows row (the statistics those of scatter_stats; None where not defined).
+SCORE_COLUMNS = ("sample", "quantity", "level", "n", "n_failed", "bias", "median_bias", "nmad", "std", "mae")
+
+
+def age_samples(sfh_true, age_bins_yr, young_age_yr=YOUNG_AGE_YR, old_age_yr=OLD_AGE_YR):
+    """All objects, the young-dominated and the old-dominated ones, as boolean masks.
+
+    Parameters
+    ----------
+    sfh_true : array, shape (n, n_bins)
+        True mass fractions per bin.
+    age_bins_yr : array, shape (n_bins + 1,)
+    young_age_yr, old_age_yr : float
+        Young: true (binned) mass-weighted age below ``young_age_yr``, the definition of
+        :func:`evaluate_predictions`'s ``young``; old: above ``old_age_yr``.
+
+    Returns
+    -------
+    dict of ndarray, shape (n,), bool
+        ``all``, ``young``, ``old``.
+    """
+    age = mean_log_age(sfh_true, age_bins_yr)
+    return {
+        "all": np.ones(age.shape, dtype=bool),
+        "young": age < np.log10(young_age_yr),
+        "old": age > np.log10(old_age_yr),
+    }
+
+
+def score_rows(pred, truth, age_bins_yr, bin_light=None, zh_grid=None, samples=None):
+    """Flat rows of the main metrics for each sample of objects, for a table comparing methods.
+
+    Objects whose predicted ``sfh`` or ``zh`` is not finite (a failed fit, an unusable spectrum) are
+    left out and counted in ``n_failed``. Each sample is scored by :func:`evaluate_predictions`
+    alone, so that its per-bin SFH errors are those of its own objects.
+
+    Parameters
+    ----------
+    pred : dict of array, shape (n, n_bins)
+        ``sfh``, ``zh`` and optionally ``sfh_cum`` (else the cumulative sum of ``sfh``).
+    truth : dict of array
+        As in :func:`evaluate_predictions` (``sfh``, ``zh`` and the per-object truths of the exact
+        level).
+    age_bins_yr : array, shape (n_bins + 1,)
+    bin_light, zh_grid : array, optional
+        The light table (see :func:`evaluate_predictions`).
+    samples : dict of array, shape (n,), bool, optional
+        Sample name -> objects; default :func:`age_samples` of the truth. Empty samples are skipped.
+
+    Returns
+    -------
+    list of dict
+        Keys :data:`SCORE_COLUMNS`. Quantities: ``mw_log_age``, ``lw_log_age`` (log10 yr),
+        ``mw_zh``, ``lw_zh`` (dex) at ``level`` ``bin`` and ``exact`` (:func:`scatter_stats` of
+        :func:`evaluate_predictions`); ``cum_sfh_mae`` (level ``object``): the statistics of each
+        object's :func:`cumulative_sfh_mae` (``bias`` its mean, ``median_bias`` its median, ``nmad``
+        and ``std`` its spread); ``sfh_bin_KK`` and ``sfh_cum_KK`` (level ``bin``, ``KK`` the age
+        bin from the youngest, 00): ``bias`` and ``mae`` of the bin's mass fraction and of the
+        cumulative mass curve there (:func:`sfh_bin_errors`).
+    """
+    sfh_true = np.asarray(truth["sfh"], dtype=np.float64)
+    sfh = np.asarray(pred["sfh"], dtype=np.float64)
+    zh = np.asarray(pred["zh"], dtype=np.float64)
+    cum = np.cumsum(sfh, axis=-1) if pred.get("sfh_cum") is None else np.asarray(pred["sfh_cum"], np.float64)
+    ok = np.all(np.isfinite(sfh) & np.isfinite(zh), axis=-1)
+    samples = age_samples(sfh_true, age_bins_yr) if samples is None else samples
+    exact_keys = dict.fromkeys(k for keys in EXACT_TRUTH_KEYS.values() for k in keys)  # ordered, unique
+    truth_keys = [k for k in ("sfh", "zh", *exact_keys) if truth.get(k) is not None]
+    rows = []
+    for name, in_sample in samples.items():
+        in_sample = np.asarray(in_sample, dtype=bool)
+        keep = in_sample & ok
+        if not keep.any():
+            continue
+        head = {"sample": name, "n_failed": int((in_sample & ~ok).sum())}
+        p = {"sfh": sfh[keep], "zh": zh[keep]}
+        t = {k: np.asarray(truth[k])[keep] for k in truth_keys}
+        ev = evaluate_predictions(p, t, age_bins_yr, bin_light=bin_light, zh_grid=zh_grid)
+        for level, table in (("bin", ev["mean_quantities"]), ("exact", ev["exact"]["mean_quantities"])):
+            for quantity, stats in table.items():
+                rows.append(_score_row(head, quantity, level, stats))
+        cum_mae = cumulative_sfh_mae(cum[keep], t["sfh"])
+        rows.append(_score_row(head, "cum_sfh_mae", "object", scatter_stats(cum_mae, np.zeros_like(cum_mae))))
+        errors, count = ev["sfh_bins"], int(keep.sum())
+        for k in range(len(errors["mae"])):
+            rows.append(
+                _score_row(
+                    head,
+                    f"sfh_bin_{k:02d}",
+                    "bin",
+                    {"n": count, "bias": errors["bias"][k], "mae": errors["mae"][k]},
+                )
+            )
+            rows.append(
+                _score_row(
+                    head,
+                    f"sfh_cum_{k:02d}",
+                    "bin",
+                    {"n": count, "bias": errors["cum_bias"][k], "mae": errors["cum_mae"][k]},
+                )
+            )
+    return rows
+
+
+def _score_row(head, quantity, level, stats):
+    row = {key: None for key in SCORE_COLUMNS}
+    row.update(head, quantity=quantity, level=level)
+    row.update({key: value for key, value in stats.items() if key in SCORE_COLUMNS})
+    return row
