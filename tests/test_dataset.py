@@ -285,3 +285,22 @@ def test_file_holds_the_light_table_and_the_dust_truths(tmp_path):
     assert np.all(np.isfinite(d["mw_log_age_exact"])) and np.all(d["mw_log_age_exact"] < 10.16)
     part = read_dataset(tmp_path / "t.h5", keys=["snr_phot", "bin_light"], index=slice(2, 5))
     assert part["snr_phot"].shape == (3, 5) and part["bin_light"].shape == d["bin_light"].shape
+
+
+def test_a_set_made_before_a_config_field_existed_counts_as_made_with_its_default(tmp_path):
+    """A stored config without a field added since (here ``library``) describes the set made with the
+    field's default: generate() keeps it, and still refuses a config that really differs."""
+    import json
+
+    path = tmp_path / "old.h5"
+    config = DatasetConfig(n=8, chunk_size=8, seed=3)
+    generate(config, path, progress=False)
+    with h5py.File(path, "r+") as f:
+        stored = json.loads(f.attrs["config"])
+        del stored["library"]
+        f.attrs["config"] = json.dumps(stored, sort_keys=True)
+    before = path.stat().st_mtime_ns
+    assert generate(config, path, progress=False) == path
+    assert path.stat().st_mtime_ns == before
+    with pytest.raises(FileExistsError, match="library: 'emiles' there, 'bc03' asked"):
+        generate(DatasetConfig(n=8, chunk_size=8, seed=3, library="bc03"), path, progress=False)

@@ -17,7 +17,7 @@ The weights are masses formed in each SSP (age, [M/H]). They give
 import numpy as np
 
 from ..network.metrics import mean_zh
-from ..synthesis.sfh import _closed_edges
+from ..synthesis.sfh import closed_edges, time_overlap
 
 __all__ = ["ssp_histories", "binned_histories", "ssp_means"]
 
@@ -52,10 +52,7 @@ def ssp_histories(mass, zh_grid):
 
 def _overlap_matrix(ssp_edges_yr, age_bins_yr):
     """Share of each SSP age bin's time falling in each target bin: (n_age, n_bins), rows sum to 1."""
-    edges = _closed_edges(age_bins_yr)
-    lo = np.maximum(ssp_edges_yr[:-1, None], edges[None, :-1])
-    hi = np.minimum(ssp_edges_yr[1:, None], edges[None, 1:])
-    overlap = np.clip(hi - lo, 0.0, None)
+    overlap = time_overlap(ssp_edges_yr, closed_edges(age_bins_yr))
     return overlap / overlap.sum(axis=1, keepdims=True)
 
 

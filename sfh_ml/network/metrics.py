@@ -747,7 +747,7 @@ def evaluate_predictions(
     exact_pairs, exact_truth = _exact_pairs(pred_means, truth, n, notes)
 
     zh_edges = np.asarray(zh_bins, dtype=np.float64)
-    young = true_means["mw_log_age"] < np.log10(young_age_yr)
+    young = age_samples(truth["sfh"], age_bins_yr, young_age_yr=young_age_yr)["young"]
     groupings = {
         "by_dominant_age": (
             {"bin_centres_yr": bin_centres_yr(age_bins_yr)},

@@ -629,8 +629,16 @@ def _check_folder(folder):
         raise OSError(f"output directory {folder} is not writable")
 
 
+def _normalised(config_json):
+    """A stored config as this version writes it: fields it lacks (added since) take their defaults."""
+    try:
+        return DatasetConfig.from_json(config_json).to_json()
+    except (TypeError, ValueError):  # fields this version does not know, or values it refuses
+        return config_json
+
+
 def _differences(config_json, config):
-    theirs, ours = json.loads(config_json), json.loads(config.to_json())
+    theirs, ours = json.loads(_normalised(config_json)), json.loads(config.to_json())
     keys = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
     return "; ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} asked" for k in keys)
 
@@ -645,7 +653,7 @@ def _is_done(path, config, overwrite, progress):
             complete = bool(f.attrs.get("complete"))
     except OSError:
         made_with, complete = None, False
-    if made_with == config.to_json() and complete:
+    if made_with is not None and _normalised(made_with) == config.to_json() and complete:
         if progress:
             print(f"{path} is already complete with this config")
         return True

@@ -33,6 +33,8 @@ __all__ = [
     "default_age_bins",
     "YOUNG_BIN_EDGES_YR",
     "pchip_eval",
+    "closed_edges",
+    "time_overlap",
 ]
 
 MIN_GRID_AGE_YR = 1e5
@@ -233,7 +235,7 @@ class SFHBatch:
         -------
         ndarray, shape (n_obj, n_bins)
         """
-        c = self.cumulative_at(_closed_edges(edges_yr, closed))
+        c = self.cumulative_at(closed_edges(edges_yr, closed))
         return np.clip(np.diff(c, axis=1), 0.0, None)
 
     def zh_at(self, formed_fraction):
@@ -258,7 +260,7 @@ class SFHBatch:
         -------
         ndarray, shape (n_obj, n_bins)
         """
-        c = self.cumulative_at(_closed_edges(edges_yr, closed))
+        c = self.cumulative_at(closed_edges(edges_yr, closed))
         f_hi = 1.0 - c[:, :-1]  # younger edge: more mass formed
         f_lo = 1.0 - c[:, 1:]
         g = self.zh_gamma[:, None] + 1.0
@@ -326,7 +328,15 @@ class SFHBatch:
         )
 
 
-def _closed_edges(edges_yr, closed=True):
+def closed_edges(edges_yr, closed=True):
+    """Age-bin edges checked (1-D, increasing, within [0, 14.1 Gyr]) and, if ``closed``, widened so
+    that the first bin starts at age 0 and the last ends at 14.1 Gyr (the convention of the targets).
+
+    Returns
+    -------
+    ndarray, shape (n_bins + 1,)
+        A copy, years.
+    """
     edges = np.asarray(edges_yr, dtype=float).copy()
     if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
         raise ValueError("age-bin edges must be a 1-D increasing array with at least two entries")
@@ -338,6 +348,27 @@ def _closed_edges(edges_yr, closed=True):
         edges[0] = 0.0
         edges[-1] = MAX_AGE_YR
     return edges
+
+
+def time_overlap(edges_a_yr, edges_b_yr):
+    """How long each bin of one set of age bins overlaps each bin of another.
+
+    Parameters
+    ----------
+    edges_a_yr : ndarray, shape (n_a + 1,)
+    edges_b_yr : ndarray, shape (n_b + 1,)
+        Increasing bin edges, years.
+
+    Returns
+    -------
+    ndarray, shape (n_a, n_b)
+        Overlap in years (0 where the bins do not meet).
+    """
+    a = np.asarray(edges_a_yr, dtype=float)
+    b = np.asarray(edges_b_yr, dtype=float)
+    lo = np.maximum(a[:-1, None], b[None, :-1])
+    hi = np.minimum(a[1:, None], b[None, 1:])
+    return np.clip(hi - lo, 0.0, None)
 
 
 def concatenate(batches):

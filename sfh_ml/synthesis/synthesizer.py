@@ -33,7 +33,7 @@ from .dust import attenuation_curve, transmission
 from .instrument import broadening_matrix, muse_lsf_fwhm, muse_wave, noise_sigma, total_sigma_aa
 from .nebular import add_lines
 from .photometry import PHANGS_FILTERS, band_weights
-from .sfh import _closed_edges
+from .sfh import closed_edges, time_overlap
 from .ssp import load_library
 
 __all__ = ["SynthesisParams", "Synthesizer", "v_band_flux", "bin_light"]
@@ -84,11 +84,8 @@ def bin_light(library, age_bins_yr, zh_grid=None, closed=True):
     ndarray, shape (n_bins, n_zh)
         L_sun / A per M_sun formed.
     """
-    edges = _closed_edges(age_bins_yr, closed)
-    ssp = library.age_edges_yr
-    lo = np.maximum(edges[:-1, None], ssp[None, :-1])
-    hi = np.minimum(edges[1:, None], ssp[None, 1:])
-    frac = np.clip(hi - lo, 0.0, None) / np.diff(edges)[:, None]  # (n_bins, n_age): time share
+    edges = closed_edges(age_bins_yr, closed)
+    frac = time_overlap(edges, library.age_edges_yr) / np.diff(edges)[:, None]  # (n_bins, n_age): time share
     light = frac @ v_band_flux(library)  # (n_bins, n_zh of the library)
     if zh_grid is None:
         return light
