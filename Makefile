@@ -50,7 +50,7 @@ LIB := $(shell find sfh_ml -name '*.py' -not -path '*/__pycache__/*')
 # ruff checks and formats the code and the chapters alike.
 LINT_PATHS := $(wildcard sfh_ml tests benchmarks) $(NOTEBOOKS)
 
-.PHONY: help venv data test unit-test test-chapters test-book chapters book lab lint benchmark clean distclean
+.PHONY: help venv data test unit-test test-chapters test-book chapters book lab lint benchmark bench clean distclean
 
 help: ## List the targets
 	@echo "Usage: make TARGET   (variables: PYTHON=$(PYTHON) VENV=$(VENV))"
@@ -150,6 +150,42 @@ lint: venv ## ruff check, ruff format --check (code and chapters); chapters with
 benchmark: venv data ## Print synthesis and inference speeds (benchmarks/synthesis.py, inference.py)
 	$(PY) benchmarks/synthesis.py
 	$(PY) benchmarks/inference.py
+
+# make bench: every benchmark, each writing a JSON record (--json) and its printed lines (*.log) into
+# $(BENCH_DIR), then one Markdown report with the machine (benchmarks/report.py). The book's wall time
+# is not rerun: the report reads papermill's per-chapter durations from the last `make book` and
+# `make test` (_build/src/book, _build/test-chapters). BENCH_QUICK=1: small sizes (a few minutes),
+# numbers not to quote. The pPXF comparison's sets and fits are cached in $(BENCH_DIR)/compare_ppxf.
+BENCH_QUICK ?= 0
+BENCH_DIR := $(BUILD)/bench
+BENCH_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+ifeq ($(BENCH_QUICK),1)
+BENCH_SYNTHESIS := --n 1000
+BENCH_INFERENCE := --n-infer 1024 --train-steps 2
+BENCH_APPLY := --spaxels 2500 --bins none grid:4
+BENCH_COMPARE := --n 4 --snr 20 50 --speed-n 256
+else
+BENCH_SYNTHESIS := --n 20000
+BENCH_INFERENCE := --n-infer 8192 --train-steps 8
+BENCH_APPLY := --spaxels 40000 --bins none grid:4
+BENCH_COMPARE := --n 100 --snr 10 20 50 100 --speed-n 4096
+endif
+# $(call bench_run,NAME,ARGS): one benchmark, its record and its log.
+define bench_run
+@echo ">>> benchmarks/$(1).py $(2)"
+$(PY) benchmarks/$(1).py $(2) --json $(BENCH_DIR)/$(1).json 2>&1 | tee $(BENCH_DIR)/$(1).log
+endef
+
+bench: venv data ## Every benchmark into one report, _build/bench/REPORT.md (BENCH_QUICK=1: small sizes)
+	@mkdir -p $(BENCH_DIR)
+	@rm -f $(BENCH_DIR)/*.json
+	$(call bench_run,synthesis,$(BENCH_SYNTHESIS) --workers $(BENCH_WORKERS))
+	$(call bench_run,inference,$(BENCH_INFERENCE))
+	$(call bench_run,apply,$(BENCH_APPLY))
+	$(call bench_run,compare_ppxf,$(BENCH_COMPARE) --workers $(BENCH_WORKERS) --out $(BENCH_DIR)/compare_ppxf)
+	$(PY) benchmarks/report.py --dir $(BENCH_DIR) --book $(SRC)/book --test-chapters $(TEST_OUT) \
+	    --out $(BENCH_DIR)/REPORT.md $(if $(filter 1,$(BENCH_QUICK)),--quick)
+	@echo "report: $(CURDIR)/$(BENCH_DIR)/REPORT.md"
 
 # ---------------------------------------------------------------------------- cleaning
 clean: ## Remove _build and caches (keeps the venv and the model-data cache)

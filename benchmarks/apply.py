@@ -15,10 +15,12 @@ extrapolate (the work is per chunk of bins, so it scales linearly; memory does n
 cube beyond the set-up's per-spaxel maps, a few tens of bytes per spaxel).
 
 Usage: ``python benchmarks/apply.py [--spaxels 40000] [--bins none grid:4] [--model M.keras]
-[--dask local] [--folder DIR] [--keep]``.
+[--dask local] [--folder DIR] [--keep] [--json PATH]`` (``--json``: also write the numbers to PATH,
+for ``benchmarks/report.py``).
 """
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -143,7 +145,9 @@ def main(argv=None):
         "--folder", default=None, help="where to write the cube (default: a temporary folder)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the cube and outputs")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the numbers here")
     args = parser.parse_args(argv)
+    record = {"benchmark": "apply", "spaxels": args.spaxels, "dask": args.dask, "runs": []}
 
     from sfh_ml import network
     from sfh_ml.observations.apply import apply_cube
@@ -192,11 +196,19 @@ def main(argv=None):
             rates = f"{n_sp / seconds:10.0f} {result.n_bins / seconds:8.0f}"
             peaks = f"{mem.peak['RssAnon'] / 1e9:10.2f} {mem.peak['VmRSS'] / 1e9:9.2f}"
             print(f"{bins:>10s} {result.n_bins:8d} {seconds:8.1f} {rates} {peaks}")
+            record["runs"].append({
+                "bins": bins, "n_bins": int(result.n_bins), "n_spaxels": int(n_sp), "seconds": seconds,
+                "spaxels_per_s": n_sp / seconds, "bins_per_s": result.n_bins / seconds,
+                "rss_anon_gb": mem.peak["RssAnon"] / 1e9, "vm_rss_gb": mem.peak["VmRSS"] / 1e9,
+            })  # fmt: skip
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
-    print(f"ru_maxrss of the whole process (cube writing and model included): "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")  # fmt: skip
+    maxrss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # ru_maxrss: kB on Linux
+    print(f"ru_maxrss of the whole process (cube writing and model included): {maxrss_gb:.2f} GB")
+    record.update(side=side, cube_gb=size_gb, ru_maxrss_gb=maxrss_gb)
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

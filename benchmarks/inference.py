@@ -6,10 +6,12 @@ and training speed (``train_on_batch``, batch 256, after 2 warm-up steps). Numbe
 assertions. Synthetic random inputs: the speed does not depend on the values. The machine's other
 load counts: run it on an idle machine for numbers to quote.
 
-Usage: ``python benchmarks/inference.py [--n-infer 8192] [--train-steps 8] [--versions v1 v2]``.
+Usage: ``python benchmarks/inference.py [--n-infer 8192] [--train-steps 8] [--versions v1 v2] [--json PATH]``
+(``--json``: also write the numbers to PATH, for ``benchmarks/report.py``).
 """
 
 import argparse
+import json
 import os
 import time
 
@@ -64,7 +66,14 @@ def main(argv=None):
     parser.add_argument("--n-infer", type=int, default=8192, help="spectra to predict (default 8192)")
     parser.add_argument("--train-steps", type=int, default=8, help="timed training steps (default 8)")
     parser.add_argument("--versions", nargs="+", default=["v1", "v2"])
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the numbers here")
     args = parser.parse_args(argv)
+    record = {
+        "benchmark": "inference",
+        "n_infer": args.n_infer,
+        "train_steps": args.train_steps,
+        "models": [],
+    }
     rng = np.random.default_rng(0)
     x = _inputs(max(args.n_infer, (args.train_steps + 2) * 256), rng)
     sfh = rng.dirichlet(np.ones(N_BINS), len(x["spectrum"]))
@@ -81,6 +90,13 @@ def main(argv=None):
         infer = inference_rate(model, x_infer)
         train = training_rate(model, x, y, args.train_steps)
         print(f"{version:6s} {model.count_params():9d} {infer:17.0f} {train:16.0f}", flush=True)
+        record["models"].append(
+            {"version": version, "params": model.count_params(), "infer_per_s": infer, "train_per_s": train}
+        )
+    record["backend"] = keras.backend.backend()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ truths (``mw_log_age``, ``mw_zh``, on the SSP grid). Numbers only, no assertions
 
 ``--choose-regul`` instead applies the Delta chi^2 = sqrt(2 N_good) criterion (Press et al. 1992;
 the pPXF examples) on the first objects: the unregularised fit's noise is rescaled to chi^2 / N = 1,
-then the largest ``regul`` of a grid whose chi^2 stays within sqrt(2 N_good) of it is reported.
+then the largest ``regul`` of a grid whose chi^2 stays within sqrt(2 N_good) of it is reported
+(:func:`sfh_ml.fitting.regul_by_delta_chi2`).
 
 Usage: ``python benchmarks/ppxf_fit.py [--n 20] [--snr 50] [--workers 2] [--regul 100] [--choose-regul 8]``.
 """
@@ -18,15 +19,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from sfh_ml.fitting import build_templates, emission_line_mask, fit_file, fit_spectrum
+from sfh_ml.fitting import fit_file, regul_by_delta_chi2
 from sfh_ml.network.metrics import scatter_stats
-from sfh_ml.synthesis import DatasetConfig, generate, load_library, read_dataset
+from sfh_ml.synthesis import DatasetConfig, generate, read_dataset
 
-__all__ = ["make_set", "regul_by_delta_chi2", "main"]
-
-REGUL_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+__all__ = ["make_set", "main"]
 
 
 def make_set(folder, n, snr, seed=7):
@@ -36,32 +34,6 @@ def make_set(folder, n, snr, seed=7):
         path.parent.mkdir(parents=True, exist_ok=True)
         generate(DatasetConfig(n=n, seed=seed, snr=(snr, snr), chunk_size=max(n, 1)), path, progress=False)
     return path
-
-
-def regul_by_delta_chi2(path, n_objects, grid=REGUL_GRID):
-    """For each object, the largest ``regul`` whose chi^2 exceeds the unregularised one by <= sqrt(2 N).
-
-    Returns ndarray, shape (n_objects,) (0 where even the smallest value exceeds it).
-    """
-    lib = load_library()
-    d = read_dataset(path, ["spectra", "noise", "wave_aa"], slice(0, n_objects))
-    templates = build_templates(d["wave_aa"], lib)
-    mask = emission_line_mask(lib, templates.lam)
-    n_good = int(mask.sum())
-    chosen = []
-    with threadpool_limits(1):
-        for spectrum, noise in zip(d["spectra"], d["noise"]):
-            chi2_0 = fit_spectrum(templates, spectrum, noise, mask, regul=0.0)["chi2"]
-            noise = noise * np.sqrt(chi2_0)  # chi^2 / N = 1 without regularisation
-            best = 0.0
-            for regul in grid:
-                chi2 = fit_spectrum(templates, spectrum, noise, mask, regul=regul)["chi2"]
-                if (chi2 - 1.0) * n_good > np.sqrt(2.0 * n_good):
-                    break
-                best = regul
-            chosen.append(best)
-            print(f"  chi2/N unregularised {chi2_0:.3f}: regul {best:g}", flush=True)
-    return np.array(chosen)
 
 
 def _report(name, result, truth):
@@ -84,7 +56,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     path = make_set(args.dir, args.n, args.snr)
     if args.choose_regul:
-        chosen = regul_by_delta_chi2(path, args.choose_regul)
+        res = regul_by_delta_chi2(path, slice(0, args.choose_regul))  # sfh_ml.fitting.regul
+        for delta, chi2_0 in zip(res["delta_chi2"], res["chi2_unregularised"]):
+            print(f"  chi2/N unregularised {chi2_0:.3f}: Delta chi2 {np.round(delta, 1)}")
+        chosen = res["chosen"]
         print(f"regul by Delta chi2 = sqrt(2N): {chosen}, median {np.median(chosen):g}")
         return
     truth = read_dataset(path, ["mw_log_age", "mw_zh", "lw_log_age", "lw_zh"])

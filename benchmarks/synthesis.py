@@ -3,10 +3,14 @@
 Prints spectra per second for the in-memory pipeline (as `sfh-ml generate` runs it, in chunks of
 1024) and for writing an HDF5 set, and the time a paper-size set (165,000 spectra) would take.
 
-    python benchmarks/synthesis.py [--n 20000] [--workers 1]
+    python benchmarks/synthesis.py [--n 20000] [--workers 1] [--json PATH]
+
+``--json`` also writes the numbers to PATH (for ``benchmarks/report.py``).
 """
 
 import argparse
+import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -16,11 +20,13 @@ import numpy as np
 from sfh_ml.synthesis.dataset import DatasetConfig, generate, generate_chunk
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args()
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the numbers here")
+    args = parser.parse_args(argv)
+    record = {"benchmark": "synthesis", "n": args.n, "workers": args.workers, "in_memory": []}
 
     fixed = DatasetConfig(n=args.n, seed=0, snr=(10.0, 100.0), sigma_kms=(150.0, 150.0))
     ranged = DatasetConfig(n=args.n, seed=0, snr=(10.0, 100.0))  # the default dispersion range
@@ -41,6 +47,7 @@ def main():
             f"in memory : {args.n} spectra in {dt:.2f} s = {args.n / dt:,.0f} spectra/s ({what}; "
             f"set-up {setup:.1f} s, {synth.sigma_nodes_kms.size} broadened template sets)"
         )
+        record["in_memory"].append({"what": what, "spectra_per_s": args.n / dt, "setup_s": setup})
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -52,7 +59,10 @@ def main():
         f"default config, set-up included"
     )
     print(f"paper-size set (165,000 spectra): about {165_000 / rate:.0f} s")
-    print(f"cores: {len(__import__('os').sched_getaffinity(0))}; numpy {np.__version__}")
+    print(f"cores: {len(os.sched_getaffinity(0))}; numpy {np.__version__}")
+    record.update(to_hdf5_spectra_per_s=rate, paper_size_s=165_000 / rate)
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

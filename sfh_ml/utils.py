@@ -1,4 +1,7 @@
-"""Small array and text helpers shared by the wings (one home each)."""
+"""Small array and text helpers shared by the wings (one home each), and the Dask client."""
+
+import contextlib
+import os
 
 import numpy as np
 
@@ -11,6 +14,7 @@ __all__ = [
     "WAVE_LIMITS_AA",
     "check_wave_aa",
     "check_range",
+    "dask_client",
 ]
 
 # Any wavelength the package handles lies between 100 A (extreme UV) and 1 cm (the Cloudy line list
@@ -174,3 +178,41 @@ def check_range(value, name, unit="", low=None, high=None, low_open=False):
     if high is not None and np.any(v > high):
         raise ValueError(f"{name} must be <= {high:g}{unit_txt}, got max {float(v.max()):.4g}")
     return v
+
+
+@contextlib.contextmanager
+def dask_client(client="local", n_workers=None):
+    """A ``dask.distributed`` client for the duration of a ``with`` block.
+
+    Parameters
+    ----------
+    client : "local", str or dask.distributed.Client
+        ``"local"``: a :class:`~dask.distributed.LocalCluster` of ``n_workers`` processes with one
+        thread each (numerical work that releases the GIL little and uses BLAS runs best one task per
+        core), closed on exit. A scheduler address (``"tcp://host:8786"``): a client of that
+        cluster, closed on exit (the cluster keeps running). A ``Client``: used as it is, left open.
+    n_workers : int, optional
+        Processes of the local cluster (default: one per core).
+
+    Yields
+    ------
+    dask.distributed.Client
+    """
+    from dask.distributed import Client, LocalCluster
+
+    if not isinstance(client, str):
+        yield client
+        return
+    if client == "local":
+        cluster = LocalCluster(
+            n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1, dashboard_address=":0"
+        )
+        own = Client(cluster)
+    else:
+        cluster, own = None, Client(client)
+    try:
+        yield own
+    finally:
+        own.close()
+        if cluster is not None:
+            cluster.close()

@@ -109,6 +109,18 @@ def test_weights_to_means_reproduce_the_truths_and_fits_of_noiseless_files_match
     assert scores["n_objects"] == 3 and scores["exact"]["mean_quantities"]["mw_log_age"]["nmad"] < 0.1
 
 
+def test_fits_on_a_dask_cluster_equal_the_serial_fits_in_object_order(tmp_path, library):
+    # Five objects: two Dask tasks of unequal size, which may finish in any order.
+    path = tmp_path / "set.h5"
+    generate(DatasetConfig(n=5, seed=4, snr=(30.0, 30.0), chunk_size=5), path, progress=False)
+    serial = fit_file(path, photometry=True, progress=False, library=library)
+    parallel = fit_file(path, photometry=True, workers=2, progress=False, library=library)
+    assert not serial["failed"].any() and not parallel["failed"].any()
+    for key in ("mass", "sfh", "zh", "mw_log_age", "tau_ism", "sigma_kms", "chi2"):
+        np.testing.assert_allclose(parallel[key], serial[key], rtol=1e-6, err_msg=key)
+    assert len(set(np.round(serial["mw_log_age"], 3))) == 5  # the objects differ: the order is checked
+
+
 def test_a_spectrum_on_another_grid_is_refused_by_name(templates):
     n = templates.wave_aa.size
     with pytest.raises(ValueError, match="wrong wavelength grid"):

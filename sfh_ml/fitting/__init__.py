@@ -5,12 +5,37 @@
 * :mod:`~sfh_ml.fitting.lines`: the emission-line mask;
 * :mod:`~sfh_ml.fitting.fit`: one pPXF fit (CF00 dust, regularisation, optional HST fluxes);
 * :mod:`~sfh_ml.fitting.weights`: pPXF's mass weights to histories per SSP age and per target bin;
-* :mod:`~sfh_ml.fitting.batch`: every object of a synthetic set, in parallel processes.
+* :mod:`~sfh_ml.fitting.batch`: every object of a synthetic set, in parallel on Dask;
+* :mod:`~sfh_ml.fitting.regul`: choosing the regularisation (Delta chi^2 = sqrt(2 N));
+* :mod:`~sfh_ml.fitting.compare`: pPXF against the networks on the same held-out sets (scores,
+  tables, speeds);
+* :mod:`~sfh_ml.fitting.real_spectra`: the network and pPXF on the same real (MaNGA) spectra.
 """
 
 from .batch import SCALAR_KEYS, fit_arrays, fit_file, to_predictions
-from .fit import DEFAULT_REGUL, cf00_screen, fit_spectrum
+from .compare import (
+    PHANGS_CUBE_BINS,
+    PHANGS_CUBE_SPAXELS,
+    compare_methods,
+    cube_hours,
+    held_out_set,
+    load_networks,
+    markdown,
+    network_speed,
+    per_bin_errors,
+    ppxf_fits,
+    read_csv_rows,
+    sample_stats,
+    score_series,
+    score_set,
+    speed_summary,
+    speed_table,
+    write_tables,
+)
+from .fit import DEFAULT_REGUL, TAU_V_BOUNDS, cf00_screen, fit_spectrum
 from .lines import emission_line_mask, masked_lines_aa
+from .real_spectra import MANGA_TEST_SPECTRA, manga_test_spectra_path, real_spectra_check, spectrum_bands
+from .regul import REGUL_GRID, regul_by_delta_chi2
 from .templates import DEFAULT_LOG_U, PPXFTemplates, build_templates, log_rebin_spectra
 from .weights import binned_histories, ssp_histories, ssp_means
 
@@ -20,6 +45,11 @@ __all__ = [
     "fit_file",
     "to_predictions",
     "DEFAULT_REGUL",
+    "TAU_V_BOUNDS",
+    "MANGA_TEST_SPECTRA",
+    "manga_test_spectra_path",
+    "real_spectra_check",
+    "spectrum_bands",
     "cf00_screen",
     "fit_spectrum",
     "emission_line_mask",
@@ -31,4 +61,23 @@ __all__ = [
     "binned_histories",
     "ssp_histories",
     "ssp_means",
+    "REGUL_GRID",
+    "regul_by_delta_chi2",
+    "PHANGS_CUBE_BINS",
+    "PHANGS_CUBE_SPAXELS",
+    "compare_methods",
+    "cube_hours",
+    "held_out_set",
+    "load_networks",
+    "markdown",
+    "network_speed",
+    "per_bin_errors",
+    "ppxf_fits",
+    "read_csv_rows",
+    "sample_stats",
+    "score_series",
+    "score_set",
+    "speed_summary",
+    "speed_table",
+    "write_tables",
 ]

@@ -1,13 +1,14 @@
-"""pPXF fits of every object of a synthetic set, one BLAS thread per fit, in parallel processes.
+"""pPXF fits of every object of a synthetic set, one BLAS thread per fit, in parallel on Dask.
 
 The fits are independent and each is a small dense problem, so one thread per fit and one fit per
-core is fastest; :class:`concurrent.futures.ProcessPoolExecutor` schedules them (spawned workers,
-each limited to one BLAS thread with :mod:`threadpoolctl`, the templates sent once per worker).
+core is fastest (with one BLAS pool per fit on every core, oversubscription makes each fit tens of
+times slower). The fits run as ``dask.distributed`` tasks of a few objects each, each task limited to
+one BLAS thread with :mod:`threadpoolctl`: on a local cluster of single-threaded worker processes
+(one per core) or on any cluster the caller passes (many cubes or sets: the same code on more
+machines). The templates are sent once to every worker.
 """
 
-import multiprocessing
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -17,6 +18,7 @@ from ..synthesis.dataset import read_dataset
 from ..synthesis.photometry import PHANGS_FILTERS
 from ..synthesis.ssp import load_library
 from ..synthesis.synthesizer import v_band_flux
+from ..utils import dask_client
 from .fit import DEFAULT_REGUL, fit_spectrum
 from .lines import emission_line_mask
 from .templates import DEFAULT_LOG_U, build_templates
@@ -25,25 +27,31 @@ from .weights import binned_histories, ssp_histories, ssp_means
 __all__ = ["SCALAR_KEYS", "fit_file", "fit_arrays", "to_predictions"]
 
 SCALAR_KEYS = ("velocity_kms", "sigma_kms", "tau_ism", "tau_bc", "chi2", "seconds")
-TASKS_PER_WORKER_CHUNK = 4  # objects sent to a worker at a time (amortises the inter-process traffic)
-
-_WORKER = {}
+TASKS_PER_CHUNK = 4  # objects per Dask task (amortises the scheduling and the traffic)
 
 
-def _init_worker(templates, mask, regul):
-    """Worker set-up: one BLAS thread for the life of the process, the fit's fixed inputs kept."""
-    _WORKER.update(templates=templates, mask=mask, regul=regul, limits=threadpool_limits(limits=1))
-
-
-def _fit_one(args):
-    """Fit one object in a worker (or in this process): the dict of :func:`fit_spectrum`, or None."""
-    spectrum, noise, phot, phot_err = args
+def _fit_one(fixed, spectrum, noise, phot, phot_err, good):
+    """Fit one object: the dict of :func:`fit_spectrum`, or ``{"error": message}``."""
+    templates, mask, regul = fixed
     try:
-        return fit_spectrum(
-            _WORKER["templates"], spectrum, noise, _WORKER["mask"], phot, phot_err, _WORKER["regul"]
-        )
+        return fit_spectrum(templates, spectrum, noise, mask, phot, phot_err, regul, good=good)
     except (AssertionError, np.linalg.LinAlgError, RuntimeError, ValueError) as err:  # pPXF asserts
         return {"error": f"{type(err).__name__}: {err}"}
+
+
+def _fit_chunk(fixed, spectra, noise, phot, phot_err, good):
+    """Fit a few objects on one BLAS thread (a Dask task, or the serial loop's step)."""
+    with threadpool_limits(limits=1):
+        return [
+            _fit_one(
+                fixed,
+                spectra[i],
+                noise[i],
+                *((None, None) if phot is None else (phot[i], phot_err[i])),
+                None if good is None else good[i],
+            )
+            for i in range(len(spectra))
+        ]
 
 
 def fit_arrays(
@@ -59,6 +67,8 @@ def fit_arrays(
     library=None,
     progress=True,
     filters=PHANGS_FILTERS,
+    client=None,
+    good=None,
 ):
     """pPXF fits of many spectra on one linear grid; see :func:`fit_file`.
 
@@ -72,10 +82,13 @@ def fit_arrays(
         Target age bins, yr.
     photometry, photometry_err : ndarray, shape (n, n_band), optional
         HST fluxes and errors, fitted jointly if given.
-    regul, workers, log_u, library, progress
+    regul, workers, log_u, library, progress, client
         As in :func:`fit_file`.
     filters : sequence of str
         pyphot names of the photometry's bands, in order.
+    good : ndarray of bool, shape (n, n_wave), optional
+        Pixels with data (real spectra; see :func:`fit_spectrum`). Default: every pixel, and NaN or
+        non-positive noise is refused.
 
     Returns
     -------
@@ -89,28 +102,46 @@ def fit_arrays(
     if noise.shape != spectra.shape:
         raise ValueError(f"noise has shape {noise.shape}, spectra {spectra.shape}")
     bad = np.flatnonzero(~np.all(np.isfinite(noise) & (noise > 0), axis=1))
-    if bad.size:
+    if good is not None:
+        good = np.asarray(good, dtype=bool)
+        if good.shape != spectra.shape:
+            raise ValueError(f"good has shape {good.shape}, spectra {spectra.shape}")
+    elif bad.size:
         raise ValueError(f"noise is NaN, infinite or <= 0 in {bad.size} objects (first: row {bad[0]})")
     templates = build_templates(wave_aa, lib, log_u=log_u, filters=filters)
     mask = emission_line_mask(lib, templates.lam)
-    if photometry is None:
-        tasks = ((spectra[i], noise[i], None, None) for i in range(n))
-    else:
-        tasks = ((spectra[i], noise[i], photometry[i], photometry_err[i]) for i in range(n))
+    fixed = (templates, mask, regul)
+    chunks = [slice(i, min(i + TASKS_PER_CHUNK, n)) for i in range(0, n, TASKS_PER_CHUNK)]
+
+    def args(sl):
+        mine = None if good is None else good[sl]
+        if photometry is None:
+            return spectra[sl], noise[sl], None, None, mine
+        return spectra[sl], noise[sl], photometry[sl], photometry_err[sl], mine
+
+    results = [None] * len(chunks)
     bar = tqdm(total=n, desc="pPXF fits", unit="fit", disable=not progress)
-    if workers <= 1:
-        _init_worker(templates, mask, regul)
-        try:
-            results = [_fit_one(t) for t in tasks if not bar.update(1)]
-        finally:
-            _WORKER.pop("limits").restore_original_limits()
+    if client is None and workers <= 1:
+        for k, sl in enumerate(chunks):
+            results[k] = _fit_chunk(fixed, *args(sl))
+            bar.update(sl.stop - sl.start)
     else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, ctx, _init_worker, (templates, mask, regul)) as pool:
-            results = []
-            for r in pool.map(_fit_one, tasks, chunksize=TASKS_PER_WORKER_CHUNK):
-                results.append(r)
-                bar.update(1)
+        from dask.distributed import as_completed
+
+        with dask_client("local" if client is None else client, n_workers=workers) as dc:
+            fixed_future = dc.scatter(fixed, broadcast=True)
+            futures = {
+                dc.submit(_fit_chunk, fixed_future, *args(sl), pure=False): k for k, sl in enumerate(chunks)
+            }
+            try:
+                for future in as_completed(futures):
+                    k = futures[future]
+                    results[k] = future.result()
+                    bar.update(chunks[k].stop - chunks[k].start)
+            except BaseException:
+                dc.cancel(list(futures))
+                raise
+    results = [r for part in results for r in part]
     bar.close()
     return _assemble(results, templates, lib, age_bins_yr)
 
@@ -166,6 +197,7 @@ def fit_file(
     log_u=DEFAULT_LOG_U,
     library=None,
     progress=True,
+    client=None,
 ):
     """pPXF fits of the objects of a synthetic set (:func:`sfh_ml.synthesis.generate`).
 
@@ -180,7 +212,10 @@ def fit_file(
     regul : float
         Second-order regularisation (0: none; default :data:`sfh_ml.fitting.fit.DEFAULT_REGUL`).
     workers : int
-        Parallel processes, one fit and one BLAS thread each (1: in this process).
+        Single-threaded worker processes of a local Dask cluster (1: the fits run in this process).
+    client : "local", str or dask.distributed.Client, optional
+        Run the fits on this Dask cluster instead (a scheduler address or a client; ``workers`` is
+        then only the size of a ``"local"`` cluster); see :func:`sfh_ml.utils.dask_client`.
     noiseless : bool
         Fit ``spectra_noiseless`` (and ``photometry_noiseless``) with the file's ``noise``: a check
         of the method, not of its noise.
@@ -219,6 +254,7 @@ def fit_file(
         library=library,
         progress=progress,
         filters=tuple(d["filters"]) if photometry else PHANGS_FILTERS,
+        client=client,
     )
 
 

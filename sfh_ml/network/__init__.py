@@ -8,6 +8,8 @@
 * :mod:`~sfh_ml.network.inference`: ``load_model``, ``predict`` (with a quality flag per object),
   ``evaluate``, ``predict_file``;
 * :mod:`~sfh_ml.network.calibration`: ``calibrate``, the sigma factors fitted on a held-out set;
+* :mod:`~sfh_ml.network.goodness`: ``resynthesis_fit``, each prediction re-synthesised and scored
+  against the data, the out-of-distribution flag of ``predict(..., goodness=True)``;
 * :mod:`~sfh_ml.network.metrics`: accuracy against synthetic truth (pure numpy);
 * :mod:`~sfh_ml.network.pretrained`: ``load_pretrained``, the network that ships in ``sfh_ml/pretrained/``
   (digests checked on load); :mod:`~sfh_ml.network.card`: its model card.
@@ -26,6 +28,7 @@ _EXPORTS = {
         (
             "PREDICTION_KEYS",
             "QUALITY_FLAGS",
+            "QUALITY_OUT_OF_DISTRIBUTION",
             "QUALITY_UNUSABLE",
             "ModelFileError",
             "NoUsableObjectError",
@@ -37,6 +40,7 @@ _EXPORTS = {
         "inference",
     ),
     **dict.fromkeys(("calibrate", "sigma_scale_factors"), "calibration"),
+    **dict.fromkeys(("GOODNESS_KEYS", "BinnedHistory", "ood_threshold", "resynthesis_fit"), "goodness"),
     **dict.fromkeys(
         ("PretrainedError", "load_pretrained", "pretrained_card", "pretrained_info", "write_manifest"),
         "pretrained",

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ..files import check_output, tmp_path
 from ..utils import as_str, pixel_edges
 from . import metrics
+from .goodness import GOODNESS_KEYS
 from .metadata import check_compatible, get_metadata
 from .training import load_data
 
@@ -44,6 +45,7 @@ __all__ = [
     "QUALITY_NEGATIVE_SPECTRUM",
     "QUALITY_PHOTOMETRY_SCALE",
     "QUALITY_MISSING_BANDS",
+    "QUALITY_OUT_OF_DISTRIBUTION",
     "MISSING_VALUES",
 ]
 
@@ -59,14 +61,19 @@ QUALITY_FEW_PIXELS = 2  # fewer than MIN_VALID_FRACTION of the pixels usable (tr
 QUALITY_NEGATIVE_SPECTRUM = 4  # more than half the usable pixels < 0 (median < 0): not a flux density
 QUALITY_PHOTOMETRY_SCALE = 8  # a band differs from the spectrum's level by > PHOT_SCALE_TOLERANCE: units?
 QUALITY_MISSING_BANDS = 16  # at least one band missing (NaN, <= 0, a flag): predicted without it
+# The re-synthesised prediction misses the data by more than the own world allows (ood_score > 1,
+# sfh_ml.network.goodness): set only when the goodness of fit is asked for; informative.
+QUALITY_OUT_OF_DISTRIBUTION = 32
 QUALITY_FLAGS = {
     "no_spectrum": QUALITY_NO_SPECTRUM,
     "few_pixels": QUALITY_FEW_PIXELS,
     "negative_spectrum": QUALITY_NEGATIVE_SPECTRUM,
     "photometry_scale": QUALITY_PHOTOMETRY_SCALE,
     "missing_bands": QUALITY_MISSING_BANDS,
+    "out_of_distribution": QUALITY_OUT_OF_DISTRIBUTION,
 }
-# Objects with any of these bits get NaN predictions; QUALITY_MISSING_BANDS only informs.
+# Objects with any of these bits get NaN predictions; QUALITY_MISSING_BANDS and
+# QUALITY_OUT_OF_DISTRIBUTION only inform.
 QUALITY_UNUSABLE = (
     QUALITY_NO_SPECTRUM | QUALITY_FEW_PIXELS | QUALITY_NEGATIVE_SPECTRUM | QUALITY_PHOTOMETRY_SCALE
 )
@@ -302,6 +309,9 @@ def predict(
     wave_aa=None,
     filters=None,
     min_valid_fraction=MIN_VALID_FRACTION,
+    goodness=False,
+    noise=None,
+    photometry_err=None,
 ):
     """Predict SFHs and [M/H] histories with uncertainties, and a quality flag per object.
 
@@ -331,6 +341,17 @@ def predict(
         it the columns are assumed to be in the model's order (``get_metadata(model)["filters"]``).
     min_valid_fraction : float
         Objects with fewer usable pixels than this fraction are unusable.
+    goodness : bool
+        Also re-synthesise each prediction and score its fit to the data
+        (:func:`sfh_ml.network.goodness.resynthesis_fit`; needs ``noise`` and the SSP library, and
+        costs about 1 ms per spectrum on 2 cores, 5 times the network's own time); objects with
+        ``ood_score > 1`` get :data:`QUALITY_OUT_OF_DISTRIBUTION`.
+    noise : array, shape (n, n_wave), optional
+        1-sigma noise of the spectra, same units (NaN, inf, <= 0: pixel left out of the fit).
+        Required with ``goodness``.
+    photometry_err : array, shape (n, n_bands), optional
+        1-sigma errors of the fluxes; without them the fluxes stay out of the fit and ``phot_rms``
+        is NaN.
 
     Returns
     -------
@@ -339,7 +360,10 @@ def predict(
         ``sfh_cum_sigma``, ``zh`` (dex), ``zh_sigma`` (dex): each shape (n, n_bins), float64, NaN for
         unusable objects; ``quality``: shape (n,), int32, the flags of :func:`quality_flags`
         (0 = good; objects with a bit of :data:`QUALITY_UNUSABLE` have NaN predictions). No
-        exception is raised when no object is usable: check ``quality``.
+        exception is raised when no object is usable: check ``quality``. With ``goodness``, also
+        :data:`~sfh_ml.network.goodness.GOODNESS_KEYS`, shape (n,) each (NaN where not fitted):
+        ``chi2_pixel`` (chi-square per fitted pixel), ``phot_rms`` (rms of (obs - model) / err
+        over the bands), ``ood_score`` (> 1: out of distribution).
     """
     models = list(model) if isinstance(model, list | tuple) else [model]
     meta = get_metadata(models[0])
@@ -350,8 +374,11 @@ def predict(
     if not 0 <= min_valid_fraction <= 1:
         raise ValueError(f"min_valid_fraction must be in [0, 1], got {min_valid_fraction}")
     check_compatible(models[0], wave_aa, None, filters)
+    if goodness and noise is None:
+        raise ValueError("goodness=True needs the noise of the spectra (noise=)")
     spectra, photometry = _check_inputs(meta, spectra, photometry)
     spectra, photometry = mask_missing(spectra, photometry)
+    all_spectra, all_photometry = spectra, photometry  # (n, ...): the rows below may be a subset
     quality = quality_flags(spectra, photometry, meta["wave_aa"], meta["filters"], min_valid_fraction)
     usable = (quality & QUALITY_UNUSABLE) == 0  # (n,)
     out = {key: np.full((len(spectra), meta["n_bins"]), np.nan) for key in PREDICTION_KEYS}
@@ -366,8 +393,42 @@ def predict(
         out["sfh_cum_sigma"][usable] = np.sqrt(np.mean(cum_sigma**2, 0) + cum.var(0))
         out["zh"][usable] = zh.mean(0)
         out["zh_sigma"][usable] = np.sqrt(np.mean(zh_sigma**2, 0) + zh.var(0))
+    if goodness:
+        scores = _goodness(meta, out, all_spectra, noise, all_photometry, photometry_err)
+        out.update(scores)
+        quality[scores["ood_score"] > 1] |= QUALITY_OUT_OF_DISTRIBUTION  # NaN compares False
     out["quality"] = quality
     return out
+
+
+def _goodness(meta, pred, spectra, noise, photometry, photometry_err):
+    """:data:`GOODNESS_KEYS` of :func:`sfh_ml.network.goodness.resynthesis_fit`, each (n,)."""
+    from .goodness import resynthesis_fit
+
+    n = len(spectra)
+    noise = np.atleast_2d(np.asarray(noise, dtype=np.float64))
+    if noise.shape != spectra.shape:
+        raise ValueError(f"noise has shape {noise.shape}, the spectra {spectra.shape}")
+    if photometry_err is None:
+        photometry_err = np.full(photometry.shape, np.nan)
+    photometry_err = np.atleast_2d(np.asarray(photometry_err, dtype=np.float64))
+    if photometry_err.shape != photometry.shape:
+        raise ValueError(
+            f"photometry_err has shape {photometry_err.shape}, the photometry {photometry.shape}"
+        )
+    if meta["age_bins_yr"] is None or meta["filters"] is None or meta["wave_aa"] is None:
+        raise ValueError("the goodness of fit needs a model that records its grids, bands and age bins")
+    fit = resynthesis_fit(
+        pred,
+        spectra,
+        noise,
+        photometry,
+        photometry_err,
+        meta["wave_aa"],
+        meta["filters"],
+        meta["age_bins_yr"],
+    )
+    return {key: np.asarray(fit[key], dtype=np.float64).reshape(n) for key in GOODNESS_KEYS}
 
 
 def _band_order(file_filters, filters, data_path, meta):
@@ -510,17 +571,41 @@ def _open_input(path):
         raise OSError(f"cannot read {path} as HDF5: {err}") from None
 
 
-def _write_predictions(model, meta, src, dst, bands, batch_size, chunk):
+def _noise_of(src, start, stop):
+    """The 1-sigma noise of rows ``start:stop`` of a file: its ``noise``, or from its ``ivar``."""
+    if "noise" in src:
+        return src["noise"][start:stop]
+    with np.errstate(divide="ignore"):
+        return 1.0 / np.sqrt(src["ivar"][start:stop].astype(np.float64))
+
+
+def _write_predictions(model, meta, src, dst, bands, batch_size, chunk, goodness=False):
     """Predict ``src`` chunk by chunk into ``dst``; returns the quality flags, shape (n,)."""
     n = src["spectra"].shape[0]
     for key in PREDICTION_KEYS:
         dst.create_dataset(key, (n, meta["n_bins"]), dtype=np.float32)
-    for key in ("mw_log_age_pred", "mw_zh_pred"):
+    extra = ("mw_log_age_pred", "mw_zh_pred") + (GOODNESS_KEYS if goodness else ())
+    for key in extra:
         dst.create_dataset(key, (n,), dtype=np.float32)
     quality = np.zeros(n, dtype=np.int32)
     for start in tqdm(range(0, n, chunk), desc="predict", disable=n <= chunk):
         stop = min(start + chunk, n)
-        pred = predict(model, src["spectra"][start:stop], src["photometry"][start:stop], batch_size)
+        spectra, photometry = src["spectra"][start:stop], src["photometry"][start:stop]
+        if goodness:
+            err = src["photometry_err"][start:stop] if "photometry_err" in src else None
+            pred = predict(
+                model,
+                spectra,
+                photometry,
+                batch_size,
+                goodness=True,
+                noise=_noise_of(src, start, stop),
+                photometry_err=err,
+            )
+            for key in GOODNESS_KEYS:
+                dst[key][start:stop] = pred[key]
+        else:
+            pred = predict(model, spectra, photometry, batch_size)
         for key in PREDICTION_KEYS:
             dst[key][start:stop] = pred[key]
         with np.errstate(invalid="ignore"):  # NaN rows of unusable objects stay NaN
@@ -540,7 +625,14 @@ def _write_predictions(model, meta, src, dst, bands, batch_size, chunk):
 
 
 def predict_file(
-    model_path, data_path, out_path, batch_size=1024, chunk=READ_CHUNK, filters=None, overwrite=False
+    model_path,
+    data_path,
+    out_path,
+    batch_size=1024,
+    chunk=READ_CHUNK,
+    filters=None,
+    overwrite=False,
+    goodness=False,
 ):
     """Predict every object of an HDF5 file and write the predictions to another (atomically).
 
@@ -553,7 +645,9 @@ def predict_file(
     :func:`quality_flags`, described in its attributes), ``mw_log_age_pred`` and ``mw_zh_pred``
     (n,), the model's ``age_bins_yr``, ``index`` (row in the input), ``filters`` and copies of the
     input's per-object 1-D datasets (identifiers, S/N, true scalars); its attribute
-    ``sigma_calibrated`` says whether the sigmas carry the model's calibration factors.
+    ``sigma_calibrated`` says whether the sigmas carry the model's calibration factors. With
+    ``goodness``, also ``chi2_pixel``, ``phot_rms`` and ``ood_score`` (n,) float32 (see
+    :func:`predict`), and :data:`QUALITY_OUT_OF_DISTRIBUTION` in ``quality``.
 
     Parameters
     ----------
@@ -567,6 +661,10 @@ def predict_file(
         Band order of the input's photometry columns (required if it has no ``filters``).
     overwrite : bool
         Replace an existing ``out_path`` (never the input itself).
+    goodness : bool
+        Score each prediction's re-synthesis against the data (:func:`predict`): the input needs
+        ``noise`` or ``ivar`` (n, n_wave), and ``photometry_err`` (n, n_bands) for the fluxes to
+        enter (synthetic sets have all of them).
 
     Returns
     -------
@@ -604,8 +702,10 @@ def predict_file(
             bands = _band_order(file_filters, filters, data_path, meta)
             age_bins = src["age_bins_yr"][:] if "age_bins_yr" in src else None
             check_compatible(_first(model), src["wave_aa"][:], age_bins, bands)
+            if goodness and "noise" not in src and "ivar" not in src:
+                raise ValueError(f"{data_path} has neither 'noise' nor 'ivar': the goodness of fit needs one")
             with h5py.File(tmp, "w") as dst:
-                quality = _write_predictions(model, meta, src, dst, bands, batch_size, chunk)
+                quality = _write_predictions(model, meta, src, dst, bands, batch_size, chunk, goodness)
                 dst.attrs.update(model_path="; ".join(paths) if paths else _first(model).name)
                 dst.attrs.update(model_version=str(meta["version"]), data_path=str(data_path))
                 dst.attrs["sigma_calibrated"] = _is_calibrated(meta)

@@ -42,11 +42,14 @@ from .prepare import (
     total_redshift,
 )
 from .readers import (
+    MANGA_FLUX_UNIT,
     DapMaps,
     HstImage,
+    MangaSpectra,
     MuseCube,
     read_cluster_catalogue,
     read_hst_image,
+    read_manga_spectra,
     read_maps,
     read_muse_cube,
     vacuum_to_air,
@@ -121,4 +124,7 @@ __all__ = [
     "read_maps",
     "read_muse_cube",
     "vacuum_to_air",
+    "MANGA_FLUX_UNIT",
+    "MangaSpectra",
+    "read_manga_spectra",
 ]

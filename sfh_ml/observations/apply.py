@@ -28,7 +28,10 @@ Quality flag of every output object (``QUALITY``): the bits of :mod:`sfh_ml.obse
 (bits 0-7: no data, low coverage, too broad, no kinematics, negative flux, low S/N, outside the cube)
 OR the network's quality flags (:data:`sfh_ml.network.QUALITY_FLAGS`) shifted left by
 :data:`NETWORK_FLAG_SHIFT` (bits 8-15). Predictions are NaN where the network found the object
-unusable; the other bits inform.
+unusable; the other bits inform. With ``goodness`` each prepared spectrum's prediction
+is re-synthesised and scored against it (:mod:`sfh_ml.network.goodness`, with the prepared
+variance): the maps get ``OOD_SCORE`` and ``CHI2_PIXEL``, the tables ``chi2_pixel``, ``phot_rms`` and
+``ood_score``, and ``NETWORK_OUT_OF_DISTRIBUTION`` marks the objects whose score exceeds 1.
 """
 
 import hashlib
@@ -46,6 +49,7 @@ import numpy as np
 
 from ..constants import TRAINING_SIGMA_KMS
 from ..files import atomic_write_text, output_lock, tmp_path
+from ..network.goodness import GOODNESS_KEYS
 from . import flags as qf
 from .binning import SpatialBins, continuum_snr, grid_bins, no_bins, voronoi_bins
 from .prepare import (
@@ -515,7 +519,7 @@ class _State:
         self.model = _model_for(options)
         self.meta = get_metadata(self.model)
 
-    def prepare_and_predict(self, flux, var, v_kms, sigma_kms, photometry):
+    def prepare_and_predict(self, flux, var, v_kms, sigma_kms, photometry, photometry_err=None):
         """Prepared spectra and predictions of summed spectra (m, n_wave): a dict of arrays."""
         from ..network import predict
 
@@ -537,11 +541,20 @@ class _State:
                 ebv_mw=opt["ebv_mw"],
                 sigma_obs_kms=sigma_kms[sl] if sigma_kms is not None else None,
             )
+            goodness = opt.get("goodness", False)
             with _PREDICT_LOCK:
                 pred = predict(
-                    self.model, prep.flux, photometry[sl], batch_size=opt["batch_size"], wave_aa=wave_model
+                    self.model,
+                    prep.flux,
+                    photometry[sl],
+                    batch_size=opt["batch_size"],
+                    wave_aa=wave_model,
+                    goodness=goodness,
+                    noise=np.sqrt(prep.var) if goodness else None,
+                    photometry_err=None if photometry_err is None else photometry_err[sl],
                 )
-            part = {k: np.asarray(pred[k], dtype=np.float64) for k in PREDICTION_KEYS}
+            keys = PREDICTION_KEYS + (GOODNESS_KEYS if goodness else ())
+            part = {k: np.asarray(pred[k], dtype=np.float64) for k in keys}
             part["network_quality"] = np.asarray(pred["quality"], dtype=np.int64)
             part["flags"] = prep.flags.astype(np.int64)
             part["coverage"] = prep.coverage
@@ -631,6 +644,7 @@ def _clusters_chunk(state, index):
         setup["cl_v_kms"][sl] if setup["has_v"] else None,
         setup["cl_sigma_kms"][sl] if setup["has_sigma"] else None,
         setup["cl_photometry"][sl],
+        setup["cl_photometry_err"][sl],
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -686,16 +700,12 @@ def _run_serial(options, todo, progress, n_total):
 
 
 def _run_dask(options, todo, progress, n_total, client):
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
     from tqdm import tqdm
 
-    own = None
-    if client == "local":
-        cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1)
-        own = client = Client(cluster)
-    elif isinstance(client, str):
-        own = client = Client(client)
-    try:
+    from ..utils import dask_client
+
+    with dask_client(client) as client:
         token = (
             options["model"][:8]
             + hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
@@ -716,12 +726,6 @@ def _run_dask(options, todo, progress, n_total, client):
         except BaseException:
             client.cancel(futures)  # the chunks already written stay: a re-run resumes from them
             raise
-    finally:
-        if own is not None:
-            cluster = getattr(own, "cluster", None)
-            own.close()
-            if cluster is not None:
-                cluster.close()
 
 
 # ----------------------------------------------------------------------------------------- outputs
@@ -788,6 +792,9 @@ def _table(res, summary, extra, setup, meta, options, i_young, i_old, photometry
         t[k] = v
     for k in PREDICTION_KEYS:  # float32: the network's own precision, half the size of the tables
         t[k] = res[k].astype(np.float32)
+    for k in GOODNESS_KEYS:  # the goodness of fit, if computed
+        if k in res:
+            t[k] = res[k].astype(np.float32)
     for k, v in summary.items():
         t[k] = v
     t["photometry"] = photometry
@@ -874,6 +881,10 @@ def _write_outputs(options, setup, meta, bins_res, cl_res, cube, catalogue, file
         hdus.append(fits.ImageHDU(bins.bin_id.astype(np.int32), header=wcs_header, name="BIN_ID"))
         quality_map = bins.paint(bins_res["quality"], fill=qf.NO_DATA).astype(np.int32)
         hdus.append(fits.ImageHDU(quality_map, header=wcs_header, name="QUALITY"))
+        for key in ("ood_score", "chi2_pixel"):  # the goodness of fit, if computed
+            if key in bins_res:
+                image = bins.paint(bins_res[key]).astype(np.float32)
+                hdus.append(fits.ImageHDU(image, header=wcs_header, name=key.upper()))
         fits.HDUList(hdus).writeto(tmp("maps"))
 
         # --- per-bin table
@@ -973,6 +984,7 @@ def apply_cube(
     min_snr=MIN_SNR,
     batch_size=1024,
     keep_work=False,
+    goodness=False,
 ):
     """Apply a trained network to a MUSE cube: maps, per-bin and per-cluster tables (see the module).
 
@@ -1029,6 +1041,10 @@ def apply_cube(
         Keras batch size.
     keep_work : bool
         Keep ``OUT/work`` (chunks, set-up) after the outputs are written.
+    goodness : bool
+        Re-synthesise each prediction and score it against the prepared spectrum
+        (:func:`sfh_ml.network.predict` with ``goodness``): ``OOD_SCORE`` and ``CHI2_PIXEL`` maps,
+        ``chi2_pixel``, ``phot_rms`` and ``ood_score`` columns, ``NETWORK_OUT_OF_DISTRIBUTION`` flags.
 
     Returns
     -------
@@ -1105,6 +1121,8 @@ def apply_cube(
         "batch_size": int(batch_size),
         "work": str(work.resolve()),
     }
+    if goodness:  # only then: runs without it keep the options (and resume) as before
+        options["goodness"] = True
     _MODELS[fingerprint] = model_obj
     created = not out_dir.exists()
     out_dir.mkdir(exist_ok=True)

@@ -1,4 +1,5 @@
-"""Readers of the PHANGS data products: MUSE cubes, DAP MAPS, HST cluster catalogues and HST images.
+"""Readers of the PHANGS data products (MUSE cubes, DAP MAPS, HST cluster catalogues and HST images),
+and of MaNGA DRP spectra (the real-spectrum check of the network against pPXF).
 
 Each reader checks the file against :mod:`sfh_ml.observations.formats` at run time (releases differ)
 and refuses what it cannot use with a message that names the file and says what to do. Cubes are
@@ -22,6 +23,7 @@ from astropy.wcs.utils import proj_plane_pixel_area
 from dask.base import tokenize
 
 from ..synthesis.photometry import pivot_wavelengths
+from ..utils import check_wave_aa
 from . import formats
 
 __all__ = [
@@ -36,6 +38,9 @@ __all__ = [
     "read_cluster_catalogue",
     "HstImage",
     "read_hst_image",
+    "MANGA_FLUX_UNIT",
+    "MangaSpectra",
+    "read_manga_spectra",
 ]
 
 FLAM_UNIT = u.erg / u.s / u.cm**2 / u.AA  # f_lambda
@@ -771,4 +776,95 @@ def read_hst_image(path, band=None):
         pivot_aa=pivot_aa,
         flam_per_unit=factor,
         header=header,
+    )
+
+
+# ----------------------------------------------------------------------------------------- MaNGA spectra
+MANGA_EXTENSIONS = ("WAVE", "FLUX", "IVAR", "MASK", "SRES", "Z")
+MANGA_FLUX_UNIT = 1e-17 * FLAM_UNIT  # MaNGA DRP flux densities (Law et al. 2016)
+
+
+@dataclass
+class MangaSpectra:
+    """Spectra in the layout of the MaNGA DRP (row-stacked spectra of a ``LOGCUBE``).
+
+    Attributes
+    ----------
+    path : Path
+    wave_aa : ndarray, shape (n_wave,)
+        Observed-frame **air** wavelengths, Angstrom (the DRP's vacuum wavelengths converted with
+        :func:`vacuum_to_air`, so that they match the air-wavelength models and MUSE).
+    flux : ndarray, shape (n, n_wave)
+        Flux density, 1e-17 erg / s / cm^2 / Angstrom (:data:`MANGA_FLUX_UNIT`).
+    var : ndarray, shape (n, n_wave)
+        Its variance, NaN where the DRP masks the pixel (``MASK`` != 0) or ``IVAR`` <= 0.
+    resolution : ndarray, shape (n, n_wave)
+        Spectral resolution R = lambda / FWHM of each pixel (``SRES``; NaN where not positive).
+    z : ndarray, shape (n,)
+        Redshift of each spectrum.
+    """
+
+    path: Path
+    wave_aa: np.ndarray
+    flux: np.ndarray
+    var: np.ndarray
+    resolution: np.ndarray
+    z: np.ndarray
+
+    def __len__(self):
+        return self.flux.shape[0]
+
+
+def read_manga_spectra(path):
+    """Read MaNGA DRP spectra stored as image extensions ``WAVE``, ``FLUX``, ``IVAR``, ``MASK``,
+    ``SRES`` and ``Z`` (the layout of the test spectra of the MaNGA DAP, see
+    :func:`sfh_ml.fitting.manga_test_spectra_path`).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    MangaSpectra
+
+    Raises
+    ------
+    ValueError
+        A missing extension, arrays of disagreeing shapes, or wavelengths that are not increasing
+        Angstrom: the message names the file.
+    """
+    path = Path(path)
+    with fits.open(path) as hdul:
+        names = {hdu.name.upper() for hdu in hdul}
+        missing = [name for name in MANGA_EXTENSIONS if name not in names]
+        if missing:
+            raise ValueError(
+                f"{path}: no extension(s) {missing}; a file of MaNGA spectra needs {list(MANGA_EXTENSIONS)}"
+            )
+        data = {name: np.array(hdul[name].data, dtype=np.float64) for name in MANGA_EXTENSIONS}
+    wave = data["WAVE"]
+    flux = np.atleast_2d(data["FLUX"])
+    z = np.atleast_1d(data["Z"])
+    for name in ("IVAR", "MASK", "SRES"):
+        if np.atleast_2d(data[name]).shape != flux.shape:
+            raise ValueError(f"{path}: {name} has shape {data[name].shape}, FLUX {flux.shape}")
+    if wave.ndim != 1 or wave.size != flux.shape[1] or z.size != flux.shape[0]:
+        raise ValueError(
+            f"{path}: WAVE has shape {wave.shape} and Z {z.shape} for FLUX of shape {flux.shape} "
+            "(expected (n_wave,) and (n,) for (n, n_wave))"
+        )
+    wave = check_wave_aa(wave, f"{path}: WAVE", increasing=True)
+    ivar = np.atleast_2d(data["IVAR"])
+    good = (np.atleast_2d(data["MASK"]) == 0) & (ivar > 0) & np.isfinite(flux)
+    with np.errstate(divide="ignore"):
+        var = np.where(good, 1.0 / np.where(good, ivar, 1.0), np.nan)
+    sres = np.atleast_2d(data["SRES"])
+    return MangaSpectra(
+        path=path,
+        wave_aa=vacuum_to_air(wave),
+        flux=np.where(good, flux, np.nan),
+        var=var,
+        resolution=np.where(sres > 0, sres, np.nan),
+        z=z,
     )

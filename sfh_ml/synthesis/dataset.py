@@ -16,6 +16,15 @@ A run is safe to interrupt and to repeat:
   set-up, and without relying on HDF5 file locking; worker processes end with their parent;
 * the free disk space is checked up front (the chunks and the file, about twice the set's size).
 
+Held-out "worlds": the config's options beyond the training set's (other SFH families, another dust
+law or birth-cloud age, a mix of SSP libraries, flux-calibration, LSF, wavelength and
+sky-subtraction errors) draw their random numbers from their own streams,
+``SeedSequence(seed, spawn_key=(i, k))`` with one ``k`` per option, after the training set's draws:
+a world differs from the training set of the same seed only in what it changes (same dust, gas,
+dispersion, S/N and noise draws), and options combine without changing each other's draws. At their
+defaults the options leave the file exactly as before they existed (they are left out of the stored
+config).
+
 """
 
 import contextlib
@@ -36,10 +45,13 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from ..constants import HALPHA_LABEL, MAX_AGE_YR, TRAINING_SIGMA_KMS, ZH_RANGE
+from ..constants import BIRTH_CLOUD_AGE_YR, HALPHA_LABEL, MAX_AGE_YR, TRAINING_SIGMA_KMS, ZH_RANGE
 from ..files import output_lock, tmp_path
 from . import schema
+from .dust import CF00_SLOPE, DUST_LAWS
 from .instrument import MUSE_DWAVE_AA, MUSE_N_WAVE, MUSE_WAVE_START_AA, SKY_Z_RANGE
+from .parametric import PARAMETRIC_FAMILIES, parametric_families
+from .perturbations import draw_lsf_scale, flux_calibration_error, shift_spectra, sky_residuals
 from .photometry import PHANGS_FILTERS, phangs_snr
 from .schema import SCHEMA_VERSION
 from .sfh import (
@@ -51,12 +63,36 @@ from .sfh import (
     default_age_bins,
 )
 from .ssp import LIBRARY_VARIANTS, load_library
-from .synthesizer import SynthesisParams, Synthesizer, bin_light
+from .synthesizer import LibraryMix, SynthesisParams, Synthesizer, bin_light
 
-__all__ = ["DatasetConfig", "generate", "generate_chunk", "read_dataset", "FAMILIES", "SCHEMA_VERSION"]
+__all__ = [
+    "DatasetConfig",
+    "generate",
+    "generate_chunk",
+    "read_dataset",
+    "FAMILIES",
+    "LIBRARIES",
+    "SCHEMA_VERSION",
+]
 __doc__ += schema.describe()
 
-FAMILIES = ("skewnormal", "densebasis", "mix")
+TRAINING_FAMILIES = ("skewnormal", "densebasis", "mix")
+FAMILIES = (*TRAINING_FAMILIES, *PARAMETRIC_FAMILIES, "parametric")
+LIBRARIES = (*LIBRARY_VARIANTS, "mix")
+# Options of held-out worlds and their defaults (the training set's): left out of the stored config
+# at these values, so files made before they existed keep their bytes.
+WORLD_DEFAULTS = dict(
+    dust_law="cf00",
+    dust_slope=CF00_SLOPE,
+    birth_cloud_age_yr=BIRTH_CLOUD_AGE_YR,
+    flux_calibration=0.0,
+    lsf_error=0.0,
+    wave_shift_kms=0.0,
+    sky_residual=0.0,
+    library_mix=(0.0, 1.0),
+)
+# spawn_key (chunk, k) of each option's random stream
+_STREAMS = dict(family=1, library_mix=2, flux_calibration=3, lsf_error=4, wave_shift_kms=5, sky_residual=6)
 
 
 def _pair(value, name):
@@ -81,8 +117,13 @@ class DatasetConfig:
         Number of objects.
     seed : int
         Master seed.
-    family : {"skewnormal", "densebasis", "mix"}
-        SFH family; ``mix`` draws each object from either with probability ``mix_skewnormal``.
+    family : str
+        SFH family. Training families: ``"skewnormal"``, ``"densebasis"``, ``"mix"`` (each object from
+        either, skew-normal with probability ``mix_skewnormal``). Held-out families
+        (:mod:`sfh_ml.synthesis.parametric`): ``"delayedtau"`` (delayed tau + burst), ``"exptau"``
+        (exponential), ``"truncated"`` (constant, then quenched), ``"lognormal"``, ``"doublepl"``
+        (double power law), or ``"parametric"`` (each object from one of these five, equal odds);
+        everything else is drawn as for ``"mix"``, from the same random numbers.
     snr : (float, float)
         S/N per MUSE pixel (5300-5700 A continuum).
     snr_phot : "phangs" or (float, float)
@@ -122,10 +163,32 @@ class DatasetConfig:
         Objects per independently seeded chunk.
     filters : tuple of str
         pyphot band names.
-    library : {"emiles", "bc03"}
+    library : {"emiles", "bc03", "mix"}
         SSP library of the stars (see :mod:`sfh_ml.synthesis.ssp`): ``"bc03"`` makes held-out sets
         whose stellar spectra the network (trained on ``"emiles"``) has never seen; everything else
-        is drawn and computed the same way, from the same random numbers.
+        is drawn and computed the same way, from the same random numbers. ``"mix"``: each object's
+        stars are w E-MILES + (1 - w) BC03, w uniform in ``library_mix`` (domain randomisation; see
+        :class:`sfh_ml.synthesis.synthesizer.LibraryMix`; the file's ``bin_light`` is E-MILES').
+    dust_law : {"cf00", "calzetti", "smc"}
+        Curve of the diffuse-ISM screen (:func:`sfh_ml.synthesis.dust.dust_curve`, normalised at
+        5500 A); the birth clouds keep the CF00 power law.
+    dust_slope : float
+        Index of the ISM power law for ``"cf00"`` (default -0.7, CF00).
+    birth_cloud_age_yr : float
+        Age at which stars leave their birth clouds, years (default 1e7; any value in (0, 1e9]).
+    flux_calibration : float
+        Rms of a smooth multiplicative flux-calibration error of the spectra (Legendre orders 1-3,
+        :func:`sfh_ml.synthesis.perturbations.flux_calibration_error`), e.g. 0.03; 0: none.
+    lsf_error : float
+        Largest fractional error of the MUSE LSF width: each object is observed with an LSF
+        (1 + e) times the nominal one, e uniform in [-lsf_error, lsf_error]; 0: none.
+    wave_shift_kms : float
+        Rms (normal) of a residual wavelength-calibration / redshift error, km/s; 0: none.
+    sky_residual : float
+        Amplitude of sky-subtraction residuals at the night-sky lines, in units of the local noise
+        (:func:`sfh_ml.synthesis.perturbations.sky_residuals`); 0: none.
+    library_mix : (float, float)
+        Range of the E-MILES share w for ``library="mix"`` (uniform).
     """
 
     n: int
@@ -148,13 +211,22 @@ class DatasetConfig:
     sky_frac: tuple = (0.0, 0.9)
     sky_z: tuple = SKY_Z_RANGE
     library: str = "emiles"
+    dust_law: str = WORLD_DEFAULTS["dust_law"]
+    dust_slope: float = WORLD_DEFAULTS["dust_slope"]
+    birth_cloud_age_yr: float = WORLD_DEFAULTS["birth_cloud_age_yr"]
+    flux_calibration: float = WORLD_DEFAULTS["flux_calibration"]
+    lsf_error: float = WORLD_DEFAULTS["lsf_error"]
+    wave_shift_kms: float = WORLD_DEFAULTS["wave_shift_kms"]
+    sky_residual: float = WORLD_DEFAULTS["sky_residual"]
+    library_mix: tuple = WORLD_DEFAULTS["library_mix"]
 
     def __post_init__(self):
         if int(self.n) != self.n or self.n <= 0:
             raise ValueError(f"n must be a positive integer, got {self.n}")
         self.n = int(self.n)
-        if self.library not in LIBRARY_VARIANTS:
-            raise ValueError(f"unknown SSP library {self.library!r}; choose one of {LIBRARY_VARIANTS}")
+        if self.library not in LIBRARIES:
+            raise ValueError(f"unknown SSP library {self.library!r}; choose one of {LIBRARIES}")
+        self._check_world()
         if self.family not in FAMILIES:
             raise ValueError(f"unknown SFH family {self.family!r}; choose one of {FAMILIES}")
         ranges = ["snr", "sigma_kms", "sigma_gas_kms", "tau_bc", "tau_ism", "log_u", "sky_frac", "sky_z"]
@@ -190,6 +262,46 @@ class DatasetConfig:
         default_age_bins(self.n_bins, self.young_bins_yr)  # validates n_bins and young_bins_yr
         DenseBasis(self.n_tx, self.alpha)  # validates n_tx, alpha
 
+    def _check_world(self):
+        if self.dust_law not in DUST_LAWS:
+            raise ValueError(f"unknown dust law {self.dust_law!r}; choose one of {DUST_LAWS}")
+        self.dust_slope = float(self.dust_slope)
+        if not np.isfinite(self.dust_slope) or (self.dust_law != "cf00" and self.dust_slope != CF00_SLOPE):
+            raise ValueError(
+                f"dust_slope must be finite, and applies to dust_law='cf00' only (got {self.dust_slope})"
+            )
+        self.birth_cloud_age_yr = float(self.birth_cloud_age_yr)
+        if not 0 < self.birth_cloud_age_yr <= 1e9:
+            raise ValueError(f"birth_cloud_age_yr must be in (0, 1e9] yr, got {self.birth_cloud_age_yr}")
+        limits = dict(flux_calibration=0.5, lsf_error=0.5, wave_shift_kms=1000.0, sky_residual=100.0)
+        for name, hi in limits.items():
+            value = float(getattr(self, name))
+            if not 0 <= value <= hi:
+                raise ValueError(f"{name} must be in [0, {hi}], got {value}")
+            setattr(self, name, value)
+        self.library_mix = _pair(self.library_mix, "library_mix")
+        if self.library_mix[0] < 0 or self.library_mix[1] > 1:
+            raise ValueError(f"library_mix must lie in [0, 1], got {self.library_mix}")
+
+    @property
+    def parametric(self):
+        """Whether the set draws parametric families (and stores their parameters)."""
+        return self.family not in TRAINING_FAMILIES
+
+    @property
+    def world_params(self):
+        """Names of the ``world/<name>`` datasets this set stores (see :data:`schema.WORLD_PARAMS`)."""
+        used = dict(
+            library_weight=self.library == "mix",
+            lsf_scale=self.lsf_error > 0,
+            wave_shift_kms=self.wave_shift_kms > 0,
+        )
+        return tuple(name for name in schema.WORLD_PARAMS if used[name])
+
+    def world_rng(self, index, option):
+        """The random stream of a world option (a key of ``_STREAMS``) for chunk ``index``."""
+        return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(index, _STREAMS[option])))
+
     @property
     def n_chunks(self):
         return -(-self.n // self.chunk_size)
@@ -200,7 +312,12 @@ class DatasetConfig:
         return default_age_bins(self.n_bins, self.young_bins_yr)
 
     def to_json(self):
-        return json.dumps(asdict(self), sort_keys=True)
+        """The config as JSON; world options at their defaults are left out (see :data:`WORLD_DEFAULTS`)."""
+        d = asdict(self)
+        for name, default in WORLD_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
+        return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_json(cls, text):
@@ -212,15 +329,37 @@ class DatasetConfig:
         return SkewNormalBurst(chemistry=chem), DenseBasis(self.n_tx, self.alpha, chemistry=chem)
 
     def synthesizer(self, library=None):
-        """A :class:`Synthesizer` for this config's SSP library, bands and dispersion range
-        (``library``: an :class:`~sfh_ml.synthesis.ssp.SSPLibrary` to use instead of loading it)."""
+        """A :class:`Synthesizer` for this config's SSP library, bands, dispersion range and dust
+        (``library``: an :class:`~sfh_ml.synthesis.ssp.SSPLibrary` to use instead of loading it);
+        for ``library="mix"`` a :class:`LibraryMix` of E-MILES and BC03 (``library`` not accepted)."""
+        if self.library == "mix":
+            if library is not None:
+                raise ValueError("a library mix loads its two libraries itself: pass library=None")
+            return LibraryMix(*(self._synthesizer(load_library(variant=v)) for v in ("emiles", "bc03")))
         if library is None:
             library = load_library(variant=self.library)
         elif library.variant != self.library:
             raise ValueError(
                 f"this config synthesises with the {self.library!r} library, not {library.variant!r}"
             )
-        return Synthesizer(library=library, filters=self.filters, sigma_kms=self.sigma_kms)
+        return self._synthesizer(library)
+
+    def _synthesizer(self, library):
+        sigma = self.sigma_kms
+        if self.lsf_error > 0:  # the stars' effective dispersions reach beyond the drawn range
+            sigma = tuple(
+                SynthesisParams.effective_sigma_kms(
+                    np.array(sigma), np.array([1 - self.lsf_error, 1 + self.lsf_error])
+                )
+            )
+        return Synthesizer(
+            library=library,
+            filters=self.filters,
+            sigma_kms=sigma,
+            dust_law=self.dust_law,
+            dust_slope=self.dust_slope,
+            birth_cloud_age_yr=self.birth_cloud_age_yr,
+        )
 
 
 def _draw(rng, bounds, n, log=False):
@@ -254,7 +393,7 @@ def generate_chunk(config, index, synthesizer=None):
     n = min(config.chunk_size, config.n - index * config.chunk_size)
     rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(index,)))
     skew, dense = config.families()
-    if config.family == "mix":
+    if config.family in ("mix", *PARAMETRIC_FAMILIES, "parametric"):  # a world: the training draws first
         is_skew = rng.random(n) < config.mix_skewnormal
     else:
         is_skew = np.full(n, config.family == "skewnormal")
@@ -265,6 +404,8 @@ def generate_chunk(config, index, synthesizer=None):
     if (~is_skew).any():
         parts.append(dense.sample(int((~is_skew).sum()), rng))
     sfh = concatenate(parts).take(np.argsort(order, kind="stable"))
+    if config.parametric:
+        sfh = _parametric_histories(config, index, n)
     n_band = len(config.filters)
     params = SynthesisParams(
         tau_bc=_draw(rng, config.tau_bc, n),
@@ -281,7 +422,7 @@ def generate_chunk(config, index, synthesizer=None):
         sky_frac=_draw(rng, config.sky_frac, n),
         sky_z=_draw(rng, config.sky_z, n),
     )
-    out = synth(sfh, params, rng)
+    out, world = _observe(config, index, synth, sfh, params, rng)
     edges = config.age_bins_yr
     ha = synth.library.line_index(HALPHA_LABEL)
     rec = dict(
@@ -313,9 +454,71 @@ def generate_chunk(config, index, synthesizer=None):
         sky_z=params.sky_z,
     )
     sfh_params = dict(sfh.params, zh_start=sfh.zh_start, zh_final=sfh.zh_final, zh_gamma=sfh.zh_gamma)
-    for name in schema.sfh_param_names(config.n_tx):
+    for name in schema.sfh_param_names(config.n_tx, config.parametric):
         rec[f"sfh_params/{name}"] = sfh_params.get(name, np.full(n, np.nan))
+    for name in config.world_params:
+        rec[f"world/{name}"] = world[name]
     return rec
+
+
+def _parametric_histories(config, index, n):
+    """The histories of a parametric world, from the family stream: one family, or each object from one
+    of the five with equal odds."""
+    rng = config.world_rng(index, "family")
+    families = parametric_families()
+    names = PARAMETRIC_FAMILIES if config.family == "parametric" else (config.family,)
+    which = rng.integers(len(names), size=n) if len(names) > 1 else np.zeros(n, dtype=int)
+    order = np.argsort(which, kind="stable")
+    parts = [
+        families[name].sample(int(np.sum(which == k)), rng)
+        for k, name in enumerate(names)
+        if np.any(which == k)
+    ]
+    return concatenate(parts).take(np.argsort(order, kind="stable"))
+
+
+def _observe(config, index, synth, sfh, params, rng):
+    """Synthesis, the world's observational errors and the noise (see
+    :mod:`sfh_ml.synthesis.perturbations`); returns the synthesizer's output and the per-object draws
+    of the world (a dict keyed by :data:`schema.WORLD_PARAMS` names)."""
+    world = {}
+    if config.lsf_error > 0:
+        params.lsf_scale = world["lsf_scale"] = draw_lsf_scale(
+            config.lsf_error, config.world_rng(index, "lsf_error"), len(params)
+        )
+    if config.library == "mix":
+        world["library_weight"] = _draw(
+            config.world_rng(index, "library_mix"), config.library_mix, len(params)
+        )
+    perturbed = config.flux_calibration > 0 or config.wave_shift_kms > 0 or config.sky_residual > 0
+    if not perturbed and config.library != "mix":
+        return synth(sfh, params, rng), world  # the training path
+    if config.library == "mix":
+        out = synth(sfh, params, world["library_weight"], noise=False)
+        noisy = synth.first.noisy
+    else:
+        out = synth(sfh, params, noise=False)
+        noisy = synth.noisy
+    wave = synth.wave_aa
+    if config.wave_shift_kms > 0:
+        world["wave_shift_kms"] = config.world_rng(index, "wave_shift_kms").normal(
+            0.0, config.wave_shift_kms, len(params)
+        )
+        out["spectra_noiseless"] = shift_spectra(out["spectra_noiseless"], wave, world["wave_shift_kms"])
+    out.update(noisy(out["spectra_noiseless"], out["photometry_noiseless"], params, rng))
+    if config.sky_residual > 0:
+        r = sky_residuals(
+            out["noise"], wave, params.sky_z, config.sky_residual, config.world_rng(index, "sky_residual")
+        )
+        out["spectra"] += r
+    if config.flux_calibration > 0:
+        f = flux_calibration_error(
+            wave, config.flux_calibration, config.world_rng(index, "flux_calibration"), len(params)
+        )
+        f = f.astype(out["spectra"].dtype)
+        for key in ("spectra", "spectra_noiseless", "noise"):
+            out[key] = out[key] * f
+    return out, world
 
 
 # ----------------------------------------------------------------------------------------- the file
@@ -353,8 +556,10 @@ def _create(f, config, wave_aa, library):
     gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
     gcpl.set_obj_track_times(False)
     h5py.h5g.create(f.id, b"sfh_params", gcpl=gcpl)
+    if config.world_params:
+        h5py.h5g.create(f.id, b"world", gcpl=gcpl)
     rows = min(config.chunk_size, config.n, 256)
-    for name, spec in schema.expand(config.n_tx):
+    for name, spec in schema.expand(config.n_tx, config.parametric, config.world_params):
         shape = spec.resolve(dims)
         if spec.per_object:
             dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
@@ -678,7 +883,9 @@ def _check_disk_space(path, config, store):
             n_ssp = f["age_yr"].shape[0]
     except (OSError, KeyError):
         n_ssp = 64  # no library yet: an upper bound
-    per_object = schema.bytes_per_object(_dims(config, n_ssp), config.n_tx)
+    per_object = schema.bytes_per_object(
+        _dims(config, n_ssp), config.n_tx, config.parametric, config.world_params
+    )
     n_left = config.n - sum(min(config.chunk_size, config.n - i * config.chunk_size) for i in store.done())
     need = per_object * (config.n + n_left) * 1.02 + 2**20  # the file + the chunks still to save, +2 %
     free = shutil.disk_usage(path.parent).free
@@ -735,7 +942,8 @@ def _assemble(config, path, store, synth, overwrite):
     else:
         from .instrument import muse_wave
 
-        wave_aa, library = muse_wave(), load_library(variant=config.library)
+        variant = "emiles" if config.library == "mix" else config.library
+        wave_aa, library = muse_wave(), load_library(variant=variant)
     tmp = tmp_path(path)
     try:
         with _create_file(tmp) as f:

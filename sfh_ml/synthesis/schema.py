@@ -19,6 +19,8 @@ __all__ = [
     "DATASETS",
     "ATTRIBUTES",
     "sfh_param_names",
+    "PARAMETRIC_SFH_PARAMS",
+    "WORLD_PARAMS",
     "expand",
     "bytes_per_object",
     "describe",
@@ -83,7 +85,7 @@ DATASETS = (
         "sfh_ssp", ("n", "n_ssp"), _F32, "", "sfh on the SSP age grid (the truth a full-spectrum fit sees)"
     ),
     Field("zh_ssp", ("n", "n_ssp"), _F32, "dex", "zh on the SSP age grid"),
-    Field("family", ("n",), "S10", "", 'SFH family, "skewnormal" or "densebasis"'),
+    Field("family", ("n",), "S10", "", 'SFH family, "skewnormal", "densebasis" or a parametric one'),
     Field("mw_log_age", ("n",), _F64, "log10 yr", "mass-weighted (mass formed) age on the SSP age grid"),
     Field("lw_log_age", ("n",), _F64, "log10 yr", "age weighted by the SSP mix's 5500 A light, before dust"),
     Field("mw_zh", ("n",), _F64, "dex", "mass-weighted [M/H]"),
@@ -111,6 +113,7 @@ DATASETS = (
     Field("sky_frac", ("n",), _F64, "", "sky + detector share of the noise variance at 5300-5700 A"),
     Field("sky_z", ("n",), _F64, "", "redshift placing the sky lines and throughput in the noise"),
     Field("sfh_params/<name>", ("n",), _F64, "", "generator parameters (NaN where they do not apply)"),
+    Field("world/<name>", ("n",), _F64, "", "per-object draws of a held-out world's options (if any)"),
     Field("wave_aa", ("n_wave",), _F64, "Angstrom", "air wavelengths of the spectra"),
     Field("filters", ("n_band",), "S32", "", "pyphot names of the bands"),
     Field(
@@ -146,8 +149,26 @@ ATTRIBUTES = (
 )
 
 
-def sfh_param_names(n_tx):
-    """Names of the ``sfh_params/<name>`` datasets for ``n_tx`` dense-basis times."""
+# Parameters of the parametric families (sfh_ml.synthesis.parametric), stored after the training
+# families' ones only in sets that draw them: the training files keep their datasets and bytes.
+PARAMETRIC_SFH_PARAMS = (
+    "formation_age_yr",
+    "tau_yr",
+    "quench_age_yr",
+    "log_width",
+    "dpl_tau_yr",
+    "dpl_alpha",
+    "dpl_beta",
+)
+# Per-object draws of the held-out worlds' options (DatasetConfig), stored as ``world/<name>`` only in
+# sets that use the option: library_weight (share of E-MILES in a library mix), lsf_scale (LSF width
+# over the nominal MUSE LSF), wave_shift_kms (wavelength-calibration error, km/s).
+WORLD_PARAMS = ("library_weight", "lsf_scale", "wave_shift_kms")
+
+
+def sfh_param_names(n_tx, parametric=False):
+    """Names of the ``sfh_params/<name>`` datasets for ``n_tx`` dense-basis times (and, if
+    ``parametric``, those of the parametric families, :data:`PARAMETRIC_SFH_PARAMS`, at the end)."""
     return (
         "peak_age_yr",
         "width_yr",
@@ -159,6 +180,7 @@ def sfh_param_names(n_tx):
         "zh_start",
         "zh_final",
         "zh_gamma",
+        *(PARAMETRIC_SFH_PARAMS if parametric else ()),
     )
 
 
@@ -169,24 +191,34 @@ def field(name):
     """The :class:`Field` of dataset ``name`` (any ``sfh_params/...`` gives the generic entry), or None."""
     if name.startswith("sfh_params/"):
         return _BY_NAME["sfh_params/<name>"]
+    if name.startswith("world/"):
+        return _BY_NAME["world/<name>"]
     return _BY_NAME.get(name)
 
 
-def expand(n_tx):
-    """The datasets of a file, in writer order, with ``sfh_params/<name>`` expanded: list of (name, Field)."""
+def expand(n_tx, parametric=False, world=()):
+    """The datasets of a file, in writer order, with ``sfh_params/<name>`` expanded (see
+    :func:`sfh_param_names`) and ``world/<name>`` for each name of ``world`` (a subset of
+    :data:`WORLD_PARAMS`): list of (name, Field)."""
+    unknown = set(world) - set(WORLD_PARAMS)
+    if unknown:
+        raise ValueError(f"unknown world parameters {sorted(unknown)}; the schema has {WORLD_PARAMS}")
     out = []
     for f in DATASETS:
         if f.name == "sfh_params/<name>":
-            out.extend((f"sfh_params/{p}", f) for p in sfh_param_names(n_tx))
+            out.extend((f"sfh_params/{p}", f) for p in sfh_param_names(n_tx, parametric))
+        elif f.name == "world/<name>":
+            out.extend((f"world/{p}", f) for p in WORLD_PARAMS if p in world)
         else:
             out.append((f.name, f))
     return out
 
 
-def bytes_per_object(dims, n_tx):
-    """Bytes the per-object datasets take for one object (``dims`` without ``n``)."""
+def bytes_per_object(dims, n_tx, parametric=False, world=()):
+    """Bytes the per-object datasets take for one object (``dims`` without ``n``; the other arguments
+    as in :func:`expand`)."""
     total = 0
-    for _, f in expand(n_tx):
+    for _, f in expand(n_tx, parametric, world):
         if f.per_object:
             shape = f.resolve({**dims, "n": 1})
             total += int(np.prod(shape)) * np.dtype(f.dtype).itemsize

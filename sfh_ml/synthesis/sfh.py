@@ -31,6 +31,8 @@ __all__ = [
     "ConstantSFH",
     "concatenate",
     "default_age_bins",
+    "history_grid",
+    "cumulative_from_sfr",
     "YOUNG_BIN_EDGES_YR",
     "pchip_eval",
     "closed_edges",
@@ -85,6 +87,36 @@ def default_age_bins(n_bins=16, young_edges_yr=YOUNG_BIN_EDGES_YR, min_age_yr=1e
         )
     log_bins = np.logspace(np.log10(min_age_yr), np.log10(max_age_yr), int(n_bins) + 1)
     return np.concatenate([young, log_bins])
+
+
+def history_grid():
+    """The look-back ages (years, shape (n_grid,), 0 to 14.1 Gyr) on which every family tabulates its
+    cumulative mass (see :class:`SFHBatch`)."""
+    return _grid()
+
+
+def cumulative_from_sfr(age_grid_yr, sfr):
+    """Trapezoid integral of star formation rates from look-back age 0, not normalised.
+
+    Parameters
+    ----------
+    age_grid_yr : ndarray, shape (n_grid,)
+        Increasing look-back ages, years.
+    sfr : ndarray, shape (n_obj, n_grid)
+        Star formation rates at those ages (any unit per year).
+
+    Returns
+    -------
+    ndarray, shape (n_obj, n_grid)
+        Mass formed at look-back ages younger than each grid age (0 in the first column).
+    """
+    return np.concatenate(
+        [
+            np.zeros((sfr.shape[0], 1)),
+            np.cumsum(0.5 * (sfr[:, 1:] + sfr[:, :-1]) * np.diff(age_grid_yr), axis=1),
+        ],
+        axis=1,
+    )
 
 
 def _grid():
@@ -480,13 +512,7 @@ class SkewNormalBurst:
         x = x * (10.0 ** skew[:, None]) ** np.arcsinh(x)
         sfr = np.exp(-0.5 * x**2)
         # Trapezoid integral of the SFR on the grid, normalised.
-        cum = np.concatenate(
-            [
-                np.zeros((len(peak_age), 1)),
-                np.cumsum(0.5 * (sfr[:, 1:] + sfr[:, :-1]) * np.diff(grid), axis=1),
-            ],
-            axis=1,
-        )
+        cum = cumulative_from_sfr(grid, sfr)
         total = cum[:, -1:]
         # A skewed normal that vanishes numerically on the grid falls back to its peak bin.
         degenerate = total[:, 0] <= 0

@@ -4,8 +4,9 @@ For each object (all quantities per solar mass formed in total):
 
 1. mass formed in each SSP age bin, and the mass-weighted [M/H] of those stars (:mod:`sfh_ml.synthesis.sfh`);
    each bin's spectrum is interpolated linearly in [M/H] between the two nearest SSP metallicities;
-2. Charlot & Fall (2000) dust: stars younger than 10 Myr and their nebular emission see the birth
-   cloud and the ISM, older stars the ISM only (:mod:`sfh_ml.synthesis.dust`);
+2. Charlot & Fall (2000) dust: stars younger than 10 Myr (``birth_cloud_age_yr``) and the nebular
+   emission see the birth cloud and the ISM, older stars the ISM only (:mod:`sfh_ml.synthesis.dust`;
+   the ISM screen may follow another law, ``dust_law``, for held-out sets);
 3. nebular continuum and lines from the Cloudy grids, scaled by the mass formed at each age
    younger than 10 Myr, interpolated in [M/H] and log U (:mod:`sfh_ml.synthesis.nebular`);
 4. the five HST fluxes from the full-range (1680-11010 A) spectrum (:mod:`sfh_ml.synthesis.photometry`);
@@ -22,6 +23,7 @@ mixed spectra, and for the fluxes the dust curve is applied on 50 A bins of band
 integrals (exact to < 0.1 %). There is no Python loop over objects.
 """
 
+import weakref
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -29,16 +31,19 @@ from scipy import sparse
 
 from ..constants import BIRTH_CLOUD_AGE_YR, C_KMS, FWHM_TO_SIGMA, HBETA_LABEL, V_WAVE_AA
 from ..utils import check_wave_aa, interp_weights
-from .dust import attenuation_curve, transmission
+from .dust import CF00_SLOPE, attenuation_curve, dust_curve, transmission
 from .instrument import broadening_matrix, muse_lsf_fwhm, muse_wave, noise_sigma, total_sigma_aa
 from .nebular import add_lines
 from .photometry import PHANGS_FILTERS, band_weights
 from .sfh import closed_edges, time_overlap
 from .ssp import load_library
 
-__all__ = ["SynthesisParams", "Synthesizer", "v_band_flux", "bin_light"]
+__all__ = ["SynthesisParams", "Synthesizer", "LibraryMix", "v_band_flux", "bin_light", "LSF_REF_WAVE_AA"]
 
 V_HALF_WIDTH_AA = 50.0  # light weights use the SSP flux averaged over 5500 +- 50 A
+# An LSF-width error (SynthesisParams.lsf_scale) is applied to the stars as the velocity dispersion
+# that gives the same extra Gaussian variance at H-alpha (the lines take it exactly at their own lambda).
+LSF_REF_WAVE_AA = 6563.0
 
 
 def v_band_flux(library):
@@ -119,6 +124,13 @@ class SynthesisParams:
     sky_z : ndarray
         Redshift at which the sky lines and the instrument throughput fall on the rest-frame
         spectrum (default 0).
+    lsf_scale : ndarray
+        Width of the line-spread function the spectrum was observed with, in units of the MUSE LSF
+        (Bacon et al. 2017) the pipeline assumes (default 1; e.g. 1.1 for an LSF 10 % broader).
+        Emission lines take it exactly; the stars as an effective dispersion
+        sqrt(sigma_kms**2 + (lsf_scale**2 - 1) sigma_LSF**2), sigma_LSF in km/s at
+        :data:`LSF_REF_WAVE_AA` (the stellar dispersion is >= 150 km/s, the LSF 40-80 km/s, so
+        the error of this approximation across the range is below 2 km/s for a 10 % LSF error).
     """
 
     tau_bc: np.ndarray
@@ -130,6 +142,7 @@ class SynthesisParams:
     snr_phot: np.ndarray
     sky_frac: np.ndarray = 0.0
     sky_z: np.ndarray = 0.0
+    lsf_scale: np.ndarray = 1.0
 
     def __post_init__(self):
         n = None
@@ -160,6 +173,22 @@ class SynthesisParams:
             raise ValueError("sky_frac must lie in [0, 1]")
         if np.any(self.sky_z < 0):
             raise ValueError("sky_z must be >= 0")
+        if np.any(self.lsf_scale <= 0):
+            raise ValueError("lsf_scale must be > 0")
+
+    def stellar_sigma_kms(self):
+        """Velocity dispersion the stellar templates are broadened to, km/s, shape (n_obj,): ``sigma_kms``,
+        or with an LSF error the :meth:`effective_sigma_kms`."""
+        return self.effective_sigma_kms(self.sigma_kms, self.lsf_scale)
+
+    @staticmethod
+    def effective_sigma_kms(sigma_kms, lsf_scale):
+        """sqrt(sigma_kms**2 + (lsf_scale**2 - 1) sigma_LSF**2), sigma_LSF the MUSE LSF in km/s at
+        :data:`LSF_REF_WAVE_AA`; exactly ``sigma_kms`` where ``lsf_scale`` is 1 (arrays, km/s)."""
+        sigma_kms, lsf_scale = np.asarray(sigma_kms, float), np.asarray(lsf_scale, float)
+        sigma_lsf = muse_lsf_fwhm(LSF_REF_WAVE_AA) * FWHM_TO_SIGMA / LSF_REF_WAVE_AA * C_KMS
+        extra = (lsf_scale**2 - 1.0) * sigma_lsf**2
+        return np.where(lsf_scale == 1.0, sigma_kms, np.sqrt(np.clip(sigma_kms**2 + extra, 0, None)))
 
     def __len__(self):
         return self.tau_bc.size
@@ -196,6 +225,22 @@ class _Weights:
     w_young: np.ndarray
     m_neb: np.ndarray
     z_neb: np.ndarray
+
+
+_SVD_CACHE = {}  # id(library) -> (weak reference, SVD): synthesizers of one library share it
+
+
+def _nebular_svd(library):
+    """SVD of the library's nebular continua, (n_neb_age * n_zh * n_u, n_lw), computed once per library
+    object (the slowest step of building a Synthesizer; several worlds share a library)."""
+    hit = _SVD_CACHE.get(id(library))
+    if hit is not None and hit[0]() is library:
+        return hit[1]
+    neb = library.neb_cont.reshape(-1, library.wave_aa.size).astype(np.float64)
+    svd = np.linalg.svd(neb, full_matrices=False)
+    key = id(library)
+    _SVD_CACHE[key] = (weakref.ref(library, lambda _, key=key: _SVD_CACHE.pop(key, None)), svd)
+    return svd
 
 
 def _sigma_nodes(sigma_kms):
@@ -240,6 +285,18 @@ class Synthesizer:
         Number of singular vectors kept for the nebular continuum (relative error < 1e-3).
     dtype : numpy dtype
         Floating type of the outputs.
+    dust_law : {"cf00", "calzetti", "smc"}
+        Curve of the diffuse-ISM screen (:func:`sfh_ml.synthesis.dust.dust_curve`); the birth clouds
+        always follow the CF00 power law (:data:`sfh_ml.synthesis.dust.CF00_SLOPE`). Spectra, fluxes
+        and the light-weighted truths after dust all use it (the latter at 5500 A, where every curve
+        is 1).
+    dust_slope : float
+        Index of the ISM power law when ``dust_law`` is ``"cf00"`` (default CF00's -0.7).
+    birth_cloud_age_yr : float
+        Stars younger than this sit in their birth clouds (default 10 Myr, CF00). Any age in
+        (0, 1 Gyr] works: an SSP age bin that straddles it is split by the mass formed on each side.
+        The nebular emission (Cloudy grids of stars younger than 10 Myr) always sees the birth cloud:
+        it is the birth cloud's gas.
     """
 
     def __init__(
@@ -251,7 +308,15 @@ class Synthesizer:
         phot_bin_aa=50.0,
         neb_rank=12,
         dtype=np.float32,
+        dust_law="cf00",
+        dust_slope=CF00_SLOPE,
+        birth_cloud_age_yr=BIRTH_CLOUD_AGE_YR,
     ):
+        if not 0 < birth_cloud_age_yr <= 1e9:
+            raise ValueError(f"birth_cloud_age_yr must be in (0, 1e9] yr, got {birth_cloud_age_yr}")
+        dust_curve(V_WAVE_AA, dust_law, dust_slope)  # validates the law and its slope
+        self.dust_law, self.dust_slope = dust_law, float(dust_slope)
+        self.birth_cloud_age_yr = float(birth_cloud_age_yr)
         lib = load_library() if library is None else library
         self.library = lib
         self.dtype = dtype
@@ -259,7 +324,9 @@ class Synthesizer:
         self.wave_aa = self._output_grid(wave_aa)
         self.sigma_nodes_kms = _sigma_nodes(sigma_kms)
         self.n_age, self.n_zh = lib.flux.shape[:2]
-        self.n_young = int(np.sum(lib.age_edges_yr[:-1] < BIRTH_CLOUD_AGE_YR))  # SSP bins with stars < 10 Myr
+        self.n_young = int(
+            np.sum(lib.age_edges_yr[:-1] < self.birth_cloud_age_yr)
+        )  # bins with stars in clouds
         tpl = lib.flux.reshape(self.n_age * self.n_zh, -1).astype(np.float64)  # (n_t, n_lw)
         self._broaden_templates(tpl)
         neb_vt = self._nebular_basis(neb_rank)
@@ -298,8 +365,7 @@ class Synthesizer:
         Returns the basis on the library grid, ndarray of shape (rank, n_lw).
         """
         lib, lw = self.library, self.library.wave_aa
-        neb = lib.neb_cont.reshape(-1, lw.size).astype(np.float64)  # (n_neb_age * n_zh * n_u, n_lw)
-        u, s, vt = np.linalg.svd(neb, full_matrices=False)
+        u, s, vt = _nebular_svd(lib)
         self._neb_coef = (u[:, :rank] * s[:rank]).astype(self.dtype)  # (n_neb, rank)
         op_lsf = broadening_matrix(lw, self.wave_aa, total_sigma_aa(self.wave_aa, 0.0))
         self._neb_basis = (op_lsf @ vt[:rank].T).T.astype(self.dtype)  # (rank, n_wave)
@@ -343,10 +409,19 @@ class Synthesizer:
         return np.array(lam_col)
 
     def _dust_curves(self, lam_col):
-        """tau(lambda) / tau_V on the output grid, the flux columns and the emission lines."""
+        """tau(lambda) / tau_V of the birth clouds (``_k_*``) and of the ISM (``_k_*_ism``) on the output
+        grid, the flux columns and the emission lines."""
         self._k_wave = attenuation_curve(self.wave_aa).astype(self.dtype)
         self._k_phot = attenuation_curve(lam_col).astype(self.dtype)
         self._line_k = attenuation_curve(self.library.line_wave_aa)
+        self._same_dust = self.dust_law == "cf00" and self.dust_slope == CF00_SLOPE
+        if self._same_dust:  # one curve for both screens (the training model)
+            self._k_wave_ism, self._k_phot_ism, self._line_k_ism = self._k_wave, self._k_phot, self._line_k
+        else:
+            law, slope = self.dust_law, self.dust_slope
+            self._k_wave_ism = dust_curve(self.wave_aa, law, slope).astype(self.dtype)
+            self._k_phot_ism = dust_curve(lam_col, law, slope).astype(self.dtype)
+            self._line_k_ism = dust_curve(self.library.line_wave_aa, law, slope)
 
     def _lines_on_the_grid(self):
         """Lines drawn on the spectra: near the grid, and reaching 1e-4 of H-beta somewhere (33 for MUSE)."""
@@ -373,7 +448,7 @@ class Synthesizer:
         c = sfh.cumulative_at(np.concatenate([[0.0], edges[1:-1], [edges[-1]]]))
         c[:, 0], c[:, -1] = 0.0, 1.0
         mass = np.clip(np.diff(c, axis=1), 0, None)  # (n, n_age)
-        c_bc = sfh.cumulative_at(np.minimum(edges[: self.n_young + 1], BIRTH_CLOUD_AGE_YR))
+        c_bc = sfh.cumulative_at(np.minimum(edges[: self.n_young + 1], self.birth_cloud_age_yr))
         mass_young = np.clip(np.diff(c_bc, axis=1), 0, None)  # (n, n_young): part of each bin < 10 Myr
         mass_old = mass.copy()
         mass_old[:, : self.n_young] -= mass_young
@@ -452,17 +527,17 @@ class Synthesizer:
                 for i in range(0, n, block_size)
             ]
             return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        self._check_sigma(params.sigma_kms)
+        self._check_sigma(params.stellar_sigma_kms())
         dt = self.dtype
         w = self._weights(sfh)
         w_old, w_young = w.w_old.astype(dt), w.w_young.astype(dt)
         w_neb = self._nebular_weights(w.m_neb, w.z_neb, params.log_u).astype(dt)
         line_lum = w_neb @ self._line_lum  # (n, n_lines)
         neb_coef = w_neb @ self._neb_coef  # (n, rank)
-        old, young = self._stellar_spectra(w_old, w_young, params.sigma_kms)
+        old, young = self._stellar_spectra(w_old, w_young, params.stellar_sigma_kms())
         neb_cont = neb_coef @ self._neb_basis
-        lines = self._emission_lines(line_lum, params.sigma_gas_kms)
-        att_ism = transmission(params.tau_ism, self._k_wave)
+        lines = self._emission_lines(line_lum, params.sigma_gas_kms, params.lsf_scale)
+        att_ism = transmission(params.tau_ism, self._k_wave_ism)
         att_bc = transmission(params.tau_bc, self._k_wave)
         spec = att_ism * (old + att_bc * (young + neb_cont + lines))
         phot = self._photometry(w_old, w_young, neb_coef, line_lum, params)
@@ -474,7 +549,7 @@ class Synthesizer:
             line_lum=line_lum,
         )
         if noise:
-            out.update(self._noisy(spec, phot, params, rng))
+            out.update(self.noisy(spec, phot, params, rng))
         if components:
             out["stellar"] = att_ism * (old + att_bc * young)
             out["nebular_continuum"] = att_ism * att_bc * neb_cont
@@ -508,25 +583,30 @@ class Synthesizer:
             young[sel] += f * (w_young[sel] @ self._tpl_young[k])
         return old, young
 
-    def _emission_lines(self, line_lum, sigma_gas_kms):
-        """Lines on the output grid, Gaussians of the MUSE LSF and the gas dispersion in quadrature."""
+    def _emission_lines(self, line_lum, sigma_gas_kms, lsf_scale=1.0):
+        """Lines on the output grid, Gaussians of the MUSE LSF (times ``lsf_scale``, (n_obj,)) and the
+        gas dispersion in quadrature."""
         lines = np.zeros((line_lum.shape[0], self.wave_aa.size), dtype=self.dtype)
         idx = self._muse_lines
         lam = self.library.line_wave_aa[idx]
-        sig_line = np.sqrt(
-            (muse_lsf_fwhm(lam) * FWHM_TO_SIGMA) ** 2 + (sigma_gas_kms[:, None] * lam / C_KMS) ** 2
-        )
+        lsf = muse_lsf_fwhm(lam) * FWHM_TO_SIGMA * np.reshape(lsf_scale, (-1, 1))
+        sig_line = np.sqrt(lsf**2 + (sigma_gas_kms[:, None] * lam / C_KMS) ** 2)
         return add_lines(lines, self.wave_aa, lam, line_lum[:, idx], sig_line)
 
     def _photometry(self, w_old, w_young, neb_coef, line_lum, params):
         """Fluxes: template integrals per bin with that bin's dust, lines as delta functions."""
         dt = self.dtype
-        a_ism = transmission(params.tau_ism, self._k_phot)
+        a_ism = transmission(params.tau_ism, self._k_phot_ism)
         a_bc = transmission(params.tau_bc, self._k_phot)
         cols = a_ism * (
             w_old @ self._phot_tpl + a_bc * (w_young @ self._phot_tpl_young + neb_coef @ self._phot_neb)
         )
-        line_att = transmission(params.tau_ism + params.tau_bc, self._line_k)
+        if self._same_dust:
+            line_att = transmission(params.tau_ism + params.tau_bc, self._line_k)
+        else:
+            line_att = transmission(params.tau_ism, self._line_k_ism) * transmission(
+                params.tau_bc, self._line_k
+            )
         return cols @ self._phot_sum + ((line_lum * line_att) @ self._line_phot).astype(dt)
 
     def _summaries(self, w, params):
@@ -535,16 +615,17 @@ class Synthesizer:
         Light-weighted means are taken over the SSP mixture itself: the SSP of age a and [M/H] z
         weighs light_az = mass_az * L5500_az (mass_az: the mass formed in age bin a times its [M/H]
         interpolation weight on z; L5500: :func:`v_band_flux`) and contributes its own log age and
-        [M/H]. ``lw_*`` are before dust; ``lw_*_dust`` after it, at 5500 A (tau = tau_V, see
-        :mod:`sfh_ml.synthesis.dust`): stars younger than 10 Myr dimmed by exp(-(tau_bc + tau_ism)),
-        older ones by exp(-tau_ism).
+        [M/H]. ``lw_*`` are before dust; ``lw_*_dust`` after it, at 5500 A (tau = tau_V for every
+        law, see :mod:`sfh_ml.synthesis.dust`): stars younger than ``birth_cloud_age_yr`` dimmed by
+        exp(-(tau_bc + tau_ism)), older ones by exp(-tau_ism).
 
         Returns
         -------
         dict of ndarray
             ``mass_ssp``, ``zh_ssp`` (n_obj, n_age); ``mw_log_age``, ``lw_log_age``,
             ``lw_log_age_dust`` (log10 yr), ``mw_zh``, ``lw_zh``, ``lw_zh_dust`` (dex),
-            ``mstar_frac`` (n_obj,).
+            ``mstar_frac`` (n_obj,); ``lum_5500``, ``lum_5500_dust`` (n_obj,), the total 5500 A
+            light the light weights sum to (L_sun / A per M_sun formed).
         """
         lib = self.library
         n = w.mass.shape[0]
@@ -561,14 +642,32 @@ class Synthesizer:
         )
         for suffix, light in (("", old + young), ("_dust", t_ism * (old + t_bc * young))):
             total = light.sum(axis=(1, 2))
+            out[f"lum_5500{suffix}"] = total
             out[f"lw_log_age{suffix}"] = light.sum(axis=2) @ lib.log_age / total
             out[f"lw_zh{suffix}"] = light.sum(axis=1) @ lib.zh / total
         out["mstar_frac"] = np.einsum("na,naz,az->n", w.mass, w.wz, lib.mstar_frac)
         return out
 
-    def _noisy(self, spec, phot, params, rng):
+    def noisy(self, spec, phot, params, rng):
         """Noisy spectra (S/N per pixel in 5300-5700 A, MUSE-like shape) and fluxes (S/N per band),
-        with their 1-sigma errors and inverse variances."""
+        with their 1-sigma errors and inverse variances.
+
+        The noise step of :meth:`__call__`, for noise-free spectra perturbed in between
+        (:mod:`sfh_ml.synthesis.perturbations`); same draws from ``rng`` as :meth:`__call__`.
+
+        Parameters
+        ----------
+        spec : ndarray, shape (n_obj, n_wave)
+        phot : ndarray, shape (n_obj, n_band)
+            Noise-free spectra and fluxes.
+        params : SynthesisParams
+        rng : numpy.random.Generator
+
+        Returns
+        -------
+        dict of ndarray
+            ``spectra``, ``noise``, ``ivar``, ``photometry``, ``photometry_err``, ``photometry_ivar``.
+        """
         dt = self.dtype
         sigma = noise_sigma(spec, params.snr, self.wave_aa, params.sky_frac, params.sky_z).astype(dt)
         noisy = rng.standard_normal(spec.shape, dtype=dt)
@@ -613,7 +712,81 @@ class Synthesizer:
         sig = np.maximum(params.sigma_gas_kms[:, None] * lam[inside] / C_KMS, 0.3)
         add_lines(lines, lib.wave_aa, lam[inside], line_lum[:, inside], sig)
         k = attenuation_curve(lib.wave_aa)
-        a_ism = transmission(params.tau_ism, k)
+        a_ism = transmission(params.tau_ism, dust_curve(lib.wave_aa, self.dust_law, self.dust_slope))
         a_bc = transmission(params.tau_bc, k)
         young = w.w_young @ tpl[: self.n_young * self.n_zh]
         return lib.wave_aa, a_ism * (w.w_old @ tpl + a_bc * (young + neb + lines))
+
+
+class LibraryMix:
+    """Two synthesizers of the same setup but different SSP libraries, mixed per object (domain
+    randomisation of the stellar spectra).
+
+    Object i gets ``weight[i] * first + (1 - weight[i]) * second``. Synthesis is linear in the
+    templates, so for the same history and parameters the mix of the two outputs is exactly the
+    synthesis with the mixed library: spectra, fluxes, line luminosities and surviving mass mix
+    linearly; mass-weighted truths do not depend on the library (same age and [M/H] grids); the
+    light-weighted means mix their light weights (means weighted by ``weight * lum_5500``).
+
+    Parameters
+    ----------
+    first, second : Synthesizer
+        Built with the same wavelength grid, bands, dispersions, dust and libraries on the same age
+        and [M/H] grids (e.g. E-MILES and BC03).
+    """
+
+    def __init__(self, first, second):
+        if first.library.age_yr.shape != second.library.age_yr.shape or not np.allclose(
+            first.library.age_yr, second.library.age_yr
+        ):
+            raise ValueError("the two libraries must share their age grid")
+        if not np.array_equal(first.wave_aa, second.wave_aa) or first.filters != second.filters:
+            raise ValueError("the two synthesizers must share their wavelength grid and bands")
+        self.first, self.second = first, second
+        self.library, self.wave_aa, self.filters = first.library, first.wave_aa, first.filters
+
+    _LINEAR = (
+        "spectra_noiseless",
+        "photometry_noiseless",
+        "line_lum",
+        "mstar_frac",
+        "lum_5500",
+        "lum_5500_dust",
+    )
+
+    def __call__(self, sfh, params, weight, rng=None, noise=True):
+        """Synthesise with each object's library mix.
+
+        Parameters
+        ----------
+        sfh : SFHBatch
+        params : SynthesisParams
+        weight : ndarray, shape (n_obj,)
+            Share of the first library, in [0, 1].
+        rng : numpy.random.Generator, optional
+            For the noise (same draws as :meth:`Synthesizer.__call__`).
+        noise : bool
+
+        Returns
+        -------
+        dict of ndarray
+            As :meth:`Synthesizer.__call__` (without ``components``).
+        """
+        w = np.asarray(weight, dtype=float)
+        if w.shape != (len(sfh),) or np.any(w < 0) or np.any(w > 1):
+            raise ValueError("weight must hold one value in [0, 1] per object")
+        a = self.first(sfh, params, noise=False)
+        b = self.second(sfh, params, noise=False)
+        out = dict(a)
+        for key in self._LINEAR:
+            wk = w.reshape((-1,) + (1,) * (a[key].ndim - 1)).astype(a[key].dtype)
+            out[key] = wk * a[key] + (1 - wk) * b[key]
+        for suffix in ("", "_dust"):
+            la, lb = w * a[f"lum_5500{suffix}"], (1 - w) * b[f"lum_5500{suffix}"]
+            for name in (f"lw_log_age{suffix}", f"lw_zh{suffix}"):
+                out[name] = (la * a[name] + lb * b[name]) / (la + lb)
+        if noise:
+            if rng is None:
+                raise ValueError("an rng is needed to add noise")
+            out.update(self.first.noisy(out["spectra_noiseless"], out["photometry_noiseless"], params, rng))
+        return out

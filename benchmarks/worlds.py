@@ -1,0 +1,185 @@
+"""The networks and pPXF on the own held-out world and on every test world, side by side (issue 10).
+
+Each test world (:data:`sfh_ml.synthesis.TEST_WORLDS`: another stellar library, other history
+families, other dust laws and birth-cloud ages, observational errors) is one held-out set of ``--n``
+objects at S/N ``--snr`` with the same seed, so every world holds the same draws but for the one
+thing it changes. On each: the shipped network and any ``--model`` networks (all objects), pPXF
+without HST on the first ``--ppxf-n`` objects (``sfh_ml.fitting``, cached), and, with ``--goodness``,
+the fraction of objects the re-synthesis score flags (:mod:`sfh_ml.network.goodness`).
+
+``--train N`` first runs the domain-randomisation experiment: two v2 networks of the same size,
+seed and epochs, one trained on ``N`` default (E-MILES) spectra, one on ``N`` spectra whose stars mix
+E-MILES and BC03 with a random weight per object (``DatasetConfig(library="mix")``), both scored on
+every world. Training resumes after an interruption (``sfh_ml.network.train``); sets are reused.
+
+Prints a Markdown table (mass-weighted log age and [M/H], bin level: bias = mean error, NMAD; the
+young-dominated objects' log-age bias) and writes ``worlds.csv`` (the rows of
+:func:`sfh_ml.network.metrics.score_rows` with ``method`` and ``world``) and ``worlds.md`` to ``--out``.
+
+    python benchmarks/worlds.py [--n 1000] [--snr 50] [--ppxf-n 100] [--workers 2] [--goodness]
+        [--train 30000 --epochs 12] [--model PATH ...] [--worlds own bc03 ...] [--out DIR]
+"""
+
+import argparse
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from sfh_ml.files import atomic_write_text  # noqa: E402
+from sfh_ml.fitting import DEFAULT_REGUL, ppxf_fits  # noqa: E402
+from sfh_ml.network.metrics import SCORE_COLUMNS, score_rows  # noqa: E402
+from sfh_ml.synthesis import TEST_WORLDS, DatasetConfig, generate, read_dataset, world_config  # noqa: E402
+
+SEED = 7100  # held-out worlds: a seed no training, calibration or comparison set uses
+TRAIN_SEED = 7200  # the domain-randomisation experiment's training sets
+CHUNK_SIZE = 250
+SUMMARY = (("mw_log_age", "all"), ("mw_log_age", "young"), ("mw_zh", "all"))
+
+
+def world_set(folder, world, n, snr, workers):
+    """The held-out set of one world (generated once, then reused)."""
+    path = Path(folder) / f"world_{world}_n{n}_snr{snr:g}_seed{SEED}.h5"
+    generate(
+        world_config(world, n, SEED, snr=snr, chunk_size=CHUNK_SIZE), path, workers=workers, progress=True
+    )
+    return path
+
+
+def train_pair(folder, n, epochs, workers):
+    """Two v2 networks, on E-MILES and on library-mixed spectra: name -> .keras path."""
+    from sfh_ml.network import train
+
+    out = {}
+    for library in ("emiles", "mix"):
+        data = Path(folder) / f"train_{library}_n{n}_seed{TRAIN_SEED}.h5"
+        config = DatasetConfig(
+            n=n, seed=TRAIN_SEED, snr=(10.0, 100.0), library=library, chunk_size=CHUNK_SIZE
+        )
+        generate(config, data, workers=workers, progress=True)
+        model = Path(folder) / f"v2_{library}_n{n}_e{epochs}.keras"
+        if not model.exists():
+            train(data, version="v2", out_path=model, epochs=epochs, seed=42, verbose=2)
+        out[f"network ({library} {n // 1000}k)"] = model
+    return out
+
+
+def score_world(path, networks, ppxf_n, folder, workers, goodness):
+    """Rows of every method on one world's set, and the flagged fractions."""
+    from sfh_ml.network import QUALITY_FLAGS, predict
+    from sfh_ml.network.training import load_data
+
+    data = load_data(path)
+    truth = {"sfh": data["sfh"], "zh": data["zh"], **data["mean_truth"]}
+    preds, flagged = {}, {}
+    for method, model in networks.items():
+        kw = {}
+        if goodness:
+            extra = read_dataset(path, ["noise", "photometry_err"])
+            kw = dict(goodness=True, noise=extra["noise"], photometry_err=extra["photometry_err"])
+        preds[method] = predict(model, data["spectra"], data["photometry"], wave_aa=data["wave_aa"],
+                                filters=data["filters"], **kw)  # fmt: skip
+        if goodness:
+            flagged[method] = float(
+                np.mean(preds[method]["quality"] & QUALITY_FLAGS["out_of_distribution"] > 0)
+            )
+    rows = []
+    if ppxf_n:
+        fits = ppxf_fits(path, ppxf_n, False, DEFAULT_REGUL, workers, folder)
+        sub = {k: (v[:ppxf_n] if isinstance(v, np.ndarray) and len(v) == len(data["sfh"]) else v)
+               for k, v in truth.items()}  # fmt: skip
+        for row in score_rows(fits["pred"], sub, data["age_bins_yr"], data["bin_light"], data["zh_grid"]):
+            rows.append({"method": "pPXF", **row})
+    for method, pred in preds.items():
+        for row in score_rows(pred, truth, data["age_bins_yr"], data["bin_light"], data["zh_grid"]):
+            rows.append({"method": method, **row})
+    return rows, flagged
+
+
+def _get(rows, method, world, quantity, sample, level="bin"):
+    for r in rows:
+        key = (r["method"], r["world"], r["quantity"], r["sample"], r["level"])
+        if key == (method, world, quantity, sample, level):
+            return r
+    return None
+
+
+def markdown(rows, flagged):
+    """The summary table: one row per method and world."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    worlds = list(dict.fromkeys(r["world"] for r in rows))
+    head = (
+        "| method | world | n | mw log age bias / NMAD | young-dominated bias | mw [M/H] bias / NMAD "
+        "| flagged |"
+    )
+    lines = [head, "|" + "---|" * 7]
+    for method in methods:
+        for world in worlds:
+            age, young, zh = (_get(rows, method, world, q, s) for q, s in SUMMARY)
+            if age is None:
+                continue
+            flag = flagged.get((method, world))
+            cells = [
+                method,
+                world,
+                str(age["n"]),
+                f"{age['bias']:+.3f} / {age['nmad']:.3f}",
+                "–" if young is None or young["bias"] is None else f"{young['bias']:+.3f} (n={young['n']})",
+                f"{zh['bias']:+.3f} / {zh['nmad']:.3f}",
+                "–" if flag is None else f"{flag:.2f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="objects per world")
+    parser.add_argument("--snr", type=float, default=50.0)
+    parser.add_argument("--ppxf-n", type=int, default=100, help="objects per world fitted by pPXF (0: none)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--goodness", action="store_true", help="also the out-of-distribution flag rates")
+    parser.add_argument("--train", type=int, default=0, metavar="N", help="domain-randomisation experiment")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--model", nargs="*", default=[], metavar="PATH")
+    parser.add_argument("--no-shipped", action="store_true")
+    parser.add_argument("--worlds", nargs="*", default=list(TEST_WORLDS), choices=list(TEST_WORLDS))
+    parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "sfh_ml_worlds"))
+    args = parser.parse_args(argv)
+    from sfh_ml.fitting import load_networks
+    from sfh_ml.network import load_model
+
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    networks = load_networks(shipped=not args.no_shipped, model_paths=args.model)
+    if args.train:
+        for name, path in train_pair(folder, args.train, args.epochs, args.workers).items():
+            networks[name] = load_model(path)
+    rows, flagged = [], {}
+    for world in args.worlds:
+        path = world_set(folder, world, args.n, args.snr, args.workers)
+        world_rows, world_flags = score_world(
+            path, networks, args.ppxf_n, folder, args.workers, args.goodness
+        )
+        rows += [{"world": world, **r} for r in world_rows]
+        flagged.update({(m, world): f for m, f in world_flags.items()})
+        print(f"{world}: scored", flush=True)
+    table = markdown(rows, flagged)
+    columns = ("method", "world", *SCORE_COLUMNS)
+    with open(folder / "worlds.csv.tmp", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(folder / "worlds.csv.tmp", folder / "worlds.csv")
+    header = f"S/N {args.snr:g}, {args.n} objects per world (pPXF: the first {args.ppxf_n}), seed {SEED}\n\n"
+    atomic_write_text(folder / "worlds.md", header + table + "\n")
+    print(header + table)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

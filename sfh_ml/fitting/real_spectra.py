@@ -1,0 +1,215 @@
+"""The network and pPXF on the same real spectra: a consistency check where no truth is known.
+
+Real spectra are prepared for both methods the same way (:func:`sfh_ml.observations.prepare_spectra`:
+rest frame, air wavelengths, the model's grid, masked pixels NaN). pPXF fits them with the
+project's templates at the MUSE resolution (:func:`sfh_ml.fitting.fit_arrays`), so its fitted
+dispersion is the *effective* one, sqrt(sigma_stars^2 + sigma_instr^2 - sigma_MUSE^2) averaged over
+the range: exactly what the network's preparation needs to bring the spectrum to the model's
+dispersion (:func:`sfh_ml.observations.broaden_to_model`; broader than the training range: the
+``TOO_BROAD`` flag). The network gets the HST bands the rest-frame spectrum covers, computed from the
+spectrum itself (:func:`spectrum_bands`); the others are missing, as the network was trained to
+expect now and then. Both give mass- and light-weighted mean log ages and [M/H] on the same age
+bins (:func:`sfh_ml.network.metrics.mean_quantities`, the model's light table).
+
+The spectra that ship with a public package are the eight MaNGA DRP spectra of the MaNGA Data
+Analysis Pipeline's tests (:func:`manga_test_spectra_path`; Westfall et al. 2019). Their
+resolution (R ~ 1800-2500) is close to MUSE's; one of them has no data and one a S/N near 2: they
+must come out flagged, not with numbers.
+"""
+
+import numpy as np
+
+from ..constants import TRAINING_SIGMA_KMS
+from ..data import fetch
+from ..synthesis.photometry import load_filters
+from ..synthesis.ssp import load_library
+from .batch import fit_arrays
+from .fit import DEFAULT_REGUL, MIN_GOOD_FRACTION
+
+__all__ = [
+    "MANGA_TEST_SPECTRA",
+    "MIN_SNR",
+    "manga_test_spectra_path",
+    "spectrum_bands",
+    "real_spectra_check",
+]
+
+MANGA_TEST_SPECTRA = "MaNGA_test_spectra.fits.gz"  # in the artefact "mangadap" (sfh_ml.data)
+MIN_SNR = 10.0  # continuum S/N per pixel below which neither method's numbers are kept
+THROUGHPUT_EDGE = 1e-3  # a band counts as covered where its throughput exceeds this fraction of its peak
+MEAN_KEYS = ("mw_log_age", "lw_log_age", "mw_zh", "lw_zh")
+
+
+def manga_test_spectra_path(progress=True):
+    """Path of the MaNGA DAP's test spectra (fetched once from the package registry, sha256-checked).
+
+    Returns
+    -------
+    pathlib.Path
+        A FITS file for :func:`sfh_ml.observations.read_manga_spectra`.
+    """
+    return fetch("mangadap", progress=progress) / MANGA_TEST_SPECTRA
+
+
+def spectrum_bands(wave_rest_aa, flux, var, filters):
+    """Band-mean flux densities of rest-frame spectra, for the bands they cover entirely.
+
+    Parameters
+    ----------
+    wave_rest_aa : ndarray, shape (n, n_wave)
+        Rest-frame wavelengths of each spectrum, Angstrom.
+    flux, var : ndarray, shape (n, n_wave)
+        Flux density and variance (NaN where missing).
+    filters : sequence of str
+        pyphot band names.
+
+    Returns
+    -------
+    photometry, photometry_err : ndarray, shape (n, n_band)
+        Photon-weighted mean flux densities (:func:`sfh_ml.synthesis.photometry.band_flux`) and
+        their 1-sigma errors; NaN for a band that reaches beyond the spectrum or over a missing pixel.
+    """
+    wave_rest_aa = np.asarray(wave_rest_aa, dtype=float)
+    flux = np.asarray(flux, dtype=float)
+    var = np.asarray(var, dtype=float)
+    n = flux.shape[0]
+    phot = np.full((n, len(filters)), np.nan)
+    err = np.full_like(phot, np.nan)
+    for i in range(n):  # one band_weights per spectrum: each has its own rest-frame grid
+        for j, (fw, ft) in enumerate(load_filters(list(filters))):
+            inside = fw[ft > THROUGHPUT_EDGE * ft.max()]
+            wave = wave_rest_aa[i]
+            covered = (wave >= inside.min()) & (wave <= inside.max())
+            if wave[0] > inside.min() or wave[-1] < inside.max():
+                continue
+            if not np.all(np.isfinite(flux[i, covered]) & np.isfinite(var[i, covered])):
+                continue
+            sel = slice(max(np.argmax(covered) - 1, 0), len(wave) - np.argmax(covered[::-1]) + 1)
+            weights = _one_band_weights(wave[sel], fw, ft)
+            phot[i, j] = weights @ flux[i, sel]
+            err[i, j] = np.sqrt(weights**2 @ var[i, sel])
+    return phot, err
+
+
+def _one_band_weights(wave_aa, fw, ft):
+    """Normalised photon-counting weights T lambda dlambda on ``wave_aa`` (trapezoid rule)."""
+    trap = np.zeros_like(wave_aa)
+    dw = np.diff(wave_aa)
+    trap[:-1] += 0.5 * dw
+    trap[1:] += 0.5 * dw
+    w = np.interp(wave_aa, fw, ft, left=0.0, right=0.0) * wave_aa * trap
+    return w / w.sum()
+
+
+def real_spectra_check(
+    spectra=None,
+    model=None,
+    regul=DEFAULT_REGUL,
+    workers=1,
+    min_snr=MIN_SNR,
+    library=None,
+    progress=True,
+):
+    """Mean ages and [M/H] of real spectra from the network and from pPXF, side by side.
+
+    Parameters
+    ----------
+    spectra : MangaSpectra, optional
+        From :func:`sfh_ml.observations.read_manga_spectra` (default: the MaNGA DAP's test spectra).
+    model : keras.Model, optional
+        Default :func:`sfh_ml.network.load_pretrained`.
+    regul : float
+        pPXF's regularisation.
+    workers : int
+        pPXF fits in parallel (see :func:`sfh_ml.fitting.fit_arrays`).
+    min_snr : float
+        Continuum S/N per pixel (5300-5700 A rest frame) below which a spectrum gets no numbers.
+    library : SSPLibrary, optional
+        The templates' library (default :func:`sfh_ml.synthesis.ssp.load_library`).
+    progress : bool
+
+    Returns
+    -------
+    dict of ndarray, shape (n,)
+        ``snr``; ``usable`` (bool: enough data and S/N, a successful pPXF fit, a usable network
+        prediction, not broader than the training range); ``ppxf_sigma_kms`` (effective dispersion
+        against the MUSE-resolution templates), ``ppxf_chi2``; for each of ``mw_log_age``,
+        ``lw_log_age`` (log10 yr), ``mw_zh``, ``lw_zh`` (dex): ``ppxf_<key>`` and ``network_<key>``
+        (NaN where not usable); ``network_quality`` (the flags of :func:`sfh_ml.network.predict`),
+        ``prepare_flags`` (:mod:`sfh_ml.observations.flags`); ``n_bands`` (bands the network got).
+    """
+    # Keras and the readers are imported here, not with the module: the Dask workers of the pPXF
+    # fits import sfh_ml.fitting and should not start Keras.
+    from ..network import QUALITY_UNUSABLE, get_metadata, load_pretrained, predict
+    from ..network.metrics import mean_quantities
+    from ..observations import continuum_snr, prepare_spectra, read_manga_spectra
+    from ..observations.prepare import SIGMA_TOLERANCE_KMS
+
+    if spectra is None:
+        spectra = read_manga_spectra(manga_test_spectra_path(progress=progress))
+    model = load_pretrained() if model is None else model
+    meta = get_metadata(model)
+    wave_model = meta["wave_aa"]
+    sigma_model, sigma_max = TRAINING_SIGMA_KMS
+    n = len(spectra)
+    rest = prepare_spectra(
+        spectra.wave_aa, spectra.flux, spectra.var, wave_model, sigma_model_kms=sigma_model, z_sys=spectra.z
+    )
+    signal, noise = continuum_snr(rest.flux.T, rest.var.T, wave_model)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr = np.where(noise > 0, signal / noise, np.nan)
+    good = np.isfinite(rest.flux) & np.isfinite(rest.var) & (rest.var > 0)
+    fit_ok = (snr >= min_snr) & (good.mean(axis=1) > MIN_GOOD_FRACTION)
+    out = {"snr": snr, "prepare_flags": rest.flags.copy()}
+    for key in MEAN_KEYS:
+        out[f"ppxf_{key}"] = np.full(n, np.nan)
+        out[f"network_{key}"] = np.full(n, np.nan)
+    out["ppxf_sigma_kms"] = np.full(n, np.nan)
+    out["ppxf_chi2"] = np.full(n, np.nan)
+    lib = load_library() if library is None else library
+    if fit_ok.any():
+        fits = fit_arrays(
+            wave_model,
+            np.where(good, rest.flux, np.nan)[fit_ok],
+            np.sqrt(np.where(good, rest.var, np.nan))[fit_ok],
+            meta["age_bins_yr"],
+            regul=regul,
+            workers=workers,
+            library=lib,
+            progress=progress,
+            good=good[fit_ok],
+        )
+        for key in MEAN_KEYS:
+            out[f"ppxf_{key}"][fit_ok] = fits[key]
+        out["ppxf_sigma_kms"][fit_ok] = fits["sigma_kms"]
+        out["ppxf_chi2"][fit_ok] = fits["chi2"]
+    # The network: brought to the model's dispersion with pPXF's effective one.
+    prepared = prepare_spectra(
+        spectra.wave_aa,
+        spectra.flux,
+        spectra.var,
+        wave_model,
+        sigma_model_kms=sigma_model,
+        tolerance_kms=max(sigma_max - sigma_model, SIGMA_TOLERANCE_KMS),
+        z_sys=spectra.z,
+        sigma_obs_kms=out["ppxf_sigma_kms"],
+    )
+    out["prepare_flags"] |= prepared.flags
+    wave_rest = spectra.wave_aa[None, :] / (1.0 + spectra.z[:, None])
+    scale = (1.0 + spectra.z)[:, None]
+    phot, _ = spectrum_bands(wave_rest, spectra.flux * scale, spectra.var * scale**2, meta["filters"])
+    out["n_bands"] = np.isfinite(phot).sum(axis=1)
+    pred = predict(model, prepared.flux, phot, wave_aa=wave_model, filters=meta["filters"])
+    out["network_quality"] = pred["quality"]
+    means = mean_quantities(pred["sfh"], pred["zh"], meta["age_bins_yr"], meta["bin_light"], meta["zh_grid"])
+    usable = (
+        fit_ok
+        & np.isfinite(out["ppxf_mw_log_age"])
+        & ((pred["quality"] & QUALITY_UNUSABLE) == 0)
+        & (prepared.flags == 0)
+    )
+    for key in MEAN_KEYS:
+        out[f"network_{key}"] = np.where(usable, means[key], np.nan)
+        out[f"ppxf_{key}"] = np.where(usable, out[f"ppxf_{key}"], np.nan)
+    out["usable"] = usable
+    return out

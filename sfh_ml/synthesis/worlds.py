@@ -1,0 +1,60 @@
+"""Test worlds: held-out sets made unlike the training sets, to measure the synthetic valley.
+
+A network trained on one generator meets spectra made otherwise (Wang et al. 2023 call the gap
+between synthetic training data and real observations the synthetic valley; the poster's "future
+work"). Each world changes one thing of the default training population (:class:`DatasetConfig`)
+and keeps every other draw (see the ``world_rng`` streams of :mod:`sfh_ml.synthesis.dataset`), so the
+difference of a network's scores between ``"own"`` and a world is the effect of that one thing:
+
+* ``"own"``: the training population itself (held out by its seed);
+* ``"bc03"``: BC03-MILES stars at all ages instead of E-MILES (another stellar library);
+* ``"parametric"``: histories of the classic parametric families (delayed tau + burst, exponential,
+  truncated constant, log-normal, double power law; :mod:`sfh_ml.synthesis.parametric`);
+* ``"calzetti"``, ``"smc"``: another attenuation law for the diffuse ISM;
+* ``"birth_cloud_3myr"``: birth clouds dispersed after 3 Myr instead of 10;
+* ``"observational"``: the errors model grids lack: a 3 % smooth flux-calibration error, a 10 %
+  LSF-width error, 10 km/s wavelength-calibration error and sky residuals of twice the local noise
+  (:mod:`sfh_ml.synthesis.perturbations`).
+"""
+
+from .dataset import DatasetConfig
+
+__all__ = ["TEST_WORLDS", "world_config"]
+
+TEST_WORLDS = {
+    "own": {},
+    "bc03": {"library": "bc03"},
+    "parametric": {"family": "parametric"},
+    "calzetti": {"dust_law": "calzetti"},
+    "smc": {"dust_law": "smc"},
+    "birth_cloud_3myr": {"birth_cloud_age_yr": 3e6},
+    "observational": {
+        "flux_calibration": 0.03,
+        "lsf_error": 0.1,
+        "wave_shift_kms": 10.0,
+        "sky_residual": 2.0,
+    },
+}
+
+
+def world_config(world, n, seed, snr=50.0, **overrides):
+    """The :class:`DatasetConfig` of one test world.
+
+    Parameters
+    ----------
+    world : str
+        A key of :data:`TEST_WORLDS`.
+    n, seed : int
+        Objects and master seed (use a seed no training, calibration or test set of the project uses).
+    snr : float or (float, float)
+        S/N per MUSE pixel: a value, or a (min, max) range drawn log-uniformly.
+    **overrides
+        Further :class:`DatasetConfig` fields (e.g. ``chunk_size``).
+
+    Returns
+    -------
+    DatasetConfig
+    """
+    if world not in TEST_WORLDS:
+        raise ValueError(f"unknown test world {world!r}; choose one of {sorted(TEST_WORLDS)}")
+    return DatasetConfig(n=n, seed=seed, snr=snr, **{**TEST_WORLDS[world], **overrides})
