@@ -66,7 +66,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --no-deps -e .
 	touch $@
 
-data: venv ## Fetch the model data (~270 MB, once) and build the SSP library in $SFH_ML_CACHE
+data: venv ## Fetch the model data and the MaNGA test spectra (~390 MB, once), build the SSP libraries in $SFH_ML_CACHE
 	$(PY) -m sfh_ml.cli data
 
 # ---------------------------------------------------------------------------- chapters

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..synthesis.dataset import read_dataset
 from ..synthesis.photometry import PHANGS_FILTERS

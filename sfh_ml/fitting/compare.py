@@ -25,7 +25,7 @@ from ..files import atomic_write_text, tmp_path
 from ..network.metrics import MEAN_QUANTITIES, SCORE_COLUMNS, score_rows
 from ..synthesis import DatasetConfig, generate
 from .batch import fit_file, to_predictions
-from .fit import DEFAULT_REGUL
+from .fit import DEFAULT_REGUL, FIT_VERSION
 
 __all__ = [
     "SNRS",
@@ -94,8 +94,9 @@ def _stamp(path):
 def ppxf_fits(set_path, n_fit, photometry, regul, workers, folder):
     """pPXF fits of the first ``n_fit`` objects of a set, cached in ``folder``.
 
-    The cache (``ppxf_<set>_<spec|spec_hst>_regul<r>.npz``) is reused when it was made from this very
-    file (size and modification time) and holds at least ``n_fit`` objects.
+    The cache (``ppxf_<set>_<spec|spec_hst>_regul<r>_fit<v>.npz``, ``v`` the fit's
+    :data:`~sfh_ml.fitting.fit.FIT_VERSION`) is reused when it was made from this very file (size and
+    modification time) with the same fit settings and holds at least ``n_fit`` objects.
 
     Returns
     -------
@@ -104,7 +105,7 @@ def ppxf_fits(set_path, n_fit, photometry, regul, workers, folder):
         of each fit; ``wall_per_fit``: wall time of the whole run per object; ``workers``.
     """
     variant = "spec_hst" if photometry else "spec"
-    cache = Path(folder) / f"ppxf_{Path(set_path).stem}_{variant}_regul{regul:g}.npz"
+    cache = Path(folder) / f"ppxf_{Path(set_path).stem}_{variant}_regul{regul:g}_fit{FIT_VERSION}.npz"
     stamp = _stamp(set_path)
     if cache.exists():
         with np.load(cache) as c:

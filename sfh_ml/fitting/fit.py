@@ -31,7 +31,7 @@ from ..synthesis.dataset import DatasetConfig
 from ..synthesis.dust import attenuation_curve
 from .templates import log_rebin_spectra
 
-__all__ = ["DEFAULT_REGUL", "TAU_V_BOUNDS", "SIGMA_START_KMS", "cf00_screen", "fit_spectrum"]
+__all__ = ["DEFAULT_REGUL", "FIT_VERSION", "TAU_V_BOUNDS", "SIGMA_START_KMS", "cf00_screen", "fit_spectrum"]
 
 # Regularisation of the mass weights (templates and galaxy normalised by their medians; Delta = 1 /
 # regul is the allowed second difference of neighbouring weights), chosen by accuracy against the truth
@@ -42,6 +42,10 @@ __all__ = ["DEFAULT_REGUL", "TAU_V_BOUNDS", "SIGMA_START_KMS", "cf00_screen", "f
 # sfh_ml.fitting.regul_by_delta_chi2) scatters from 1 to 300 between objects (median 65 on eight at
 # S/N 50) and at 30 doubles the [M/H] scatter: it is shown in chapter 5, not used.
 DEFAULT_REGUL = 3.0
+# Version of the fit's settings (templates, masks, dust bounds, kinematics): part of the name of
+# cached fits (sfh_ml.fitting.compare), so that fits made with other settings are never reused.
+# 2: dust bounds from the training prior (were 0-5 for both screens).
+FIT_VERSION = 2
 # (min, max) of the fitted V-band optical depths of the ISM and the birth clouds: the ranges the
 # training sets are drawn from (DatasetConfig's defaults).
 TAU_V_BOUNDS = {
