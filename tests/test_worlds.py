@@ -314,3 +314,31 @@ def test_a_world_file_stores_its_parameters_and_reads_back(tmp_path, emiles_synt
 def test_world_options_out_of_range_are_refused(bad):
     with pytest.raises(ValueError):
         DatasetConfig(**{**SMALL, **bad})
+
+
+def test_the_command_line_makes_a_test_world_and_refuses_a_bad_option(tmp_path, capsys):
+    import json
+
+    import h5py
+
+    from sfh_ml.cli import main
+    from sfh_ml.synthesis import TEST_WORLDS, world_config
+
+    out = tmp_path / "world.h5"
+    args = ["generate", "--n", "4", "--chunk-size", "4", "--family", "parametric", "--dust-law", "smc",
+            "--flux-calibration", "0.03", "--wave-shift", "10", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    with h5py.File(out) as f:
+        stored = json.loads(f.attrs["config"])
+    assert stored["family"] == "parametric" and stored["dust_law"] == "smc"
+    assert stored["flux_calibration"] == 0.03 and stored["wave_shift_kms"] == 10.0
+    d = read_dataset(out, keys=["family"])
+    assert set(d["family"]) & {"delayedtau", "exptau", "truncated", "lognormal", "doublepl"}
+    assert not set(d["family"]) & {"skewnormal", "densebasis"}
+    assert main(["generate", "--n", "4", "--dust-law", "mie", "--out", str(tmp_path / "x.h5")]) == 2
+    assert "mie" in capsys.readouterr().err
+    # every named world is a valid configuration
+    for world in TEST_WORLDS:
+        assert world_config(world, 10, 1).n == 10
+    with pytest.raises(ValueError, match="unknown test world"):
+        world_config("moon", 10, 1)
