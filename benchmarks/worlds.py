@@ -17,7 +17,7 @@ young-dominated objects' log-age bias) and writes ``worlds.csv`` (the rows of
 :func:`sfh_ml.network.metrics.score_rows` with ``method`` and ``world``) and ``worlds.md`` to ``--out``.
 
     python benchmarks/worlds.py [--n 1000] [--snr 50] [--ppxf-n 100] [--workers 2] [--goodness]
-        [--train 30000 --epochs 12] [--model PATH ...] [--worlds own bc03 ...] [--out DIR]
+        [--train 30000 --epochs 12 --library-mix 0:1] [--model PATH ...] [--worlds own bc03 ...] [--out DIR]
 """
 
 import argparse
@@ -50,21 +50,24 @@ def world_set(folder, world, n, snr, workers):
     return path
 
 
-def train_pair(folder, n, epochs, workers):
-    """Two v2 networks, on E-MILES and on library-mixed spectra: name -> .keras path."""
+def train_pair(folder, n, epochs, workers, library_mix=(0.0, 1.0)):
+    """Two v2 networks, on E-MILES and on library-mixed spectra (E-MILES share uniform in
+    ``library_mix``): name -> .keras path."""
     from sfh_ml.network import train
 
     out = {}
     for library in ("emiles", "mix"):
-        data = Path(folder) / f"train_{library}_n{n}_seed{TRAIN_SEED}.h5"
+        mix = {} if library == "emiles" or tuple(library_mix) == (0.0, 1.0) else {"library_mix": library_mix}
+        tag = library + ("" if not mix else f"{library_mix[0]:g}-{library_mix[1]:g}")
+        data = Path(folder) / f"train_{tag}_n{n}_seed{TRAIN_SEED}.h5"
         config = DatasetConfig(
-            n=n, seed=TRAIN_SEED, snr=(10.0, 100.0), library=library, chunk_size=CHUNK_SIZE
+            n=n, seed=TRAIN_SEED, snr=(10.0, 100.0), library=library, chunk_size=CHUNK_SIZE, **mix
         )
         generate(config, data, workers=workers, progress=True)
-        model = Path(folder) / f"v2_{library}_n{n}_e{epochs}.keras"
+        model = Path(folder) / f"v2_{tag}_n{n}_e{epochs}.keras"
         if not model.exists():
             train(data, version="v2", out_path=model, epochs=epochs, seed=42, verbose=2)
-        out[f"network ({library} {n // 1000}k)"] = model
+        out[f"network ({tag} {n // 1000}k)"] = model
     return out
 
 
@@ -145,6 +148,9 @@ def main(argv=None):
     parser.add_argument("--goodness", action="store_true", help="also the out-of-distribution flag rates")
     parser.add_argument("--train", type=int, default=0, metavar="N", help="domain-randomisation experiment")
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument(
+        "--library-mix", default="0:1", help="E-MILES share of the mixed training set, MIN:MAX (uniform)"
+    )
     parser.add_argument("--model", nargs="*", default=[], metavar="PATH")
     parser.add_argument("--no-shipped", action="store_true")
     parser.add_argument("--worlds", nargs="*", default=list(TEST_WORLDS), choices=list(TEST_WORLDS))
@@ -157,7 +163,8 @@ def main(argv=None):
     folder.mkdir(parents=True, exist_ok=True)
     networks = load_networks(shipped=not args.no_shipped, model_paths=args.model)
     if args.train:
-        for name, path in train_pair(folder, args.train, args.epochs, args.workers).items():
+        mix = tuple(float(v) for v in args.library_mix.split(":"))
+        for name, path in train_pair(folder, args.train, args.epochs, args.workers, mix).items():
             networks[name] = load_model(path)
     rows, flagged = [], {}
     for world in args.worlds:
