@@ -21,7 +21,7 @@ import numpy as np
 
 from ..constants import TRAINING_SIGMA_KMS
 from ..data import fetch
-from ..synthesis.photometry import load_filters
+from ..synthesis.photometry import band_weights
 from ..synthesis.ssp import load_library
 from .batch import fit_arrays
 from .fit import DEFAULT_REGUL, MIN_GOOD_FRACTION
@@ -36,7 +36,7 @@ __all__ = [
 
 MANGA_TEST_SPECTRA = "MaNGA_test_spectra.fits.gz"  # in the artefact "mangadap" (sfh_ml.data)
 MIN_SNR = 10.0  # continuum S/N per pixel below which neither method's numbers are kept
-THROUGHPUT_EDGE = 1e-3  # a band counts as covered where its throughput exceeds this fraction of its peak
+THROUGHPUT_EDGE = 1e-3  # throughput below this fraction of the peak (red leaks) is left out of a band
 MEAN_KEYS = ("mw_log_age", "lw_log_age", "mw_zh", "lw_zh")
 
 
@@ -76,29 +76,16 @@ def spectrum_bands(wave_rest_aa, flux, var, filters):
     phot = np.full((n, len(filters)), np.nan)
     err = np.full_like(phot, np.nan)
     for i in range(n):  # one band_weights per spectrum: each has its own rest-frame grid
-        for j, (fw, ft) in enumerate(load_filters(list(filters))):
-            inside = fw[ft > THROUGHPUT_EDGE * ft.max()]
-            wave = wave_rest_aa[i]
-            covered = (wave >= inside.min()) & (wave <= inside.max())
-            if wave[0] > inside.min() or wave[-1] < inside.max():
+        for j, name in enumerate(filters):
+            try:
+                weights = band_weights(wave_rest_aa[i], [name], min_throughput=THROUGHPUT_EDGE)[0]
+            except ValueError:  # the band reaches beyond this spectrum
                 continue
-            if not np.all(np.isfinite(flux[i, covered]) & np.isfinite(var[i, covered])):
-                continue
-            sel = slice(max(np.argmax(covered) - 1, 0), len(wave) - np.argmax(covered[::-1]) + 1)
-            weights = _one_band_weights(wave[sel], fw, ft)
-            phot[i, j] = weights @ flux[i, sel]
-            err[i, j] = np.sqrt(weights**2 @ var[i, sel])
+            used = weights > 0
+            if np.all(np.isfinite(flux[i, used]) & np.isfinite(var[i, used])):
+                phot[i, j] = weights[used] @ flux[i, used]
+                err[i, j] = np.sqrt(weights[used] ** 2 @ var[i, used])
     return phot, err
-
-
-def _one_band_weights(wave_aa, fw, ft):
-    """Normalised photon-counting weights T lambda dlambda on ``wave_aa`` (trapezoid rule)."""
-    trap = np.zeros_like(wave_aa)
-    dw = np.diff(wave_aa)
-    trap[:-1] += 0.5 * dw
-    trap[1:] += 0.5 * dw
-    w = np.interp(wave_aa, fw, ft, left=0.0, right=0.0) * wave_aa * trap
-    return w / w.sum()
 
 
 def real_spectra_check(
@@ -142,7 +129,14 @@ def real_spectra_check(
     # fits import sfh_ml.fitting and should not start Keras.
     from ..network import QUALITY_UNUSABLE, get_metadata, load_pretrained, predict
     from ..network.metrics import mean_quantities
-    from ..observations import continuum_snr, prepare_spectra, read_manga_spectra
+    from ..observations import (
+        broaden_to_model,
+        continuum_snr,
+        prepare_spectra,
+        read_manga_spectra,
+        to_rest_frame,
+    )
+    from ..observations import flags as qf
     from ..observations.prepare import SIGMA_TOLERANCE_KMS
 
     if spectra is None:
@@ -183,30 +177,28 @@ def real_spectra_check(
             out[f"ppxf_{key}"][fit_ok] = fits[key]
         out["ppxf_sigma_kms"][fit_ok] = fits["sigma_kms"]
         out["ppxf_chi2"][fit_ok] = fits["chi2"]
-    # The network: brought to the model's dispersion with pPXF's effective one.
-    prepared = prepare_spectra(
-        spectra.wave_aa,
-        spectra.flux,
-        spectra.var,
+    # The network: the same prepared spectra, brought to the model's dispersion with pPXF's effective one.
+    flux, var, too_broad = broaden_to_model(
         wave_model,
-        sigma_model_kms=sigma_model,
+        rest.flux,
+        rest.var,
+        out["ppxf_sigma_kms"],
+        sigma_model,
         tolerance_kms=max(sigma_max - sigma_model, SIGMA_TOLERANCE_KMS),
-        z_sys=spectra.z,
-        sigma_obs_kms=out["ppxf_sigma_kms"],
     )
-    out["prepare_flags"] |= prepared.flags
-    wave_rest = spectra.wave_aa[None, :] / (1.0 + spectra.z[:, None])
-    scale = (1.0 + spectra.z)[:, None]
-    phot, _ = spectrum_bands(wave_rest, spectra.flux * scale, spectra.var * scale**2, meta["filters"])
+    out["prepare_flags"][~np.isfinite(out["ppxf_sigma_kms"])] |= qf.NO_KINEMATICS
+    out["prepare_flags"][too_broad] |= qf.TOO_BROAD
+    wave_rest, flux_rest, var_rest = to_rest_frame(spectra.wave_aa, spectra.flux, spectra.var, spectra.z)
+    phot, _ = spectrum_bands(wave_rest, flux_rest, var_rest, meta["filters"])
     out["n_bands"] = np.isfinite(phot).sum(axis=1)
-    pred = predict(model, prepared.flux, phot, wave_aa=wave_model, filters=meta["filters"])
+    pred = predict(model, flux, phot, wave_aa=wave_model, filters=meta["filters"])
     out["network_quality"] = pred["quality"]
     means = mean_quantities(pred["sfh"], pred["zh"], meta["age_bins_yr"], meta["bin_light"], meta["zh_grid"])
     usable = (
         fit_ok
         & np.isfinite(out["ppxf_mw_log_age"])
         & ((pred["quality"] & QUALITY_UNUSABLE) == 0)
-        & (prepared.flags == 0)
+        & (out["prepare_flags"] == 0)
     )
     for key in MEAN_KEYS:
         out[f"network_{key}"] = np.where(usable, means[key], np.nan)

@@ -92,7 +92,7 @@ def load_filters(names=PHANGS_FILTERS):
     return out
 
 
-def band_weights(wave_aa, names=PHANGS_FILTERS):
+def band_weights(wave_aa, names=PHANGS_FILTERS, min_throughput=0.0):
     """Weights that turn a spectrum into photon-weighted mean flux densities.
 
     <f_lambda> = int f T lambda dlambda / int T lambda dlambda (trapezoid rule on ``wave_aa``), the
@@ -103,6 +103,10 @@ def band_weights(wave_aa, names=PHANGS_FILTERS):
     wave_aa : ndarray, shape (n_wave,)
         Wavelength grid of the spectra, Angstrom; must cover every filter curve.
     names : sequence of str
+    min_throughput : float
+        Throughput below this fraction of a curve's peak counts as zero (0: the whole curve). The
+        WFC3 curves leak at 1e-4 of their peak out to 11000 A: 1e-3 lets a spectrum that covers a
+        band's main passband give its flux (the leak's share of the flux is below 0.1 %).
 
     Returns
     -------
@@ -116,6 +120,7 @@ def band_weights(wave_aa, names=PHANGS_FILTERS):
     trap[1:] += 0.5 * dw
     weights = []
     for name, (fw, ft) in zip(names, load_filters(names)):
+        ft = np.where(ft >= min_throughput * ft.max(), ft, 0.0)
         inside = fw[ft > 0]
         if inside.min() < wave_aa[0] or inside.max() > wave_aa[-1]:
             raise ValueError(
