@@ -3,19 +3,24 @@
 Steps, each resumable (run the same command again after an interruption; what is done is kept):
 
 1. synthetic sets (``sfh_ml.generate``, the default :class:`~sfh_ml.DatasetConfig` apart from the
-   size, seed and S/N): training (``--n-train``, S/N 10-100 log-uniform), calibration
-   (``--n-calib``, S/N 10-100) and four test sets (``--n-test`` each: S/N 10, 20, 50 and 10-100);
+   size, seed and S/N): training (``--n-train``, S/N 10-100 log-uniform; domain-randomised with
+   :data:`TRAINING_WORLD` unless ``--no-randomisation``), calibration (``--n-calib``, S/N 10-100) and
+   four test sets (``--n-test`` each: S/N 10, 20, 50 and 10-100), these in the project's own world;
 2. training v2 (``sfh_ml.network.train``): ``--members`` networks (member ``i`` seeded
    ``--seed + i``; one is a single network, more a deep ensemble), and for the photometry ablation
    a network trained alike on the spectra alone (``use_photometry=False``; ``--skip-ablation``
    leaves it out);
 3. calibrating each member's uncertainties on the calibration set (``sfh_ml.network.calibrate``;
-   ``--skip-calibration`` ships them uncalibrated);
+   ``--skip-calibration`` ships them uncalibrated), then its out-of-distribution thresholds on the
+   same set (``sfh_ml.network.calibrate_ood``, in :data:`OOD_NODES` bins of S/N);
 4. the release files in ``OUT/release/``: the members saved without optimizer state (the files
    that ship), then every figure measured on exactly those files: ``sfh_ml.network.evaluate`` on
    each test set (bin and exact levels), the coverage before (uncalibrated members) and after
    calibration, the ablation (member 0 against the spectra-only network, uncalibrated both, at
-   S/N 10, 20 and 50: all objects and the young ones) and the inference speed;
+   S/N 10, 20 and 50: all objects and the young ones), the synthetic valley (the shipped files on
+   every test world of :data:`sfh_ml.synthesis.TEST_WORLDS`, ``--valley-n`` objects each at S/N 50,
+   with the out-of-distribution flag, by ``benchmarks/worlds.py``; sets in ``OUT/worlds/``;
+   ``--skip-valley`` leaves it out) and the inference speed;
 5. ``results.json`` (schema: :mod:`sfh_ml.network.card`), ``MODEL_CARD.md``
    (:func:`sfh_ml.network.card.render_model_card`) and ``MANIFEST.json``
    (:func:`sfh_ml.network.pretrained.write_manifest`) in ``OUT/release/``;
@@ -65,14 +70,23 @@ import sfh_ml  # noqa: E402
 from sfh_ml import DatasetConfig, generate  # noqa: E402
 from sfh_ml.constants import BIRTH_CLOUD_AGE_YR, MAX_AGE_YR  # noqa: E402
 from sfh_ml.files import atomic_write_text  # noqa: E402
-from sfh_ml.network import evaluate, get_metadata, load_model, predict, pretrained, train  # noqa: E402
+from sfh_ml.network import (  # noqa: E402
+    calibrate_ood,
+    evaluate,
+    get_metadata,
+    load_model,
+    predict,
+    pretrained,
+    train,
+)
 from sfh_ml.network.card import QUANTITY_LABELS, render_model_card  # noqa: E402
 from sfh_ml.network.training import load_data  # noqa: E402
-from sfh_ml.synthesis import photometry  # noqa: E402
+from sfh_ml.synthesis import TEST_WORLDS, photometry  # noqa: E402
 from sfh_ml.synthesis.schema import SCHEMA_VERSION  # noqa: E402
 from sfh_ml.synthesis.ssp import LIBRARY_VERSION, SEAM_AGE_YR, load_library  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import worlds  # noqa: E402  (benchmarks/worlds.py)
 from inference import inference_rate  # noqa: E402  (benchmarks/inference.py)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,6 +100,21 @@ TEST_SETS = {
     "S/N 10-100": (6, SNR_RANGE),
 }
 ABLATION_SETS = ("S/N 10", "S/N 20", "S/N 50")
+# Domain randomisation of the training set (issue 10; ``--no-randomisation`` leaves it out): stars of
+# E-MILES and BC03 mixed with a weight uniform in 0-1 per object, 30 % of the histories from the
+# parametric families, and observational errors at about half the "observational" test world's
+# (sfh_ml.synthesis.TEST_WORLDS). The calibration and test sets stay the project's own world.
+TRAINING_WORLD = dict(
+    library="mix",
+    library_mix=(0.0, 1.0),
+    parametric_frac=0.3,
+    flux_calibration=0.02,
+    lsf_error=0.05,
+    wave_shift_kms=5.0,
+    sky_residual=1.0,
+)
+OOD_NODES = 4  # S/N bins of the out-of-distribution thresholds fitted on the calibration set (10-100)
+VALLEY_SNR = 50.0  # S/N per pixel of the test worlds' sets (their seed: worlds.SEED)
 VAL_FRACTION = 0.1  # held out of the training set for early stopping and the best epoch
 SPEED_BATCH = 1024  # batch of the speed figures (the issue's target: 5,000 spectra/s at batch 1024)
 
@@ -154,7 +183,9 @@ class EpochTimer(keras.callbacks.Callback):
 def make_sets(args, out):
     """Generate (or resume) every synthetic set; returns {name: (config, path)}."""
     sets = {
-        "train": DatasetConfig(n=args.n_train, seed=1, snr=SNR_RANGE),
+        "train": DatasetConfig(
+            n=args.n_train, seed=1, snr=SNR_RANGE, **({} if args.no_randomisation else TRAINING_WORLD)
+        ),
         "calibration": DatasetConfig(n=args.n_calib, seed=2, snr=SNR_RANGE),
         **{
             label: DatasetConfig(n=args.n_test, seed=seed, snr=snr)
@@ -230,6 +261,22 @@ def calibrate_one(steps, model_path, calib_path, out_path):
 
     params = {"model_sha256": pretrained.file_digest(model_path), "calibration": str(calib_path)}
     return steps.run(f"calibrate_{Path(model_path).stem}", params, run)
+
+
+def calibrate_ood_one(steps, model_path, calib_path, out_path):
+    """Fit a member's out-of-distribution thresholds (``sfh_ml.network.calibrate_ood``) on the
+    calibration set, in OOD_NODES bins of S/N, into ``out_path``."""
+
+    def run():
+        result = calibrate_ood(model_path, calib_path, out_path, overwrite=True, n_nodes=OOD_NODES)
+        return json.loads(json.dumps(result, default=lambda value: np.asarray(value).tolist()))
+
+    params = {
+        "model_sha256": pretrained.file_digest(model_path),
+        "calibration": str(calib_path),
+        "nodes": OOD_NODES,
+    }
+    return steps.run(f"calibrate_ood_{Path(model_path).stem}", params, run)
 
 
 # ----------------------------------------------------------------------------------------- 4. release files
@@ -318,6 +365,107 @@ def ablation_rows(with_phot, without_phot):
                 }
             )
     return rows
+
+
+def valley(args, steps, out, release, names):
+    """The shipped files on every test world (``benchmarks/worlds.py``): results["valley"] but its note."""
+    files = [release / n for n in names]
+    folder = out / "worlds"
+
+    def run():
+        folder.mkdir(parents=True, exist_ok=True)
+        method = "release"
+        networks = {method: [load_model(f) for f in files]}
+        rows = []
+        for world in TEST_WORLDS:
+            path = worlds.world_set(folder, world, args.valley_n, VALLEY_SNR, args.workers)
+            scored, flagged, hits = worlds.score_world(path, networks, 0, folder, args.workers, goodness=True)
+            rows.append(valley_row(world, scored, flagged.get(method), hits.get(method)))
+            print(f"[valley] {world}: scored", flush=True)
+        return {
+            "snr": VALLEY_SNR,
+            "n_objects": args.valley_n,
+            "seed": worlds.SEED,
+            "statistic": "bin level",
+            "rows": rows,
+        }
+
+    params = {
+        "models": {n: pretrained.file_digest(release / n) for n in names},
+        "n": args.valley_n,
+        "snr": VALLEY_SNR,
+        "seed": worlds.SEED,
+        "worlds": TEST_WORLDS,
+        "schema_version": SCHEMA_VERSION,
+        "library_version": LIBRARY_VERSION,
+    }
+    return steps.run("valley", params, run)
+
+
+def valley_row(world, scored, flagged, hits):
+    """One row of results["valley"] (but its description) from a world's score_rows rows (bin level)
+    and flag figures."""
+
+    def stats(quantity, sample):
+        for r in scored:
+            if (r["quantity"], r["sample"], r["level"]) == (quantity, sample, "bin"):
+                return {k: _finite(r.get(k)) for k in ("bias", "nmad", "n")}
+        return None
+
+    hits = hits or {}
+    return {
+        "world": world,
+        "mw_log_age": stats("mw_log_age", "all"),
+        "mw_log_age_young": stats("mw_log_age", "young"),
+        "mw_zh": stats("mw_zh", "all"),
+        "flagged": _finite(flagged),
+        "hit_rate": _finite(hits.get("hit_rate")),
+        "n_lost": hits.get("n_lost"),
+    }
+
+
+def _finite(value):
+    """A plain number for the JSON, None for a missing or non-finite one."""
+    if value is None:
+        return None
+    value = value.item() if isinstance(value, np.generic) else value
+    return value if np.isfinite(value) else None
+
+
+def randomisation_note(world):
+    """What a domain-randomised training set (``TRAINING_WORLD``) mixed: the valley's note, or None."""
+    parts, seen = [], []
+    if world.get("library") == "mix":
+        lo, hi = world.get("library_mix", (0.0, 1.0))
+        parts.append(f"E-MILES and BC03 stars mixed per object (E-MILES share uniform in {lo:g}-{hi:g})")
+        seen.append("bc03")
+    if world.get("parametric_frac"):
+        parts.append(f"{world['parametric_frac']:.0%} of the histories from the parametric families")
+        seen.append("parametric")
+    errors = [
+        (key, label)
+        for key, label in (
+            ("flux_calibration", "flux calibration {:.0%}"),
+            ("lsf_error", "LSF width {:.0%}"),
+            ("wave_shift_kms", "wavelength shift {:g} km/s"),
+            ("sky_residual", "sky residuals {:g}× the noise"),
+        )
+        if world.get(key)
+    ]
+    if errors:
+        parts.append(
+            "observational errors (" + ", ".join(label.format(world[key]) for key, label in errors) + ")"
+        )
+        seen.append("observational")
+    if not parts:
+        return None
+    names = [f"*{w}*" for w in seen]
+    names = (", ".join(names[:-1]) + " and " if len(names) > 1 else "") + names[-1]
+    names += " worlds are" if len(seen) > 1 else " world is"
+    return (
+        f"The training set was domain-randomised: {'; '.join(parts)}. The {names} therefore partly "
+        "seen in training, unlike the others."
+    )
 
 
 def _device():
@@ -420,7 +568,9 @@ def reproduce_command(args, backend):
         f"--patience {args.patience}",
         f"--seed {args.seed}",
         f"--members {args.members}",
+        *(["--no-randomisation"] if args.no_randomisation else []),
         *(["--skip-ablation"] if args.skip_ablation else []),
+        *(["--skip-valley"] if args.skip_valley else [f"--valley-n {args.valley_n}"]),
         *([f"--ablation-seed {args.ablation_seed}"] if args.ablation_seed is not None else []),
         *(["--skip-calibration"] if args.skip_calibration else []),
         *([f"--time-limit {args.time_limit:g}"] if args.time_limit is not None else []),
@@ -428,7 +578,7 @@ def reproduce_command(args, backend):
     return f"KERAS_BACKEND={backend} python benchmarks/release_model.py --out OUT " + " ".join(options)
 
 
-def build_results(args, sets, trained, names, release, evals, speed):
+def build_results(args, sets, trained, names, release, evals, speed, valley_figures=None):
     """The results JSON of the release (schema: sfh_ml.network.card)."""
     model = load_model(release / names[0])
     meta = get_metadata(model)
@@ -456,6 +606,7 @@ def build_results(args, sets, trained, names, release, evals, speed):
             "age_bins_yr": [float(e) for e in meta["age_bins_yr"]],
             "zh_range": list(meta["zh_range"]),
             "calibrated": not args.skip_calibration,
+            "ood_thresholds": None if meta.get("ood_thresholds") is None else meta["ood_thresholds"].tolist(),
         },
         "training": {
             "n_train": args.n_train,
@@ -510,6 +661,10 @@ def build_results(args, sets, trained, names, release, evals, speed):
         results["metrics_fast"] = [
             metrics_row(label, TEST_SETS[label][1], evals["fast"][label]) for label in TEST_SETS
         ]
+    if valley_figures is not None:
+        note = None if args.no_randomisation else randomisation_note(TRAINING_WORLD)
+        rows = [{**r, "description": worlds.DESCRIPTIONS.get(r["world"], "")} for r in valley_figures["rows"]]
+        results["valley"] = {**valley_figures, "rows": rows, **({"note": note} if note else {})}
     if not args.skip_ablation:
         young = evals["m0"][ABLATION_SETS[0]].get("young", {}).get("max_age_yr")
         results["ablation"] = {
@@ -561,6 +716,15 @@ def parse_args(argv):
         "--skip-ablation", action="store_true", help="no spectra-only network, no ablation table"
     )
     parser.add_argument("--skip-calibration", action="store_true", help="ship uncalibrated uncertainties")
+    parser.add_argument("--skip-valley", action="store_true", help="no test worlds, no valley table")
+    parser.add_argument(
+        "--valley-n", type=int, default=1000, help="objects per test world of the valley table (default 1000)"
+    )
+    parser.add_argument(
+        "--no-randomisation",
+        action="store_true",
+        help="train on the project's own world only (no TRAINING_WORLD domain randomisation)",
+    )
     parser.add_argument(
         "--ablation-seed", type=int, help="seed of the spectra-only network (default: that of member 0)"
     )
@@ -630,9 +794,11 @@ def main(argv=None):
     if args.skip_calibration:
         shipped = raw
     else:
-        shipped = [models / f"m{i}_calibrated.keras" for i in range(args.members)]
-        for src, dst in zip(raw, shipped):
-            calibrate_one(steps, src, sets["calibration"][1], dst)
+        calibrated = [models / f"m{i}_calibrated.keras" for i in range(args.members)]
+        shipped = [models / f"m{i}_shipped.keras" for i in range(args.members)]
+        for src, mid, dst in zip(raw, calibrated, shipped):
+            calibrate_one(steps, src, sets["calibration"][1], mid)
+            calibrate_ood_one(steps, mid, sets["calibration"][1], dst)
 
     names = release_files(steps, shipped, release, args.name)
     files = [release / n for n in names]
@@ -648,9 +814,10 @@ def main(argv=None):
                 evals["before"][label] if args.members == 1 else evaluation(steps, "m0", raw[:1], label, path)
             )
             evals["nophot"][label] = evaluation(steps, "nophot", [models / "nophot.keras"], label, path)
+    valley_figures = None if args.skip_valley else valley(args, steps, out, release, names)
     speed = measure_speed(steps, release, names, sets["S/N 50"][1])
 
-    results = build_results(args, sets, trained, names, release, evals, speed)
+    results = build_results(args, sets, trained, names, release, evals, speed, valley_figures)
     atomic_write_text(release / pretrained.RESULTS_NAME, json.dumps(results, indent=1) + "\n")
     atomic_write_text(release / pretrained.CARD_NAME, render_model_card(results))
     pretrained.write_manifest(release, args.name, names)

@@ -39,6 +39,16 @@ SEED = 7100  # held-out worlds: a seed no training, calibration or comparison se
 TRAIN_SEED = 7200  # the domain-randomisation experiment's training sets
 CHUNK_SIZE = 250
 SUMMARY = (("mw_log_age", "all"), ("mw_log_age", "young"), ("mw_zh", "all"))
+# What each test world changes, in a table cell (the full account: sfh_ml.synthesis.worlds)
+DESCRIPTIONS = {
+    "own": "nothing: the project's own world (the generator's defaults), held out by its seed",
+    "bc03": "BC03-MILES stars at all ages instead of E-MILES",
+    "parametric": "histories of the classic parametric families",
+    "calzetti": "Calzetti attenuation of the diffuse ISM",
+    "smc": "SMC attenuation of the diffuse ISM",
+    "birth_cloud_3myr": "birth clouds dispersed after 3 Myr instead of 10",
+    "observational": "flux- and wavelength-calibration, LSF and sky-residual errors",
+}
 
 
 def world_set(folder, world, n, snr, workers):
@@ -72,13 +82,21 @@ def train_pair(folder, n, epochs, workers, library_mix=(0.0, 1.0)):
 
 
 def score_world(path, networks, ppxf_n, folder, workers, goodness):
-    """Rows of every method on one world's set, and the flagged fractions."""
+    """Rows of every method on one world's set, the flagged fractions and the flag's hit rates.
+
+    Returns ``(rows, flagged, hits)``: ``flagged`` and ``hits`` (empty without ``goodness``) map each
+    network to the fraction of objects carrying the out-of-distribution flag and to
+    ``{"hit_rate", "n_lost"}``: the fraction of the objects whose mass-weighted log age is off by more
+    than ``ood.AGE_ERROR_DEX`` (bin level) that carry it (NaN when none is), and how many those are.
+    """
+    from ood import AGE_ERROR_DEX, age_error, flag_rate  # benchmarks/ood.py
+
     from sfh_ml.network import QUALITY_FLAGS, predict
     from sfh_ml.network.training import load_data
 
     data = load_data(path)
     truth = {"sfh": data["sfh"], "zh": data["zh"], **data["mean_truth"]}
-    preds, flagged = {}, {}
+    preds, flagged, hits = {}, {}, {}
     for method, model in networks.items():
         kw = {}
         if goodness:
@@ -87,9 +105,10 @@ def score_world(path, networks, ppxf_n, folder, workers, goodness):
         preds[method] = predict(model, data["spectra"], data["photometry"], wave_aa=data["wave_aa"],
                                 filters=data["filters"], **kw)  # fmt: skip
         if goodness:
-            flagged[method] = float(
-                np.mean(preds[method]["quality"] & QUALITY_FLAGS["out_of_distribution"] > 0)
-            )
+            flag = preds[method]["quality"] & QUALITY_FLAGS["out_of_distribution"] > 0
+            flagged[method] = float(np.mean(flag))
+            lost = np.abs(age_error(preds[method]["sfh"], data["sfh"], data["age_bins_yr"])) > AGE_ERROR_DEX
+            hits[method] = {"hit_rate": flag_rate(flag, lost), "n_lost": int(lost.sum())}
     rows = []
     if ppxf_n:
         fits = ppxf_fits(path, ppxf_n, False, DEFAULT_REGUL, workers, folder)
@@ -100,7 +119,7 @@ def score_world(path, networks, ppxf_n, folder, workers, goodness):
     for method, pred in preds.items():
         for row in score_rows(pred, truth, data["age_bins_yr"], data["bin_light"], data["zh_grid"]):
             rows.append({"method": method, **row})
-    return rows, flagged
+    return rows, flagged, hits
 
 
 def _get(rows, method, world, quantity, sample, level="bin"):
@@ -169,7 +188,7 @@ def main(argv=None):
     rows, flagged = [], {}
     for world in args.worlds:
         path = world_set(folder, world, args.n, args.snr, args.workers)
-        world_rows, world_flags = score_world(
+        world_rows, world_flags, _ = score_world(
             path, networks, args.ppxf_n, folder, args.workers, args.goodness
         )
         rows += [{"world": world, **r} for r in world_rows]

@@ -106,6 +106,7 @@ def _cmd_generate(args):
         wave_shift_kms=args.wave_shift,
         sky_residual=args.sky_residual,
         library_mix=args.library_mix,
+        parametric_frac=args.parametric_frac,
     )
     try:
         generate(config, args.out, workers=args.workers, progress=not args.quiet, overwrite=args.overwrite)
@@ -323,6 +324,12 @@ def build_parser():
         default="mix",
         help="skewnormal, densebasis or mix (default: the training families); held-out: delayedtau, "
         "exptau, truncated, lognormal, doublepl, or parametric (any of these five)",
+    )
+    p.add_argument(
+        "--parametric-frac",
+        type=float,
+        default=0.0,
+        help="with a training family: fraction of histories drawn from the five parametric families instead",
     )
     p.add_argument(
         "--snr", type=parse_range, default=(50.0, 50.0), help="S/N per pixel, VALUE or MIN:MAX (log-uniform)"

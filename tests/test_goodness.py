@@ -1,15 +1,26 @@
 """The re-synthesis goodness of fit: a true history fits to the noise, a wrong one does not and is
 flagged, the dust grid finds the dust, missing data give NaN rather than a confident number, and
-``predict`` without ``goodness`` is unchanged."""
+``predict`` without ``goodness`` is unchanged. The out-of-distribution thresholds: fitted as 90th
+percentiles, stored in the model (saved and loaded with it), used by ``predict`` instead of the
+module's table, and fitted and stored end to end by ``calibrate_ood``."""
 
 import h5py
 import numpy as np
 import pytest
 
-from sfh_ml import DatasetConfig, generate, load_pretrained
+from sfh_ml import DatasetConfig, generate, load_pretrained, network
 from sfh_ml.constants import MAX_AGE_YR
 from sfh_ml.network import GOODNESS_KEYS, QUALITY_OUT_OF_DISTRIBUTION, predict, predict_file
-from sfh_ml.network.goodness import TAU_ISM_GRID, BinnedHistory, resynthesis_fit
+from sfh_ml.network.goodness import (
+    OOD_THRESHOLDS,
+    TAU_ISM_GRID,
+    BinnedHistory,
+    age_is_right,
+    fit_ood_thresholds,
+    ood_threshold,
+    resynthesis_fit,
+)
+from sfh_ml.network.pretrained import pretrained_paths
 from sfh_ml.utils import as_str
 
 N = 48
@@ -150,3 +161,182 @@ def test_predict_file_writes_the_scores(model, synthetic, tmp_path):
         assert np.all(np.isfinite(f["chi2_pixel"][:]))
         ood = (f["quality"][:] & QUALITY_OUT_OF_DISTRIBUTION) > 0
         np.testing.assert_array_equal(ood, f["ood_score"][:] > 1)
+
+
+# ------------------------------------------------------------------------ out-of-distribution thresholds
+SMALL = [[1.0, 1e-6], [1e3, 1e-6]]  # every imperfect fit is out of distribution
+HUGE = [[1.0, 1e6], [1e3, 1e6]]  # nothing is
+
+
+def test_fit_ood_thresholds_takes_the_90th_percentile_of_the_right_objects_per_node():
+    rng = np.random.default_rng(1)
+    rows = []
+    for snr, scale in ((50.0, 1e-3), (10.0, 1e-2)):  # labels deliberately not in S/N order
+        rf = scale * rng.permutation(np.arange(1, 101))  # the right objects: 1..100 times the scale
+        wrong = np.full(30, 100 * scale)  # wrong ages: far off, must not count
+        snr_model = np.concatenate([snr * rng.uniform(0.9, 1.1, 100), snr * rng.uniform(0.9, 1.1, 30)])
+        rows.append((np.concatenate([rf, wrong]), snr_model, np.r_[np.ones(100, bool), np.zeros(30, bool)]))
+    rf, snr_model, ok = (np.concatenate(v) for v in zip(*rows))
+    groups = np.repeat(["snr50", "snr10"], 130)
+    table = fit_ood_thresholds(rf, snr_model, ok, groups, min_objects=50)
+    assert table.shape == (2, 2)
+    # S/N increasing; the median S/N of each group (all its objects), the 90th percentile of its right
+    # objects: 1 + 0.9 * 99 = 90.1 times the scale (linear interpolation)
+    np.testing.assert_allclose(table[:, 0], [np.median(snr_model[130:]), np.median(snr_model[:130])])
+    np.testing.assert_allclose(table[:, 1], [90.1e-2, 90.1e-3], rtol=1e-12)
+    # a percentile other than 90, and NaN (not fitted) objects left out
+    rf_nan = rf.copy()
+    rf_nan[:5] = np.nan
+    other = fit_ood_thresholds(rf_nan, snr_model, ok, groups, percentile=50.0, min_objects=50)
+    np.testing.assert_allclose(other[1, 1], np.percentile(rf[5:100], 50.0))
+    # one group split into two S/N nodes of equal counts
+    one = fit_ood_thresholds(rf[130:], snr_model[130:], ok[130:], n_nodes=2, min_objects=20)
+    order = np.argsort(snr_model[130:])
+    low, high = order[:65], order[65:]
+    for node, members in zip(one, (low, high)):
+        assert node[0] == pytest.approx(np.median(snr_model[130:][members]))
+        assert node[1] == pytest.approx(np.percentile(rf[130:][members][ok[130:][members]], 90.0))
+    # the table is what the head and ood_threshold take
+    assert ood_threshold(np.array([5.0, 1e3]), table)[0] == pytest.approx(table[0, 1])
+
+
+def test_fit_ood_thresholds_refuses_what_cannot_be_calibrated():
+    rf, snr = np.linspace(0.01, 0.1, 50), np.full(50, 20.0)
+    ok = np.ones(50, bool)
+    with pytest.raises(ValueError, match=r"group a: 50 fitted objects .*at least 100"):
+        fit_ood_thresholds(rf, snr, ok, np.repeat(["a"], 50))
+    with pytest.raises(ValueError, match="same S/N"):
+        fit_ood_thresholds(
+            np.r_[rf, rf], np.r_[snr, snr], np.r_[ok, ok], np.repeat([1, 2], 50), min_objects=10
+        )
+    with pytest.raises(ValueError, match="percentile of residual_fraction is 0"):
+        fit_ood_thresholds(np.zeros(50), snr, ok, min_objects=10)
+    with pytest.raises(ValueError, match="one value per object"):
+        fit_ood_thresholds(rf, snr[:-1], ok)
+
+
+def test_age_is_right_within_0_3_dex():
+    edges = np.array([0.0, 1e8, 1e9, 1e10, MAX_AGE_YR])
+    true = np.array([[0.0, 0.0, 1.0, 0.0]] * 3)
+    pred = np.array([[0.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0], [np.nan] * 4])
+    np.testing.assert_array_equal(age_is_right(pred, true, edges), [True, False, False])
+
+
+@pytest.fixture(scope="module")
+def tiny(synthetic, tmp_path_factory):
+    """An untrained tiny v2 on the synthetic set's grids (seeded), saved with no thresholds, with
+    absurdly small ones and with huge ones (same weights)."""
+    keras = pytest.importorskip("keras")
+    from conftest import TINY_V2
+
+    keras.utils.set_random_seed(5)
+    n_bins = synthetic["sfh"].shape[1]
+    model = network.build_model(
+        "v2",
+        synthetic["wave_aa"].size,
+        len(synthetic["filters"]),
+        n_bins,
+        wave_aa=synthetic["wave_aa"],
+        age_bins_yr=synthetic["age_bins_yr"],
+        filters=synthetic["filters"],
+        **TINY_V2,
+    )
+    network.adapt(model, synthetic["spectra"], synthetic["photometry"])
+    folder = tmp_path_factory.mktemp("tiny")
+    paths = {}
+    for name, table in (("none", None), ("small", SMALL), ("huge", HUGE)):
+        model.get_layer("history").set_ood_thresholds(table)
+        paths[name] = folder / f"{name}.keras"
+        model.save(paths[name])
+    return paths
+
+
+def test_ood_thresholds_are_saved_and_loaded_with_the_model_and_validated(tiny, model):
+    assert network.get_metadata(model)["ood_thresholds"] is None  # the shipped file: none, loads
+    for name, table in (("none", None), ("small", SMALL), ("huge", HUGE)):
+        meta = network.get_metadata(network.load_model(tiny[name]))
+        if table is None:
+            assert meta["ood_thresholds"] is None
+        else:
+            np.testing.assert_array_equal(meta["ood_thresholds"], table)
+            assert meta["ood_thresholds"].shape == (2, 2)
+    head = network.load_model(tiny["small"]).get_layer("history")
+    assert head.get_config()["ood_thresholds"] == SMALL
+    for bad in (
+        [[20.0, 0.01], [10.0, 0.02]],
+        [[10.0, 0.0]],
+        [[10.0, np.nan]],
+        [0.01, 0.02],
+        [],
+        [[10.0, 1, 2]],
+    ):
+        with pytest.raises(ValueError, match="ood_thresholds"):
+            head.set_ood_thresholds(bad)
+    head.set_ood_thresholds(None)
+    assert head.get_config()["ood_thresholds"] is None
+
+
+def test_predict_scores_against_the_models_own_thresholds(tiny, synthetic):
+    sl = slice(0, 12)
+    args = (synthetic["spectra"][sl], synthetic["photometry"][sl])
+    kw = dict(goodness=True, noise=synthetic["noise"][sl], photometry_err=synthetic["photometry_err"][sl])
+    flagged = lambda out: (out["quality"] & QUALITY_OUT_OF_DISTRIBUTION) > 0
+    small, huge, none = (network.load_model(tiny[k]) for k in ("small", "huge", "none"))
+    out_small, out_huge, out_none = (predict(m, *args, **kw) for m in (small, huge, none))
+    assert np.all(np.isfinite(out_small["ood_score"]))
+    assert flagged(out_small).all() and not flagged(out_huge).any()
+    # the same residuals over thresholds 1e-6 and 1e6
+    # (rtol: the float32 grid search may differ in the last bits between runs)
+    np.testing.assert_allclose(out_small["ood_score"], out_huge["ood_score"] * 1e12, rtol=1e-4)
+    # no table of its own: the module's
+    fit_default = resynthesis_fit(
+        {"sfh": out_none["sfh"], "zh": out_none["zh"]},
+        *(synthetic[k][sl] for k in ("spectra", "noise", "photometry", "photometry_err")),
+        synthetic["wave_aa"],
+        synthetic["filters"],
+        synthetic["age_bins_yr"],
+    )
+    np.testing.assert_allclose(out_none["ood_score"], fit_default["ood_score"], rtol=1e-4)
+    expected = fit_default["residual_fraction"] / ood_threshold(fit_default["snr_model"], OOD_THRESHOLDS)
+    np.testing.assert_allclose(out_none["ood_score"], expected, rtol=1e-4)
+    # an ensemble: its first member's table
+    assert flagged(predict([small, huge], *args, **kw)).all()
+    assert not flagged(predict([huge, small], *args, **kw)).any()
+
+
+def test_calibrate_ood_stores_thresholds_that_flag_10_percent_of_the_right_objects(synthetic, tmp_path):
+    shipped = pretrained_paths()[0]
+    out = tmp_path / "with_ood.keras"
+    result = network.calibrate_ood(shipped, synthetic["path"], out, min_objects=20)
+    table = np.asarray(result["ood_thresholds"])
+    assert table.shape == (1, 2) and np.all(table > 0)
+    assert 0.5 * SNR < table[0, 0] < 2 * SNR  # the set's model S/N
+    (row,) = result["sets"]
+    assert row["n_objects"] == N and 20 <= row["n_age_right"] <= row["n_fitted"] <= N
+    n_right = row["n_age_right"]
+    # above the 90th percentile (linear interpolation) of n distinct values: n - 1 - floor(0.9 (n - 1))
+    assert row["false_alarm"] == pytest.approx((n_right - 1 - np.floor(0.9 * (n_right - 1))) / n_right)
+    # the calibrated copy carries the table, the shipped file none, and predict uses it
+    calibrated = network.load_model(out)
+    np.testing.assert_allclose(network.get_metadata(calibrated)["ood_thresholds"], table, rtol=1e-12)
+    assert network.get_metadata(network.load_model(shipped))["ood_thresholds"] is None
+    pred = predict(
+        calibrated,
+        synthetic["spectra"],
+        synthetic["photometry"],
+        goodness=True,
+        noise=synthetic["noise"],
+        photometry_err=synthetic["photometry_err"],
+    )
+    right = age_is_right(pred["sfh"], synthetic["sfh"], synthetic["age_bins_yr"])
+    assert right.sum() == n_right
+    flag = (pred["quality"] & QUALITY_OUT_OF_DISTRIBUTION) > 0
+    assert np.mean(flag[right]) == pytest.approx(row["false_alarm"])
+    # refusals: an existing output, the output among the inputs, too few right objects (named file)
+    with pytest.raises(FileExistsError, match="with_ood.keras exists"):
+        network.calibrate_ood(shipped, synthetic["path"], out)
+    with pytest.raises(ValueError, match="also an input"):
+        network.calibrate_ood(out, synthetic["path"], out, overwrite=True)
+    with pytest.raises(ValueError, match=r"snr20\.h5: .*at least 1000"):
+        network.calibrate_ood(shipped, [synthetic["path"]], tmp_path / "never.keras", min_objects=1000)
+    assert not (tmp_path / "never.keras").exists()

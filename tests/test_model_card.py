@@ -26,6 +26,7 @@ RESULTS = {
         "age_bins_yr": [1e6, 3e6, 6e6, 1e7, 1.41e10],
         "zh_range": [-1.71, 0.22],
         "calibrated": True,
+        "ood_thresholds": [[9.3, 0.0201], [46.4, 0.0053]],
     },
     "training": {
         "n_train": 200000,
@@ -113,6 +114,43 @@ RESULTS = {
             },
         ],
     },
+    "valley": {
+        "snr": 50.0,
+        "n_objects": 1000,
+        "seed": 7100,
+        "statistic": "bin level",
+        "note": "The training set mixed E-MILES and BC03 stars: the bc03 world is partly seen.",
+        "rows": [
+            {
+                "world": "own",
+                "description": "the training population (held out by its seed)",
+                "mw_log_age": {"bias": 0.004, "nmad": 0.051, "n": 1000},
+                "mw_log_age_young": {"bias": -0.012, "nmad": 0.2, "n": 87},
+                "mw_zh": {"bias": 0.002, "nmad": 0.031, "n": 1000},
+                "flagged": 0.094,
+                "hit_rate": 0.5,
+            },
+            {
+                "world": "bc03",
+                "description": "BC03-MILES stars at all ages",
+                "mw_log_age": {"bias": -0.183, "nmad": 0.142, "n": 1000},
+                "mw_log_age_young": None,
+                "mw_zh": {"bias": 0.121, "nmad": 0.088, "n": 1000},
+                "flagged": 0.412,
+                "hit_rate": 0.737,
+                "n_lost": 312,
+            },
+            {
+                "world": "smc",
+                "description": "SMC attenuation of the diffuse ISM",
+                "mw_log_age": {"bias": 0.021, "nmad": 0.066, "n": 1000},
+                "mw_log_age_young": {"bias": 0.254, "nmad": 0.3, "n": 90},
+                "mw_zh": {"bias": -0.011, "nmad": 0.034, "n": 1000},
+                "flagged": None,
+                "hit_rate": None,
+            },
+        ],
+    },
     "speed": {
         "batch_size": 1024,
         "backend": "tensorflow",
@@ -189,11 +227,55 @@ def test_the_ablation_table_holds_both_networks_for_all_and_young_objects():
     assert "below 100 Myr" in card
 
 
+def test_the_valley_table_holds_each_test_world_after_the_ablation():
+    card = render_model_card(RESULTS)
+    heading = "## The synthetic valley: test worlds"
+    assert card.index("## Does the photometry help?") < card.index(heading) < card.index("## Inference speed")
+    header, body = table_after(card, heading)
+    assert header == [
+        "World",
+        "What it changes",
+        "Objects",
+        "log age (mw) bias / NMAD",
+        "young-dominated bias",
+        "[M/H] (mw) bias / NMAD",
+        "flagged",
+        "hit rate",
+    ]
+    assert [row[0] for row in body] == ["own", "bc03", "smc"]
+    assert row_of(body, "own")[1:] == [
+        "the training population (held out by its seed)",
+        "1,000",
+        "+0.004 / 0.051",
+        "-0.012 (n=87)",
+        "+0.002 / 0.031",
+        "0.09",
+        "0.50",
+    ]
+    assert row_of(body, "bc03")[3:] == ["-0.183 / 0.142", "–", "+0.121 / 0.088", "0.41", "0.74 (n=312)"]
+    assert row_of(body, "smc")[4:] == ["+0.254 (n=90)", "-0.011 / 0.034", "–", "–"]  # flag not measured
+    section = card.split(heading)[1].split("\n## ")[0]
+    assert "S/N 50, 1,000 objects per world, data seed 7100" in section
+    assert "training population's own world" in section
+    assert RESULTS["valley"]["note"] in section  # the domain-randomisation note is printed
+
+
+def test_the_limitations_name_the_worst_test_world():
+    limitations = render_model_card(RESULTS).split("## Known limitations")[1].split("## ")[0]
+    assert "suffers most on *bc03* (bias -0.183 dex, NMAD 0.142 dex)" in limitations
+    assert "flag marks 74% of its objects" in limitations
+    results = copy.deepcopy(RESULTS)
+    del results["valley"]
+    assert "suffers most" not in render_model_card(results)
+
+
 def test_model_training_generator_speed_limitations_and_command_are_stated():
     card = render_model_card(RESULTS)
     _, body = table_after(card, "## What the model is")
     assert row_of(body, "**Parameters**")[1] == "271,234 per member"
     assert row_of(body, "**Size**")[1] == "3.6 MB (all members)"
+    thresholds = row_of(body, "**Out-of-distribution thresholds (residual fraction)**")[1]
+    assert thresholds == "0.0201 at S/N 9, 0.0053 at S/N 46"
     _, body = table_after(card, "## Training")
     assert row_of(body, "**Seed (weights, split, augmentation)**")[1] == "42"
     assert row_of(body, "**Epochs run, per member**")[1] == "30, 28, 30"
@@ -218,10 +300,11 @@ def test_the_summary_quotes_the_s_n_50_figures_and_ends_before_the_first_section
 
 def test_sections_left_out_of_the_results_render_as_not_measured():
     results = copy.deepcopy(RESULTS)
-    for key in ("ablation", "speed", "coverage", "domain", "limitations"):
+    for key in ("ablation", "speed", "coverage", "domain", "limitations", "valley"):
         del results[key]
     card = render_model_card(results)
-    assert card.count("Not measured") == 3
+    assert card.count("Not measured") == 4
+    assert card.split("## The synthetic valley: test worlds")[1].split("## ")[0].strip() == "Not measured."
     assert "valley" in card  # the limitation every card states
 
 

@@ -403,6 +403,47 @@ def test_broadening_propagates_variance_of_white_noise():
     assert measured == pytest.approx(predicted, rel=0.05)  # the node mixture is an upper bound, tight
 
 
+def test_resampling_returns_the_covariance_of_neighbouring_pixels():
+    wave = muse_wave(n_wave=400)
+    rng = np.random.default_rng(5)
+    n = 4000
+    noise = rng.standard_normal((n, wave.size))
+    z = 0.0035 + 3e-5  # a fractional shift that changes slowly along the grid
+    out, out_var, cov = resample_spectra(wave, noise, np.ones_like(noise), wave, z, covariance=True)
+    assert cov.shape[1:] == out.shape and cov.shape[0] >= 1
+    inner = slice(20, -20)
+    measured = np.mean(out[:, :-1] * out[:, 1:], axis=0)[inner]
+    np.testing.assert_allclose(measured, cov[0, 0, :-1][inner], atol=4 / np.sqrt(n))
+    np.testing.assert_allclose(out[:, inner].var(axis=0), out_var[0, inner], rtol=0.15)
+
+
+def test_prepared_variance_matches_the_scatter_of_pure_noise():
+    # Resampling to the rest frame correlates neighbouring pixels and the broadening kernel sums
+    # over that covariance: the variance it propagates must include it (it came out ~1.5x too small).
+    wave = muse_wave(n_wave=1200)
+    rng = np.random.default_rng(11)
+    n = 300
+    var = np.full((n, wave.size), 4.0)
+    flux = 100.0 + np.sqrt(var) * rng.standard_normal(var.shape)
+    v_kms = rng.uniform(-150.0, 150.0, n)
+    for sigma_obs in (None, 60.0, 120.0):
+        prep = prepare_spectra(
+            wave,
+            flux,
+            var,
+            wave,
+            sigma_model_kms=150.0,
+            z_sys=0.0035,
+            v_kms=v_kms,
+            sigma_obs_kms=sigma_obs,
+            mask_sky=False,
+        )
+        expected = 100.0 * (1.0 + total_redshift(0.0035, v_kms))[:, None]  # rest-frame flux density
+        pull = ((prep.flux - expected) / np.sqrt(prep.var))[:, 60:-60]
+        assert np.isfinite(pull).mean() > 0.9
+        assert np.nanstd(pull) == pytest.approx(1.0, abs=0.03), sigma_obs
+
+
 def test_spectra_broader_than_the_model_are_flagged_not_broadened():
     wave = muse_wave(n_wave=300)
     flux = _galaxy_like_spectrum(wave)[None].repeat(3, axis=0)

@@ -227,6 +227,24 @@ def test_a_parametric_world_changes_only_the_histories(emiles_synth, default_chu
     assert np.all(np.isfinite(rec["sfh_params/formation_age_yr"])) and np.all(np.isnan(rec["sfh_params/tx1"]))
 
 
+def test_a_parametric_fraction_replaces_only_that_share_of_the_training_histories(
+    emiles_synth, default_chunk
+):
+    cfg = DatasetConfig(**{**SMALL, "n": 400, "chunk_size": 400}, parametric_frac=0.3)
+    rec = generate_chunk(cfg, 0, emiles_synth)
+    ref = generate_chunk(DatasetConfig(**{**SMALL, "n": 400, "chunk_size": 400}), 0, emiles_synth)
+    family = rec["family"].astype(str)
+    swapped = ~np.isin(family, ["skewnormal", "densebasis"])
+    assert 0.22 < swapped.mean() < 0.38  # binomial(400, 0.3): 5 sigma
+    assert set(family[swapped]) == {"delayedtau", "exptau", "truncated", "lognormal", "doublepl"}
+    np.testing.assert_array_equal(rec["sfh"][~swapped], ref["sfh"][~swapped])
+    assert not np.allclose(rec["sfh"][swapped], ref["sfh"][swapped])
+    np.testing.assert_array_equal(rec["tau_ism"], ref["tau_ism"])  # every other draw unchanged
+    assert np.all(np.isnan(rec["sfh_params/formation_age_yr"][~swapped]))
+    assert np.all(np.isfinite(rec["sfh_params/formation_age_yr"][swapped]))
+    assert "parametric_frac" not in DatasetConfig(**SMALL).to_json()  # old files keep their config
+
+
 def test_observational_errors_leave_the_photometry_and_change_the_spectra(emiles_synth, default_chunk):
     cfg = DatasetConfig(**SMALL, flux_calibration=0.03, wave_shift_kms=20.0, sky_residual=3.0)
     rec = generate_chunk(cfg, 0, emiles_synth)
@@ -309,6 +327,8 @@ def test_a_world_file_stores_its_parameters_and_reads_back(tmp_path, emiles_synt
         dict(lsf_error=0.7),
         dict(library="mix", library_mix=(0.5, 1.2)),
         dict(family="burst"),
+        dict(parametric_frac=1.5),
+        dict(family="parametric", parametric_frac=0.3),
     ],
 )
 def test_world_options_out_of_range_are_refused(bad):
@@ -337,6 +357,14 @@ def test_the_command_line_makes_a_test_world_and_refuses_a_bad_option(tmp_path, 
     assert not set(d["family"]) & {"skewnormal", "densebasis"}
     assert main(["generate", "--n", "4", "--dust-law", "mie", "--out", str(tmp_path / "x.h5")]) == 2
     assert "mie" in capsys.readouterr().err
+    randomised = tmp_path / "randomised.h5"  # the domain-randomised training world of the shipped model
+    args = ["generate", "--n", "4", "--chunk-size", "4", "--library", "mix", "--parametric-frac", "0.5",
+            "--out", str(randomised), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    with h5py.File(randomised) as f:
+        assert json.loads(f.attrs["config"])["parametric_frac"] == 0.5
+    assert main(["generate", "--n", "4", "--parametric-frac", "2", "--out", str(tmp_path / "y.h5")]) == 2
+    assert "parametric_frac" in capsys.readouterr().err
     # every named world is a valid configuration
     for world in TEST_WORLDS:
         assert world_config(world, 10, 1).n == 10

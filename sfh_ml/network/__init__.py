@@ -7,7 +7,8 @@
 * :mod:`~sfh_ml.network.training`: data feeding, augmentation, resumable training;
 * :mod:`~sfh_ml.network.inference`: ``load_model``, ``predict`` (with a quality flag per object),
   ``evaluate``, ``predict_file``;
-* :mod:`~sfh_ml.network.calibration`: ``calibrate``, the sigma factors fitted on a held-out set;
+* :mod:`~sfh_ml.network.calibration`: ``calibrate``, the sigma factors fitted on a held-out set, and
+  ``calibrate_ood``, the thresholds of the out-of-distribution flag;
 * :mod:`~sfh_ml.network.goodness`: ``resynthesis_fit``, each prediction re-synthesised and scored
   against the data, the out-of-distribution flag of ``predict(..., goodness=True)``;
 * :mod:`~sfh_ml.network.metrics`: accuracy against synthetic truth (pure numpy);
@@ -39,8 +40,11 @@ _EXPORTS = {
         ),
         "inference",
     ),
-    **dict.fromkeys(("calibrate", "sigma_scale_factors"), "calibration"),
-    **dict.fromkeys(("GOODNESS_KEYS", "BinnedHistory", "ood_threshold", "resynthesis_fit"), "goodness"),
+    **dict.fromkeys(("calibrate", "calibrate_ood", "sigma_scale_factors"), "calibration"),
+    **dict.fromkeys(
+        ("GOODNESS_KEYS", "BinnedHistory", "fit_ood_thresholds", "ood_threshold", "resynthesis_fit"),
+        "goodness",
+    ),
     **dict.fromkeys(
         ("PretrainedError", "load_pretrained", "pretrained_card", "pretrained_info", "write_manifest"),
         "pretrained",

@@ -17,13 +17,29 @@ The factors are stored in the model (:class:`~sfh_ml.network.layers.HistoryHead`
 that :func:`~sfh_ml.network.evaluate`, :func:`~sfh_ml.network.predict_file` and
 :func:`sfh_ml.observations.apply_cube` all give calibrated sigmas. Calibrating a calibrated model
 multiplies its factors by the new ones (fitted to the sigmas it already gives).
+
+:func:`calibrate_ood` calibrates the other number a model carries about itself: the thresholds of
+its out-of-distribution flag (:mod:`~sfh_ml.network.goodness`), fitted on held-out sets of its own
+world with noise (:func:`~sfh_ml.network.goodness.fit_ood_thresholds`) and stored in the head's
+``ood_thresholds``, which ``predict(..., goodness=True)`` then uses.
 """
+
+from pathlib import Path
 
 import numpy as np
 
 from ..files import check_output
 from . import metrics
-from .inference import QUALITY_UNUSABLE, _band_order, describe_quality, load_model, predict
+from .goodness import MIN_OOD_OBJECTS, OOD_AGE_ERROR_DEX, OOD_PERCENTILE, age_is_right, fit_ood_thresholds
+from .inference import (
+    QUALITY_UNUSABLE,
+    _band_order,
+    _goodness,
+    describe_quality,
+    load_model,
+    mask_missing,
+    predict,
+)
 from .metadata import check_compatible, get_metadata
 from .training import _atomic_save_model, load_data
 
@@ -33,6 +49,7 @@ __all__ = [
     "MIN_EFFECTIVE_OBJECTS",
     "sigma_scale_factors",
     "calibrate",
+    "calibrate_ood",
 ]
 
 TARGET_COVERAGE = float(metrics.gaussian_coverage(1.0))  # 0.6827: a Gaussian within 1 sigma
@@ -203,4 +220,148 @@ def calibrate(model_path, calib_path, out_path, overwrite=False, n_max=None, bat
         "pooled_bins": fit["pooled_bins"],
         "coverage_before": before,
         "coverage_after": after,
+    }
+
+
+def _flag_rate(residual_fraction, threshold, objects):
+    """The fraction of ``objects`` (bool mask) with ``residual_fraction`` above the threshold (NaN: none)."""
+    if not objects.any():
+        return float("nan")
+    return float(np.mean(residual_fraction[objects] > threshold[objects]))
+
+
+def calibrate_ood(
+    model_path,
+    data_paths,
+    out_path,
+    overwrite=False,
+    n_nodes=1,
+    n_max=None,
+    batch_size=1024,
+    filters=None,
+    percentile=OOD_PERCENTILE,
+    max_age_error_dex=OOD_AGE_ERROR_DEX,
+    min_objects=MIN_OOD_OBJECTS,
+    progress=None,
+):
+    """Fit the out-of-distribution thresholds of a model on held-out sets and save the model with them.
+
+    Each set is predicted, each prediction re-synthesised and fitted to the data as
+    ``predict(..., goodness=True)`` does (:func:`sfh_ml.network.goodness.resynthesis_fit`), and the
+    table is :func:`~sfh_ml.network.goodness.fit_ood_thresholds` of the objects' ``residual_fraction``
+    over those whose age is right (:func:`~sfh_ml.network.goodness.age_is_right`): one node per set
+    (``n_nodes`` per set for sets spanning a range of S/N). The thresholds replace any the model had
+    (they do not depend on them); the rest of the model is untouched.
+
+    Parameters
+    ----------
+    model_path : str or Path
+        A trained model (``.keras``).
+    data_paths : str or Path, or sequence of them
+        Labelled sets (``sfh-ml generate`` schema, with ``noise`` and ``photometry_err``) on the
+        model's grids, of objects it was not trained on, drawn from its own world: typically one
+        per S/N (as ``benchmarks/ood.py --calibrate``: 1000 objects at S/N 10, 20, 50 and 100).
+    out_path : str or Path
+        Where the model with its thresholds goes (``.keras``; written atomically, never over the
+        model or the data).
+    overwrite : bool
+        Replace an existing ``out_path``.
+    n_nodes : int
+        Nodes of the table per set: bins of equal numbers of objects in the model S/N (1: each set
+        is one S/N).
+    n_max : int, optional
+        Use only the first ``n_max`` objects of each set.
+    batch_size : int
+    filters : sequence of str, optional
+        Band order of the sets' photometry; required for a set without a ``filters`` dataset.
+    percentile : float
+        Percentile of ``residual_fraction`` over the right-age objects (90: ~10 % false alarms).
+    max_age_error_dex : float
+        An object's age is right within this (mass-weighted log age, bin level).
+    min_objects : int
+        The fewest right-age objects a node may be fitted on.
+    progress : bool, optional
+        tqdm bar of the goodness of fit (default: for large sets).
+
+    Returns
+    -------
+    dict
+        ``model``, ``data`` (list), ``out`` (paths); ``ood_thresholds``: the table now in the model,
+        list of ``[snr_model, threshold]``; ``sets``: per set, ``data``, ``n_objects``, ``n_fitted``
+        (usable and re-synthesised), ``n_age_right``, ``median_snr_model``, and ``false_alarm`` /
+        ``false_alarm_before``: the fraction of its right-age objects flagged with the new table and
+        with the one the model used before (its own or the module default).
+
+    Raises
+    ------
+    FileExistsError
+        ``out_path`` exists and ``overwrite`` is False.
+    ValueError
+        ``out_path`` is an input; a set is on other grids or bands; a node has fewer than
+        ``min_objects`` right-age objects (the messages name the file).
+    KeyError
+        A set has no ``noise`` or ``photometry_err``.
+    """
+    from ..synthesis.dataset import read_dataset
+    from .goodness import ood_threshold
+
+    paths = [data_paths] if isinstance(data_paths, str | Path) else list(data_paths)
+    if not paths:
+        raise ValueError("calibrate_ood needs at least one held-out set")
+    check_output(out_path, overwrite, inputs=(model_path, *paths))
+    model = load_model(model_path)
+    meta = get_metadata(model)
+    rows = slice(0, None if n_max is None else int(n_max))
+    columns = {key: [] for key in ("residual_fraction", "snr_model", "ok", "group")}
+    for path in paths:
+        data = load_data(path, n_max=n_max)
+        bands = _band_order(data["filters"], filters, path, meta)
+        try:
+            check_compatible(model, data["wave_aa"], data["age_bins_yr"], bands)
+        except ValueError as err:
+            raise ValueError(f"{path} cannot calibrate {model_path}: {err}") from None
+        errors = read_dataset(path, ["noise", "photometry_err"], index=rows)
+        spectra, photometry = mask_missing(data["spectra"], data["photometry"])
+        pred = predict(model, spectra, photometry, batch_size=batch_size)
+        fit = _goodness(
+            meta,
+            pred,
+            spectra.astype(np.float64),
+            errors["noise"],
+            photometry.astype(np.float64),
+            errors["photometry_err"],
+            keys=("residual_fraction", "snr_model"),
+        )
+        columns["residual_fraction"].append(fit["residual_fraction"])
+        columns["snr_model"].append(fit["snr_model"])
+        columns["ok"].append(age_is_right(pred["sfh"], data["sfh"], data["age_bins_yr"], max_age_error_dex))
+        columns["group"].append(np.full(len(pred["sfh"]), str(path), dtype=object))
+    rf, snr, ok, group = (np.concatenate(columns[k]) for k in columns)
+    table = fit_ood_thresholds(rf, snr, ok, group, n_nodes, percentile, min_objects)
+    before = ood_threshold(snr, meta["ood_thresholds"])
+    after = ood_threshold(snr, table)
+    sets = []
+    for path in paths:
+        mine = group == str(path)
+        fitted = mine & np.isfinite(rf) & np.isfinite(snr)
+        right = fitted & ok
+        sets.append(
+            {
+                "data": str(path),
+                "n_objects": int(mine.sum()),
+                "n_fitted": int(fitted.sum()),
+                "n_age_right": int(right.sum()),
+                "median_snr_model": float(np.median(snr[fitted])) if fitted.any() else float("nan"),
+                "false_alarm": _flag_rate(rf, after, right),
+                "false_alarm_before": _flag_rate(rf, before, right),
+            }
+        )
+    model.get_layer("history").set_ood_thresholds(table)
+    _atomic_save_model(model, out_path)
+    return {
+        "model": str(model_path),
+        "data": [str(path) for path in paths],
+        "out": str(out_path),
+        "ood_thresholds": table.tolist(),
+        "sets": sets,
     }

@@ -19,7 +19,9 @@ A dict (all numbers plain floats or ints; ``None`` where not measured). Required
     ``n_parameters`` * (per member), ``size_mb`` * (all member files together, MB of 10^6 bytes),
     ``files`` (member file names), ``n_wave`` (spectral pixels), ``wave_range_aa`` ([first, last]
     pixel, rest frame, Angstrom), ``filters`` (band names, in order), ``age_bins_yr`` (edges,
-    years), ``zh_range`` ([min, max], dex), ``calibrated`` (bool).
+    years), ``zh_range`` ([min, max], dex), ``calibrated`` (bool), ``ood_thresholds`` (the
+    model's out-of-distribution table, ``[[snr_model, threshold], ...]``, see
+    :func:`sfh_ml.network.calibrate_ood`; None or absent: the module default).
 ``training`` * : dict
     ``n_train`` * (spectra), ``dataset_config`` (the training set's
     :class:`~sfh_ml.synthesis.dataset.DatasetConfig` as a dict; its ``seed`` is the data seed),
@@ -61,6 +63,20 @@ A dict (all numbers plain floats or ints; ``None`` where not measured). Required
     below 100 Myr"``), ``statistic`` (str, e.g. ``"NMAD (dex), bin level"``), ``rows``: list of
     ``{"snr": float, "sample": "all" | "young", "n_objects": int, "with_photometry": {quantity:
     value}, "without_photometry": {quantity: value}}``.
+``valley`` : dict
+    The synthetic valley: the shipped network on each test world (:data:`sfh_ml.synthesis.TEST_WORLDS`,
+    held-out sets made unlike the training set, :func:`sfh_ml.synthesis.world_config`). ``snr`` (S/N
+    per pixel of every world's set), ``n_objects`` (per world), ``seed`` (data seed, the same for
+    every world), ``statistic`` (str, e.g. ``"bin level"``), ``note`` (str, optional: e.g. what a
+    domain-randomised training set mixed, so which worlds are partly seen), ``rows``: list of
+    ``{"world": str, "description": str, "mw_log_age": stats, "mw_log_age_young": stats or None,
+    "mw_zh": stats, "flagged": fraction or None, "hit_rate": fraction or None}``, where ``stats`` is
+    ``{"bias", "nmad", "n"}`` (dex; predicted minus true, mass-weighted), ``mw_log_age_young`` that of
+    the young-dominated objects (true mass-weighted age below 100 Myr), ``flagged`` the fraction of
+    objects carrying the out-of-distribution flag
+    (``sfh_ml.network.QUALITY_FLAGS["out_of_distribution"]``) and ``hit_rate`` the fraction of the
+    objects whose mass-weighted log age is off by more than 0.3 dex that carry it; ``n_lost``
+    (optional) how many objects are that far off.
 ``speed`` : dict
     ``batch_size``, ``backend``, ``device``, ``rows``: list of ``{"what": str, "spectra_per_s":
     float}``.
@@ -206,6 +222,9 @@ def _model_section(results):
         rows.append(("[M/H] range", _range(m["zh_range"], " dex", "+.2f", " to ")))
     if m.get("calibrated") is not None:
         rows.append(("Uncertainties calibrated", "yes" if m["calibrated"] else "no"))
+    if m.get("ood_thresholds"):
+        nodes = ", ".join(f"{t:.4f} at S/N {snr:.0f}" for snr, t in m["ood_thresholds"])
+        rows.append(("Out-of-distribution thresholds (residual fraction)", nodes))
     return "## What the model is\n\n" + _table(("", ""), [(f"**{k}**", v) for k, v in rows])
 
 
@@ -351,6 +370,79 @@ def _ablation_section(results):
     )
 
 
+def _valley_section(results):
+    va = results.get("valley")
+    title = "## The synthetic valley: test worlds"
+    if not va or not va.get("rows"):
+        return f"{title}\n\nNot measured."
+    header = (
+        "World",
+        "What it changes",
+        "Objects",
+        "log age (mw) bias / NMAD",
+        "young-dominated bias",
+        "[M/H] (mw) bias / NMAD",
+        "flagged",
+        "hit rate",
+    )
+    cells = []
+    for row in va["rows"]:
+        age, young, zh = (row.get(k) or {} for k in ("mw_log_age", "mw_log_age_young", "mw_zh"))
+        young_cell, hit_cell = _signed(young.get("bias")), _num(row.get("hit_rate"), ".2f")
+        if young_cell != DASH and young.get("n") is not None:
+            young_cell += f" (n={young['n']:,})"
+        if row.get("n_lost") is not None:
+            hit_cell += f" (n={row['n_lost']:,})"
+        cells.append(
+            [
+                row["world"],
+                row.get("description") or DASH,
+                _num(age.get("n"), ","),
+                f"{_signed(age.get('bias'))} / {_dex(age.get('nmad'))}",
+                young_cell,
+                f"{_signed(zh.get('bias'))} / {_dex(zh.get('nmad'))}",
+                _num(row.get("flagged"), ".2f"),
+                hit_cell,
+            ]
+        )
+    where = ", ".join(
+        part
+        for part in (
+            f"S/N {va['snr']:g}" if va.get("snr") is not None else "",
+            f"{va['n_objects']:,} objects per world" if va.get("n_objects") is not None else "",
+            f"data seed {va['seed']}" if va.get("seed") is not None else "",
+        )
+        if part
+    )
+    note = f"\n\n{va['note']}" if va.get("note") else ""
+    return (
+        f"{title}\n\n"
+        "Every figure above is measured on held-out spectra of the project's own world. A test "
+        "world (`sfh_ml.synthesis.TEST_WORLDS`) is a held-out set made unlike it in one thing (another "
+        "stellar library, other history families, other dust, the errors of real observations) with every "
+        "other draw the same, so its row against *own* (the training population's own world, the "
+        "generator's defaults) is the "
+        f"effect of that one thing{' (' + where + ')' if where else ''}. Predicted minus true, in dex, "
+        f"{va.get('statistic', 'bin level')}: mean bias and NMAD of the mass-weighted log age and [M/H]; "
+        "young-dominated: the objects whose true mass-weighted age is below 100 Myr. *flagged*: the "
+        "fraction of objects carrying the out-of-distribution quality flag (re-synthesis goodness of "
+        "fit); *hit rate*: the fraction of the objects whose mass-weighted log age is off by more than "
+        f"0.3 dex that carry it (*n*: how many are).{note}\n\n" + _table(header, cells)
+    )
+
+
+def _worst_world(results):
+    """The valley row with the largest mass-weighted log-age error (bias and NMAD together), or None."""
+    rows = [
+        r
+        for r in (results.get("valley") or {}).get("rows") or []
+        if r.get("world") != "own" and (r.get("mw_log_age") or {}).get("nmad") is not None
+    ]
+    if not rows:
+        return None
+    return max(rows, key=lambda r: math.hypot(r["mw_log_age"].get("bias") or 0.0, r["mw_log_age"]["nmad"]))
+
+
 def _speed_section(results):
     sp = results.get("speed")
     if not sp or not sp.get("rows"):
@@ -416,11 +508,31 @@ def _limitations(results):
     items.append(
         "**The synthetic valley.** Every figure above is measured on spectra made by the same synthesizer "
         "as the training set. Real spectra differ (template mismatch, [α/Fe], sky residuals, dust "
-        "geometry, HST and MUSE apertures) and the network does not know when it is lost: compare with "
-        "full spectral fitting on a few regions (chapter 4 of the book) before trusting it on real data."
+        "geometry, HST and MUSE apertures). By itself the network does not know when it is lost: "
+        "`predict(..., goodness=True)` (`sfh-ml predict/apply --goodness`) re-synthesises each prediction "
+        "and flags the inputs it cannot explain, and full spectral fitting on a few regions (chapters 4 "
+        "and 5 of the book) is the check to make before trusting it on real data."
+        + _worst_world_sentence(results)
     )
     items += list(results.get("limitations") or [])
     return "## Known limitations\n\n" + "\n".join(f"- {item}" for item in items)
+
+
+def _worst_world_sentence(results):
+    worst = _worst_world(results)
+    if worst is None:
+        return ""
+    age = worst["mw_log_age"]
+    hit = worst.get("hit_rate")
+    caught = (
+        f"; the out-of-distribution flag marks {hit:.0%} of its objects off by more than 0.3 dex"
+        if hit is not None and math.isfinite(hit)
+        else ""
+    )
+    return (
+        f" Of the test worlds (the synthetic valley, above), the mass-weighted log age suffers most on "
+        f"*{worst['world']}* (bias {_signed(age.get('bias'))} dex, NMAD {_dex(age['nmad'])} dex){caught}."
+    )
 
 
 def _reproduce_section(results):
@@ -444,8 +556,8 @@ def render_model_card(results):
     -------
     str
         The card: a summary paragraph, then the sections *What the model is*, *Training*,
-        *Generator*, *Accuracy*, *Uncertainties*, *Does the photometry help?*, *Inference speed*,
-        *Known limitations* and *Reproducing this model*.
+        *Generator*, *Accuracy*, *Uncertainties*, *Does the photometry help?*, *The synthetic
+        valley*, *Inference speed*, *Known limitations* and *Reproducing this model*.
 
     Raises
     ------
@@ -463,6 +575,7 @@ def render_model_card(results):
         _metrics_section(results),
         _coverage_section(results),
         _ablation_section(results),
+        _valley_section(results),
         _speed_section(results),
         _limitations(results),
         _reproduce_section(results),

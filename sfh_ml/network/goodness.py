@@ -33,13 +33,21 @@ sqrt(2 / n_pixels). The score starts from the fractional rms residual beyond the
 
 with ``snr_model`` the rms model-to-noise ratio over the fitted pixels (a prediction 2 % off
 everywhere has 0.02 at any S/N), and divides it by the threshold at the object's S/N,
-:func:`ood_threshold` (:data:`OOD_THRESHOLDS`, calibrated for the shipped network with
-``benchmarks/ood.py --calibrate``: at each S/N, 90 % of the own held-out objects whose age is
-right lie below it). ``ood_score > 1`` sets
-:data:`~sfh_ml.network.inference.QUALITY_OUT_OF_DISTRIBUTION`. The table is a constant here rather
-than in the model (like the sigma factors of :mod:`~sfh_ml.network.calibration`): storing it per
-model needs a new attribute of the model's head and a new release of the shipped file; another
-network needs its own calibration. The fluxes enter the fit of the normalisation and the dust but
+:func:`ood_threshold` interpolating a table of ``(snr_model, threshold)`` nodes. ``ood_score > 1``
+sets :data:`~sfh_ml.network.inference.QUALITY_OUT_OF_DISTRIBUTION`.
+
+The table belongs to a network: another network (or another training set) misses its own world by
+other amounts. It is fitted by :func:`fit_ood_thresholds`: at each S/N node, the 90th percentile of
+``residual_fraction`` over held-out objects of the network's own world whose age is right (the
+mass-weighted log age within :data:`OOD_AGE_ERROR_DEX` of the truth, bin level), so that about
+10 % of them are flagged. :func:`sfh_ml.network.calibrate_ood` does this on held-out sets and
+stores the table in a copy of the model (:class:`~sfh_ml.network.layers.HistoryHead`'s
+``ood_thresholds``, ``get_metadata(model)["ood_thresholds"]``, like the sigma factors of
+:mod:`~sfh_ml.network.calibration`), and ``predict(..., goodness=True)`` uses the model's table
+(an ensemble's: its first member's). A model without one (the shipped ``v2.keras``, and every
+model saved before the attribute existed) falls back on :data:`OOD_THRESHOLDS`, the table fitted for
+the shipped network (``benchmarks/ood.py --calibrate``): the right one for it, only a rough guess for
+any other. The fluxes enter the fit of the normalisation and the dust but
 not the score: on the BC03 world they add little (the rms of their residuals flags 1 object in 3
 at 10 % false alarms, against 5 in 6 for the spectrum).
 
@@ -65,7 +73,12 @@ __all__ = [
     "resynthesis_fit",
     "ood_threshold",
     "residual_fraction",
+    "fit_ood_thresholds",
+    "age_is_right",
     "OOD_THRESHOLDS",
+    "OOD_PERCENTILE",
+    "OOD_AGE_ERROR_DEX",
+    "MIN_OOD_OBJECTS",
     "SIGMA_NODES_KMS",
     "TAU_ISM_GRID",
     "TAU_BC_GRID",
@@ -81,11 +94,17 @@ LOG_U_NEBULAR = -2.75  # of the nebular continuum: the middle of the training ra
 SIGMA_GAS_KMS = 50.0  # gas dispersion of the re-synthesised lines (masked; only their far wings remain)
 BLOCK = 256  # objects re-synthesised at a time
 MDEGREE = 0  # degree of the multiplicative Legendre polynomial of the final fit (0: none)
-# The flag threshold on residual_fraction at each model S/N (rms model / noise per pixel): the 90th
-# percentile over the shipped network's own held-out world (E-MILES, 1000 objects per S/N, seed 101),
-# measured with ``python benchmarks/ood.py --calibrate``. At low S/N it is the noise of chi-square
+# The flag threshold on residual_fraction at each model S/N (rms model / noise per pixel) of the
+# shipped network, used for models that carry no table of their own (HistoryHead.ood_thresholds): the
+# 90th percentile over its own held-out world (E-MILES, 1000 objects per S/N, seed 101), measured with
+# ``python benchmarks/ood.py --calibrate``. At low S/N it is the noise of chi-square
 # (sqrt(2 / n_pixels)) that sets it, at high S/N the floor of the re-synthesis (binned histories).
 OOD_THRESHOLDS = ((9.3, 0.0201), (18.6, 0.0106), (46.4, 0.0053), (92.9, 0.0043))
+OOD_PERCENTILE = 90.0  # percentile of residual_fraction over the right-age objects: ~10 % false alarms
+OOD_AGE_ERROR_DEX = 0.3  # an object's age is right when its mass-weighted log age is within this
+# Right-age objects a node of the table needs: the false-alarm rate of a 90th percentile fitted on n
+# objects scatters by sqrt(0.09 / n), 0.03 at n = 100.
+MIN_OOD_OBJECTS = 100
 GOODNESS_KEYS = ("chi2_pixel", "phot_rms", "ood_score")
 
 
@@ -220,7 +239,7 @@ def residual_fraction(chi2_pixel, snr_model):
 
 
 def ood_threshold(snr_model, thresholds=None):
-    """The flag threshold on :func:`residual_fraction` at a model S/N: :data:`OOD_THRESHOLDS`
+    """The flag threshold on :func:`residual_fraction` at a model S/N: a table of thresholds
     interpolated linearly in log S/N, constant beyond its ends.
 
     Parameters
@@ -228,7 +247,8 @@ def ood_threshold(snr_model, thresholds=None):
     snr_model : ndarray, shape (n,)
         rms model-to-noise ratio per fitted pixel (``resynthesis_fit(...)["snr_model"]``).
     thresholds : sequence of (snr_model, threshold), optional
-        Default :data:`OOD_THRESHOLDS`.
+        The model's table (``get_metadata(model)["ood_thresholds"]``, S/N increasing); default
+        :data:`OOD_THRESHOLDS` (the shipped network's).
 
     Returns
     -------
@@ -240,6 +260,116 @@ def ood_threshold(snr_model, thresholds=None):
     with np.errstate(invalid="ignore", divide="ignore"):
         x = np.log(np.where(snr > 0, snr, np.nan))
     return np.where(np.isfinite(x), np.interp(np.nan_to_num(x), np.log(table[:, 0]), table[:, 1]), np.nan)
+
+
+def age_is_right(pred_sfh, true_sfh, age_bins_yr, max_error_dex=OOD_AGE_ERROR_DEX):
+    """Objects whose predicted mass-weighted log age is within ``max_error_dex`` of the truth.
+
+    Both ages at bin level (:func:`sfh_ml.network.metrics.mean_log_age` of the predicted and the
+    true mass fractions per bin); the objects :func:`fit_ood_thresholds` calibrates on.
+
+    Parameters
+    ----------
+    pred_sfh, true_sfh : ndarray, shape (n, n_bins)
+        Predicted and true mass fractions per bin (rows of NaN: not predicted, never right).
+    age_bins_yr : ndarray, shape (n_bins + 1,)
+    max_error_dex : float
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+    """
+    from . import metrics
+
+    with np.errstate(invalid="ignore"):
+        error = metrics.mean_log_age(pred_sfh, age_bins_yr) - metrics.mean_log_age(true_sfh, age_bins_yr)
+        return np.abs(error) <= max_error_dex  # NaN compares False
+
+
+def fit_ood_thresholds(
+    residual_fraction,
+    snr_model,
+    ok,
+    groups=None,
+    n_nodes=1,
+    percentile=OOD_PERCENTILE,
+    min_objects=MIN_OOD_OBJECTS,
+):
+    """The table of :func:`ood_threshold` fitted on held-out objects of the network's own world.
+
+    The objects are split into nodes: by ``groups`` (e.g. one label per held-out set, each at one
+    S/N), each group further into ``n_nodes`` bins of equal counts in ``snr_model``. A node's S/N is
+    the median ``snr_model`` of its objects, its threshold the ``percentile``-th percentile of
+    ``residual_fraction`` over its objects with ``ok`` (those whose age is right,
+    :func:`age_is_right`), so that ``100 - percentile`` % of them are flagged.
+
+    Parameters
+    ----------
+    residual_fraction, snr_model : ndarray, shape (n,)
+        ``resynthesis_fit(...)["residual_fraction"]`` and ``["snr_model"]`` (NaN: not fitted, left out).
+    ok : ndarray of bool, shape (n,)
+        The objects the false alarms are counted on (the prediction is right).
+    groups : ndarray, shape (n,), optional
+        A label per object (any sortable type); None: all objects in one group.
+    n_nodes : int
+        Nodes per group: bins of equal numbers of objects in ``snr_model`` (1: the group is one S/N).
+    percentile : float
+        In (0, 100).
+    min_objects : int
+        The fewest ``ok`` objects a node may be fitted on.
+
+    Returns
+    -------
+    ndarray, shape (k, 2)
+        ``[snr_model, threshold]`` rows, S/N increasing: for
+        :meth:`~sfh_ml.network.layers.HistoryHead.set_ood_thresholds` or ``ood_threshold(...,
+        thresholds=)``.
+
+    Raises
+    ------
+    ValueError
+        Inputs of different lengths; a node with fewer than ``min_objects`` ``ok`` objects, two
+        nodes at the same S/N, or a threshold of 0 (the fits are as good as the noise: chi-square
+        <= 1); the message names the group.
+    """
+    rf = np.asarray(residual_fraction, dtype=np.float64).ravel()
+    snr = np.asarray(snr_model, dtype=np.float64).ravel()
+    ok = np.asarray(ok, dtype=bool).ravel()
+    labels = np.zeros(rf.size, dtype=int) if groups is None else np.asarray(groups).ravel()
+    if not (rf.size == snr.size == ok.size == labels.size):
+        raise ValueError(
+            f"residual_fraction ({rf.size}), snr_model ({snr.size}), ok ({ok.size}) and groups "
+            f"({labels.size}) must have one value per object"
+        )
+    if int(n_nodes) != n_nodes or n_nodes < 1:
+        raise ValueError(f"n_nodes must be a positive integer, got {n_nodes}")
+    if not 0 < percentile < 100:
+        raise ValueError(f"percentile must be in (0, 100), got {percentile}")
+    fitted = np.isfinite(rf) & np.isfinite(snr) & (snr > 0)
+    rows = []
+    for label in np.unique(labels):
+        members = np.flatnonzero((labels == label) & fitted)
+        members = members[np.argsort(snr[members], kind="stable")]
+        for j, node in enumerate(np.array_split(members, int(n_nodes))):
+            name = f"group {label!s}" + (f", S/N node {j + 1} of {n_nodes}" if n_nodes > 1 else "")
+            good = node[ok[node]]
+            if good.size < max(int(min_objects), 1):
+                raise ValueError(
+                    f"{name}: {good.size} fitted objects whose age is right ({node.size} fitted): "
+                    f"a threshold needs at least {min_objects}"
+                )
+            threshold = float(np.percentile(rf[good], percentile))
+            if not threshold > 0:
+                raise ValueError(
+                    f"{name}: the {percentile:g}th percentile of residual_fraction is 0 (chi-square "
+                    "<= 1: is the noise overestimated?)"
+                )
+            rows.append((float(np.median(snr[node])), threshold, name))
+    rows.sort(key=lambda r: r[0])
+    for a, b in zip(rows, rows[1:]):
+        if not b[0] > a[0]:
+            raise ValueError(f"{a[2]} and {b[2]} are at the same S/N ({a[0]:g}): merge them")
+    return np.array([r[:2] for r in rows], dtype=np.float64).reshape(-1, 2)
 
 
 def _params(n, sigma_kms, tau_ism=0.0, tau_bc=0.0):
@@ -418,6 +548,7 @@ def resynthesis_fit(
     progress=None,
     return_models=False,
     mdegree=MDEGREE,
+    ood_thresholds=None,
 ):
     """Re-synthesise each predicted history, fit dust, dispersion and normalisation, and score the fit.
 
@@ -456,6 +587,10 @@ def resynthesis_fit(
         is found (pPXF's ``mdegree``: absorbs flux-calibration and dust-law shapes). 0, the default,
         is what :data:`OOD_THRESHOLDS` were calibrated for; with 3 the BC03 hit rate drops from
         0.74 to 0.70 at the same false-alarm rate (``benchmarks/ood.py --mdegree 3``).
+    ood_thresholds : nested sequence of float, shape (k, 2), optional
+        The ``[snr_model, threshold]`` table of the ``ood_score`` (:func:`ood_threshold`): the
+        predicting model's own, ``get_metadata(model)["ood_thresholds"]``; None, the default:
+        :data:`OOD_THRESHOLDS` (the shipped network's).
 
     Returns
     -------
@@ -463,7 +598,8 @@ def resynthesis_fit(
         ``chi2_pixel`` (n,): chi-square per fitted pixel against ``noise``; ``n_pixels`` (n,);
         ``snr_model`` (n,): rms of model / noise over those pixels; ``residual_fraction`` (n,)
         (:func:`residual_fraction`); ``ood_score`` (n,): ``residual_fraction`` over the flag
-        threshold at the object's S/N (:func:`ood_threshold`), > 1: out of distribution;
+        threshold at the object's S/N (:func:`ood_threshold` of ``ood_thresholds``), > 1: out of
+        distribution;
         ``phot_residual`` (n, n_bands): (obs - model) / err, NaN for missing
         bands; ``phot_rms`` (n,): rms over the present bands; ``tau_ism``, ``tau_bc``, ``sigma_kms``,
         ``scale`` (n,): the fitted nuisances (``scale``: the model's normalisation, data units per
@@ -540,5 +676,5 @@ def resynthesis_fit(
         if return_models:
             out["model_spectra"][rows], out["model_photometry"][rows] = model, pmodel
     out["residual_fraction"] = residual_fraction(out["chi2_pixel"], out["snr_model"])
-    out["ood_score"] = out["residual_fraction"] / ood_threshold(out["snr_model"])
+    out["ood_score"] = out["residual_fraction"] / ood_threshold(out["snr_model"], ood_thresholds)
     return out

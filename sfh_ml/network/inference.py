@@ -345,7 +345,11 @@ def predict(
         Also re-synthesise each prediction and score its fit to the data
         (:func:`sfh_ml.network.goodness.resynthesis_fit`; needs ``noise`` and the SSP library, and
         costs about 1 ms per spectrum on 2 cores, 5 times the network's own time); objects with
-        ``ood_score > 1`` get :data:`QUALITY_OUT_OF_DISTRIBUTION`.
+        ``ood_score > 1`` get :data:`QUALITY_OUT_OF_DISTRIBUTION`. The score is measured against the
+        model's own thresholds (``get_metadata(model)["ood_thresholds"]``, set by
+        :func:`sfh_ml.network.calibrate_ood`; for an ensemble, those of its first member, which
+        also gives the grids), else against :data:`sfh_ml.network.goodness.OOD_THRESHOLDS`, those
+        of the shipped network (a rough guess for any other network: calibrate it).
     noise : array, shape (n, n_wave), optional
         1-sigma noise of the spectra, same units (NaN, inf, <= 0: pixel left out of the fit).
         Required with ``goodness``.
@@ -401,8 +405,9 @@ def predict(
     return out
 
 
-def _goodness(meta, pred, spectra, noise, photometry, photometry_err):
-    """:data:`GOODNESS_KEYS` of :func:`sfh_ml.network.goodness.resynthesis_fit`, each (n,)."""
+def _goodness(meta, pred, spectra, noise, photometry, photometry_err, keys=GOODNESS_KEYS):
+    """``keys`` (default :data:`GOODNESS_KEYS`) of :func:`sfh_ml.network.goodness.resynthesis_fit`,
+    each (n,), with the OOD thresholds of the model ``meta`` describes (the module's if it has none)."""
     from .goodness import resynthesis_fit
 
     n = len(spectra)
@@ -427,8 +432,9 @@ def _goodness(meta, pred, spectra, noise, photometry, photometry_err):
         meta["wave_aa"],
         meta["filters"],
         meta["age_bins_yr"],
+        ood_thresholds=meta.get("ood_thresholds"),
     )
-    return {key: np.asarray(fit[key], dtype=np.float64).reshape(n) for key in GOODNESS_KEYS}
+    return {key: np.asarray(fit[key], dtype=np.float64).reshape(n) for key in keys}
 
 
 def _band_order(file_filters, filters, data_path, meta):

@@ -21,6 +21,7 @@ __all__ = [
     "InputNormalization",
     "PositionEmbedding",
     "HistoryHead",
+    "check_ood_thresholds",
     "register",
 ]
 
@@ -193,6 +194,12 @@ class HistoryHead(layers.Layer):
         set by :func:`sfh_ml.network.calibrate` (metadata, applied by
         :func:`sfh_ml.network.predict`, not here: the layer's outputs, and the loss, stay those the
         network was trained with). None: 1 (not calibrated).
+    ood_thresholds : nested sequence of float, shape (k, 2), optional
+        The out-of-distribution flag thresholds of this network: ``[snr_model, threshold]`` pairs,
+        S/N increasing and > 0, thresholds > 0 (:func:`sfh_ml.network.goodness.ood_threshold`), set
+        by :func:`sfh_ml.network.calibrate_ood` (metadata, used by ``predict(..., goodness=True)``).
+        None: not calibrated (the module's :data:`~sfh_ml.network.goodness.OOD_THRESHOLDS`, those of
+        the shipped network, are used).
 
     Call arguments
     --------------
@@ -216,6 +223,7 @@ class HistoryHead(layers.Layer):
         zh_grid=None,
         sigma_scale_sfh_cum=None,
         sigma_scale_zh=None,
+        ood_thresholds=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -230,6 +238,7 @@ class HistoryHead(layers.Layer):
             table, grid = check_light_table(bin_light, zh_grid, self.n_bins)
             self.bin_light, self.zh_grid = table.tolist(), grid.tolist()
         self.set_sigma_scale(sigma_scale_sfh_cum, sigma_scale_zh)
+        self.set_ood_thresholds(ood_thresholds)
 
     def set_sigma_scale(self, sfh_cum=None, zh=None):
         """Set (or, with None, clear) the calibration factors of the predicted sigmas.
@@ -250,6 +259,17 @@ class HistoryHead(layers.Layer):
             raise ValueError(f"{name} must be {self.n_bins} finite factors > 0, got {value}")
         return scale.tolist()
 
+    def set_ood_thresholds(self, thresholds=None):
+        """Set (or, with None, clear) the out-of-distribution flag thresholds.
+
+        Parameters
+        ----------
+        thresholds : nested sequence of float, shape (k, 2), optional
+            ``[snr_model, threshold]`` pairs (k >= 1): model S/N strictly increasing and > 0,
+            thresholds on ``residual_fraction`` > 0, all finite.
+        """
+        self.ood_thresholds = check_ood_thresholds(thresholds)
+
     def call(self, raw):
         frac = ops.softmax(raw[..., 0], axis=-1)  # (batch, n_bins)
         sfh = ops.stack([frac, _soft_log_sigma(raw[..., 1])], axis=-1)  # (batch, n_bins, 2)
@@ -264,7 +284,46 @@ class HistoryHead(layers.Layer):
         config.update(age_bins_yr=self.age_bins_yr, version=self.version)
         config.update(bin_light=self.bin_light, zh_grid=self.zh_grid)
         config.update(sigma_scale_sfh_cum=self.sigma_scale_sfh_cum, sigma_scale_zh=self.sigma_scale_zh)
+        config.update(ood_thresholds=self.ood_thresholds)
         return config
+
+
+def check_ood_thresholds(thresholds):
+    """A table of out-of-distribution thresholds as a list of ``[snr_model, threshold]`` pairs.
+
+    Parameters
+    ----------
+    thresholds : nested sequence of float, shape (k, 2), or None
+
+    Returns
+    -------
+    list of [float, float] or None
+
+    Raises
+    ------
+    ValueError
+        Not (k, 2) with k >= 1, not finite, S/N not strictly increasing or <= 0, or a threshold <= 0.
+    """
+    if thresholds is None:
+        return None
+    try:
+        table = np.asarray(thresholds, dtype=np.float64)
+    except (TypeError, ValueError):
+        table = None
+    if (
+        table is None
+        or table.ndim != 2
+        or table.shape[0] < 1
+        or table.shape[1] != 2
+        or not np.all(np.isfinite(table))
+        or not np.all(table > 0)
+        or not np.all(np.diff(table[:, 0]) > 0)
+    ):
+        raise ValueError(
+            "ood_thresholds must be [snr_model, threshold] pairs, finite and > 0, with the S/N "
+            f"strictly increasing; got {thresholds}"
+        )
+    return table.tolist()
 
 
 def _soft_log_sigma(x):

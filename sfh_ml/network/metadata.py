@@ -1,5 +1,5 @@
-"""What a network was trained for: wavelength grid, bands, age bins and [M/H] range; its light table
-and the calibration of its uncertainties.
+"""What a network was trained for: wavelength grid, bands, age bins and [M/H] range; its light table,
+the calibration of its uncertainties and the thresholds of its out-of-distribution flag.
 
 The metadata live inside the model (in the configs of its first and last layers), so a saved
 ``.keras`` file carries them; :func:`check_compatible` refuses data on another grid.
@@ -26,7 +26,10 @@ def get_metadata(model):
         (ndarray (n_bins, n_zh) or None) and ``zh_grid`` (ndarray (n_zh,) or None), the light table
         of the training set (None for models trained on sets without one: no light-weighted
         means); ``sigma_scale_sfh_cum`` and ``sigma_scale_zh`` (ndarray (n_bins,) or None = not
-        calibrated), the factors :func:`sfh_ml.network.predict` applies to the predicted sigmas.
+        calibrated), the factors :func:`sfh_ml.network.predict` applies to the predicted sigmas;
+        ``ood_thresholds`` (ndarray (k, 2) of ``[snr_model, threshold]`` rows, or None = not
+        calibrated: :data:`sfh_ml.network.goodness.OOD_THRESHOLDS` apply), the thresholds of the
+        out-of-distribution flag (:func:`sfh_ml.network.calibrate_ood`).
     """
     try:
         norm, head = model.get_layer("normalisation"), model.get_layer("history")
@@ -46,6 +49,7 @@ def get_metadata(model):
         "zh_grid": as_array(head.zh_grid),
         "sigma_scale_sfh_cum": as_array(head.sigma_scale_sfh_cum),
         "sigma_scale_zh": as_array(head.sigma_scale_zh),
+        "ood_thresholds": as_array(getattr(head, "ood_thresholds", None)),
     }
 
 

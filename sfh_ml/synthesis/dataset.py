@@ -90,6 +90,7 @@ WORLD_DEFAULTS = dict(
     wave_shift_kms=0.0,
     sky_residual=0.0,
     library_mix=(0.0, 1.0),
+    parametric_frac=0.0,
 )
 # spawn_key (chunk, k) of each option's random stream
 _STREAMS = dict(family=1, library_mix=2, flux_calibration=3, lsf_error=4, wave_shift_kms=5, sky_residual=6)
@@ -123,7 +124,8 @@ class DatasetConfig:
         (:mod:`sfh_ml.synthesis.parametric`): ``"delayedtau"`` (delayed tau + burst), ``"exptau"``
         (exponential), ``"truncated"`` (constant, then quenched), ``"lognormal"``, ``"doublepl"``
         (double power law), or ``"parametric"`` (each object from one of these five, equal odds);
-        everything else is drawn as for ``"mix"``, from the same random numbers.
+        everything else is drawn as for ``"mix"``, from the same random numbers. See also
+        ``parametric_frac``.
     snr : (float, float)
         S/N per MUSE pixel (5300-5700 A continuum).
     snr_phot : "phangs" or (float, float)
@@ -189,6 +191,10 @@ class DatasetConfig:
         (:func:`sfh_ml.synthesis.perturbations.sky_residuals`); 0: none.
     library_mix : (float, float)
         Range of the E-MILES share w for ``library="mix"`` (uniform).
+    parametric_frac : float
+        With a training family: the fraction of objects (each with this probability) whose history
+        is drawn instead from one of the five parametric families, equal odds (domain randomisation
+        of the histories; everything else is drawn as without it). 0: none.
     """
 
     n: int
@@ -219,6 +225,7 @@ class DatasetConfig:
     wave_shift_kms: float = WORLD_DEFAULTS["wave_shift_kms"]
     sky_residual: float = WORLD_DEFAULTS["sky_residual"]
     library_mix: tuple = WORLD_DEFAULTS["library_mix"]
+    parametric_frac: float = WORLD_DEFAULTS["parametric_frac"]
 
     def __post_init__(self):
         if int(self.n) != self.n or self.n <= 0:
@@ -282,11 +289,18 @@ class DatasetConfig:
         self.library_mix = _pair(self.library_mix, "library_mix")
         if self.library_mix[0] < 0 or self.library_mix[1] > 1:
             raise ValueError(f"library_mix must lie in [0, 1], got {self.library_mix}")
+        self.parametric_frac = float(self.parametric_frac)
+        if not 0 <= self.parametric_frac <= 1:
+            raise ValueError(f"parametric_frac must be in [0, 1], got {self.parametric_frac}")
+        if self.parametric_frac > 0 and self.family not in TRAINING_FAMILIES:
+            raise ValueError(
+                f"parametric_frac applies to a training family ({TRAINING_FAMILIES}), not {self.family!r}"
+            )
 
     @property
     def parametric(self):
         """Whether the set draws parametric families (and stores their parameters)."""
-        return self.family not in TRAINING_FAMILIES
+        return self.family not in TRAINING_FAMILIES or self.parametric_frac > 0
 
     @property
     def world_params(self):
@@ -404,8 +418,10 @@ def generate_chunk(config, index, synthesizer=None):
     if (~is_skew).any():
         parts.append(dense.sample(int((~is_skew).sum()), rng))
     sfh = concatenate(parts).take(np.argsort(order, kind="stable"))
-    if config.parametric:
+    if config.family not in TRAINING_FAMILIES:
         sfh = _parametric_histories(config, index, n)
+    elif config.parametric_frac > 0:
+        sfh = _with_parametric(config, index, sfh)
     n_band = len(config.filters)
     params = SynthesisParams(
         tau_bc=_draw(rng, config.tau_bc, n),
@@ -461,12 +477,12 @@ def generate_chunk(config, index, synthesizer=None):
     return rec
 
 
-def _parametric_histories(config, index, n):
-    """The histories of a parametric world, from the family stream: one family, or each object from one
-    of the five with equal odds."""
-    rng = config.world_rng(index, "family")
+def _parametric_histories(config, index, n, rng=None):
+    """The histories of a parametric world, from the family stream (or ``rng``): one family, or each
+    object from one of the five with equal odds."""
+    rng = config.world_rng(index, "family") if rng is None else rng
     families = parametric_families()
-    names = PARAMETRIC_FAMILIES if config.family == "parametric" else (config.family,)
+    names = (config.family,) if config.family in PARAMETRIC_FAMILIES else PARAMETRIC_FAMILIES
     which = rng.integers(len(names), size=n) if len(names) > 1 else np.zeros(n, dtype=int)
     order = np.argsort(which, kind="stable")
     parts = [
@@ -475,6 +491,18 @@ def _parametric_histories(config, index, n):
         if np.any(which == k)
     ]
     return concatenate(parts).take(np.argsort(order, kind="stable"))
+
+
+def _with_parametric(config, index, sfh):
+    """``sfh`` (training histories) with a fraction ``config.parametric_frac`` of them replaced by
+    parametric ones, drawn from the family stream."""
+    rng = config.world_rng(index, "family")
+    swap = rng.random(len(sfh)) < config.parametric_frac
+    if not swap.any():
+        return sfh
+    param = _parametric_histories(config, index, int(swap.sum()), rng=rng)
+    order = np.concatenate([np.flatnonzero(~swap), np.flatnonzero(swap)])
+    return concatenate([sfh.take(np.flatnonzero(~swap)), param]).take(np.argsort(order, kind="stable"))
 
 
 def _observe(config, index, synth, sfh, params, rng):
