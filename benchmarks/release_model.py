@@ -81,7 +81,7 @@ from sfh_ml.network import (  # noqa: E402
 )
 from sfh_ml.network.card import QUANTITY_LABELS, render_model_card  # noqa: E402
 from sfh_ml.network.training import load_data  # noqa: E402
-from sfh_ml.synthesis import TEST_WORLDS, photometry  # noqa: E402
+from sfh_ml.synthesis import TEST_WORLDS, WORLD_DESCRIPTIONS, photometry  # noqa: E402
 from sfh_ml.synthesis.schema import SCHEMA_VERSION  # noqa: E402
 from sfh_ml.synthesis.ssp import LIBRARY_VERSION, SEAM_AGE_YR, load_library  # noqa: E402
 
@@ -341,6 +341,26 @@ def metrics_row(label, snr, ev):
 def coverage_figures(ev):
     """{output: {"1sigma": fraction, "2sigma": fraction}} of an evaluate() output."""
     return {k: {s: v[s]["all"] for s in ("1sigma", "2sigma")} for k, v in ev["coverage"].items()}
+
+
+def zh_prior_figures(ev, label):
+    """results["zh_prior"] from an evaluate() output (its ``by_true_zh``, bin level): bias and NMAD of the
+    mass-weighted [M/H] and log age per bin of the true mass-weighted [M/H], empty bins left out; None
+    where the output has no such table."""
+    table = ev.get("by_true_zh")
+    if not table:
+        return None
+    edges = [float(e) for e in table["zh_bins"]]
+    rows = []
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        zh, age = table["mw_zh"][i], table["mw_log_age"][i]
+        if not zh.get("n"):
+            continue
+        row = {"zh_range": [lo, hi], "n": int(zh["n"])}
+        for q, stats in (("mw_zh", zh), ("mw_log_age", age)):
+            row[q] = {k: _finite(stats.get(k)) for k in ("bias", "nmad")}
+        rows.append(row)
+    return {"label": label, "zh_bins": edges, "rows": rows}
 
 
 def ablation_rows(with_phot, without_phot):
@@ -663,8 +683,11 @@ def build_results(args, sets, trained, names, release, evals, speed, valley_figu
         ]
     if valley_figures is not None:
         note = None if args.no_randomisation else randomisation_note(TRAINING_WORLD)
-        rows = [{**r, "description": worlds.DESCRIPTIONS.get(r["world"], "")} for r in valley_figures["rows"]]
+        rows = [{**r, "description": WORLD_DESCRIPTIONS.get(r["world"], "")} for r in valley_figures["rows"]]
         results["valley"] = {**valley_figures, "rows": rows, **({"note": note} if note else {})}
+    zh_prior = zh_prior_figures(evals["release"]["S/N 50"], "S/N 50")
+    if zh_prior is not None:
+        results["zh_prior"] = zh_prior
     if not args.skip_ablation:
         young = evals["m0"][ABLATION_SETS[0]].get("young", {}).get("max_age_yr")
         results["ablation"] = {

@@ -33,22 +33,18 @@ import numpy as np  # noqa: E402
 from sfh_ml.files import atomic_write_text  # noqa: E402
 from sfh_ml.fitting import DEFAULT_REGUL, ppxf_fits  # noqa: E402
 from sfh_ml.network.metrics import SCORE_COLUMNS, score_rows  # noqa: E402
-from sfh_ml.synthesis import TEST_WORLDS, DatasetConfig, generate, read_dataset, world_config  # noqa: E402
+from sfh_ml.synthesis import (  # noqa: E402
+    TEST_WORLDS,
+    DatasetConfig,
+    generate,
+    read_dataset,
+    world_config,
+)
 
 SEED = 7100  # held-out worlds: a seed no training, calibration or comparison set uses
 TRAIN_SEED = 7200  # the domain-randomisation experiment's training sets
 CHUNK_SIZE = 250
 SUMMARY = (("mw_log_age", "all"), ("mw_log_age", "young"), ("mw_zh", "all"))
-# What each test world changes, in a table cell (the full account: sfh_ml.synthesis.worlds)
-DESCRIPTIONS = {
-    "own": "nothing: the project's own world (the generator's defaults), held out by its seed",
-    "bc03": "BC03-MILES stars at all ages instead of E-MILES",
-    "parametric": "histories of the classic parametric families",
-    "calzetti": "Calzetti attenuation of the diffuse ISM",
-    "smc": "SMC attenuation of the diffuse ISM",
-    "birth_cloud_3myr": "birth clouds dispersed after 3 Myr instead of 10",
-    "observational": "flux- and wavelength-calibration, LSF and sky-residual errors",
-}
 
 
 def world_set(folder, world, n, snr, workers):
@@ -130,15 +126,17 @@ def _get(rows, method, world, quantity, sample, level="bin"):
     return None
 
 
-def markdown(rows, flagged):
-    """The summary table: one row per method and world."""
+def markdown(rows, flagged, hits=None):
+    """The summary table: one row per method and world (``hits``: the flag's hit rates of
+    :func:`score_world`, keyed by (method, world))."""
+    hits = hits or {}
     methods = list(dict.fromkeys(r["method"] for r in rows))
     worlds = list(dict.fromkeys(r["world"] for r in rows))
     head = (
         "| method | world | n | mw log age bias / NMAD | young-dominated bias | mw [M/H] bias / NMAD "
-        "| flagged |"
+        "| flagged | hit rate |"
     )
-    lines = [head, "|" + "---|" * 7]
+    lines = [head, "|" + "---|" * 8]
     for method in methods:
         for world in worlds:
             age, young, zh = (_get(rows, method, world, q, s) for q, s in SUMMARY)
@@ -153,9 +151,16 @@ def markdown(rows, flagged):
                 "–" if young is None or young["bias"] is None else f"{young['bias']:+.3f} (n={young['n']})",
                 f"{zh['bias']:+.3f} / {zh['nmad']:.3f}",
                 "–" if flag is None else f"{flag:.2f}",
+                _hit_cell(hits.get((method, world))),
             ]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _hit_cell(hit):
+    if not hit or hit.get("hit_rate") is None or not np.isfinite(hit["hit_rate"]):
+        return "–"
+    return f"{hit['hit_rate']:.2f} (n={hit['n_lost']})"
 
 
 def main(argv=None):
@@ -185,16 +190,17 @@ def main(argv=None):
         mix = tuple(float(v) for v in args.library_mix.split(":"))
         for name, path in train_pair(folder, args.train, args.epochs, args.workers, mix).items():
             networks[name] = load_model(path)
-    rows, flagged = [], {}
+    rows, flagged, hits = [], {}, {}
     for world in args.worlds:
         path = world_set(folder, world, args.n, args.snr, args.workers)
-        world_rows, world_flags, _ = score_world(
+        world_rows, world_flags, world_hits = score_world(
             path, networks, args.ppxf_n, folder, args.workers, args.goodness
         )
         rows += [{"world": world, **r} for r in world_rows]
         flagged.update({(m, world): f for m, f in world_flags.items()})
+        hits.update({(m, world): h for m, h in world_hits.items()})
         print(f"{world}: scored", flush=True)
-    table = markdown(rows, flagged)
+    table = markdown(rows, flagged, hits)
     columns = ("method", "world", *SCORE_COLUMNS)
     with open(folder / "worlds.csv.tmp", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")

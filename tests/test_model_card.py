@@ -1,7 +1,10 @@
 """The model card (sfh_ml.network.card): every table holds the numbers of the results it is rendered from."""
 
 import copy
+import importlib.util
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sfh_ml.network.card import card_summary, render_model_card
@@ -81,6 +84,30 @@ RESULTS = {
             "exact": {"mw_log_age": stats(0.061, 0.131, 0.021)},
         },
     ],
+    "zh_prior": {
+        "label": "S/N 50",
+        "zh_bins": [-2.0, -1.25, -1.0, -0.75, -0.5, -0.25, 0.0, 0.5],
+        "rows": [
+            {
+                "zh_range": [-2.0, -1.25],
+                "n": 1234,
+                "mw_zh": {"bias": 0.152, "nmad": 0.081},
+                "mw_log_age": {"bias": -0.044, "nmad": 0.071},
+            },
+            {
+                "zh_range": [-0.25, 0.0],
+                "n": 2011,
+                "mw_zh": {"bias": 0.004, "nmad": 0.022},
+                "mw_log_age": {"bias": None, "nmad": 0.039},
+            },
+            {
+                "zh_range": [0.0, 0.5],
+                "n": 987,
+                "mw_zh": {"bias": -0.093, "nmad": 0.047},
+                "mw_log_age": {"bias": 0.018, "nmad": 0.052},
+            },
+        ],
+    },
     "coverage": [
         {
             "label": "S/N 10-100",
@@ -206,6 +233,61 @@ def test_the_metrics_table_holds_bin_and_exact_figures_per_set_and_quantity():
     assert not [row for row in body if row[:2] == ["S/N 10", "[M/H], light-weighted"]]
 
 
+def test_the_zh_prior_table_holds_the_biases_per_true_zh_bin_after_the_accuracy():
+    card = render_model_card(RESULTS)
+    heading = "## Is the network pulled toward its [M/H] prior?"
+    accuracy, uncertainties = (card.index(h) for h in ("## Accuracy on held-out", "## Uncertainties"))
+    assert accuracy < card.index(heading) < uncertainties
+    header, body = table_after(card, heading)
+    assert header == ["True [M/H] (mw)", "Objects", "[M/H] (mw) bias / NMAD", "log age (mw) bias / NMAD"]
+    assert body == [
+        ["-2.00 to -1.25", "1,234", "+0.152 / 0.081", "-0.044 / 0.071"],
+        ["-0.25 to +0.00", "2,011", "+0.004 / 0.022", "– / 0.039"],  # a bias not measured
+        ["+0.00 to +0.50", "987", "-0.093 / 0.047", "+0.018 / 0.052"],
+    ]
+    section = card.split(heading)[1].split("\n## ")[0]
+    assert "S/N 50 test set" in section
+    assert "positive [M/H] bias for metal-poor objects and a negative one for metal-rich" in section
+
+
+@pytest.fixture(scope="module")
+def release_model():
+    """benchmarks/release_model.py (not a package), imported from its file."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "release_model.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_release_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_zh_prior_figures_take_the_non_empty_true_zh_bins_of_an_evaluation(release_model):
+    from sfh_ml.network.metrics import evaluate_predictions
+
+    bins = np.array([1e6, 1e7, 1e8, 1e9, 1e10])
+    sfh = np.zeros((5, 4))
+    sfh[:, 2] = 1.0  # all mass in one bin: the true mass-weighted [M/H] is that bin's
+    zh_true = np.zeros((5, 4))
+    zh_true[:3, 2], zh_true[3:, 2] = -1.5, 0.2  # three metal-poor objects, two metal-rich
+    zh_pred = zh_true.copy()
+    zh_pred[:3, 2] += [0.1, 0.2, 0.3]  # pulled up
+    zh_pred[3:, 2] -= 0.1  # pulled down
+    ev = evaluate_predictions({"sfh": sfh, "zh": zh_pred}, {"sfh": sfh, "zh": zh_true}, bins)
+    figures = release_model.zh_prior_figures(ev, "S/N 50")
+    assert figures["label"] == "S/N 50"
+    assert figures["zh_bins"] == [-2.0, -1.25, -1.0, -0.75, -0.5, -0.25, 0.0, 0.5]
+    assert [r["zh_range"] for r in figures["rows"]] == [[-2.0, -1.25], [0.0, 0.5]]  # empty bins left out
+    poor, rich = figures["rows"]
+    assert (poor["n"], rich["n"]) == (3, 2)
+    assert poor["mw_zh"]["bias"] == pytest.approx(0.2) and rich["mw_zh"]["bias"] == pytest.approx(-0.1)
+    assert poor["mw_zh"]["nmad"] == pytest.approx(0.1 * 1.4826)
+    assert poor["mw_log_age"] == {"bias": 0.0, "nmad": 0.0}
+    assert set(poor) == {"zh_range", "n", "mw_zh", "mw_log_age"}
+    assert release_model.zh_prior_figures({}, "S/N 50") is None  # an evaluation without the table
+    card = render_model_card({**RESULTS, "zh_prior": figures})
+    _, body = table_after(card, "## Is the network pulled toward its [M/H] prior?")
+    assert body[0][:3] == ["-2.00 to -1.25", "3", "+0.200 / 0.148"]
+
+
 def test_the_coverage_table_holds_the_fractions_before_and_after_calibration():
     card = render_model_card(RESULTS)
     header, body = table_after(card, "## Uncertainties: coverage before and after calibration")
@@ -300,11 +382,14 @@ def test_the_summary_quotes_the_s_n_50_figures_and_ends_before_the_first_section
 
 def test_sections_left_out_of_the_results_render_as_not_measured():
     results = copy.deepcopy(RESULTS)
-    for key in ("ablation", "speed", "coverage", "domain", "limitations", "valley"):
+    for key in ("ablation", "speed", "coverage", "domain", "limitations", "valley", "zh_prior"):
         del results[key]
     card = render_model_card(results)
-    assert card.count("Not measured") == 4
+    assert card.count("Not measured") == 5
     assert card.split("## The synthetic valley: test worlds")[1].split("## ")[0].strip() == "Not measured."
+    assert card.split("## Is the network pulled toward its [M/H] prior?")[1].split("## ")[0].strip() == (
+        "Not measured."
+    )
     assert "valley" in card  # the limitation every card states
 
 

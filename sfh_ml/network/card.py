@@ -52,6 +52,13 @@ A dict (all numbers plain floats or ints; ``None`` where not measured). Required
     against true bins; *exact*: predicted bins against the per-object truth of the synthetic set.
 ``metrics_fast`` : list of dict
     The same for the first member alone (``load_pretrained(members="fast")``), for an ensemble.
+``zh_prior`` : dict
+    Whether the network is pulled toward its [M/H] prior: ``label`` (the test set, e.g. ``"S/N 50"``),
+    ``zh_bins`` (edges of the true mass-weighted [M/H], dex), ``rows``: list of ``{"zh_range": [lo, hi],
+    "n": int, "mw_zh": {"bias", "nmad"}, "mw_log_age": {"bias", "nmad"}}``, one per non-empty bin of the
+    true mass-weighted [M/H] (objects with ``lo <= [M/H] < hi``), in order; bias and NMAD of predicted
+    minus true (dex, bin level) of the mass-weighted [M/H] and log age, from ``by_true_zh`` of
+    :func:`sfh_ml.network.metrics.evaluate_predictions`.
 ``coverage`` : list of dict
     One row per test set: ``label``, ``before`` and ``after`` (calibration; ``after`` None if not
     calibrated), each ``{output: {"1sigma": fraction, "2sigma": fraction}}`` for the outputs
@@ -314,6 +321,33 @@ def _metrics_section(results):
     return text
 
 
+def _zh_prior_section(results):
+    zp = results.get("zh_prior")
+    title = "## Is the network pulled toward its [M/H] prior?"
+    if not zp or not zp.get("rows"):
+        return f"{title}\n\nNot measured."
+    header = ("True [M/H] (mw)", "Objects", "[M/H] (mw) bias / NMAD", "log age (mw) bias / NMAD")
+    cells = []
+    for row in zp["rows"]:
+        zh, age = row.get("mw_zh") or {}, row.get("mw_log_age") or {}
+        cells.append(
+            [
+                _range(row["zh_range"], "", "+.2f", " to "),
+                _num(row.get("n"), ","),
+                f"{_signed(zh.get('bias'))} / {_dex(zh.get('nmad'))}",
+                f"{_signed(age.get('bias'))} / {_dex(age.get('nmad'))}",
+            ]
+        )
+    where = f" on the {zp['label']} test set" if zp.get("label") else ""
+    return (
+        f"{title}\n\n"
+        f"Predicted minus true, in dex (bin level){where}, per bin of the true mass-weighted [M/H]: mean "
+        "bias and NMAD of the mass-weighted [M/H] and log age. A network pulled toward the centre of its "
+        "[M/H] prior shows a positive [M/H] bias for metal-poor objects and a negative one for metal-rich "
+        "objects; a bias that stays near zero across the bins means no such pull.\n\n" + _table(header, cells)
+    )
+
+
 def _coverage_section(results):
     rows = results.get("coverage")
     if not rows:
@@ -556,8 +590,9 @@ def render_model_card(results):
     -------
     str
         The card: a summary paragraph, then the sections *What the model is*, *Training*,
-        *Generator*, *Accuracy*, *Uncertainties*, *Does the photometry help?*, *The synthetic
-        valley*, *Inference speed*, *Known limitations* and *Reproducing this model*.
+        *Generator*, *Accuracy*, *Is the network pulled toward its [M/H] prior?*, *Uncertainties*,
+        *Does the photometry help?*, *The synthetic valley*, *Inference speed*, *Known limitations*
+        and *Reproducing this model*.
 
     Raises
     ------
@@ -573,6 +608,7 @@ def render_model_card(results):
         _training_section(results),
         _generator_section(results),
         _metrics_section(results),
+        _zh_prior_section(results),
         _coverage_section(results),
         _ablation_section(results),
         _valley_section(results),

@@ -63,7 +63,7 @@ from .sfh import (
 )
 from .ssp import SSPLibrary, build_library, emiles_fwhm_aa, library_path, load_library
 from .synthesizer import LibraryMix, SynthesisParams, Synthesizer
-from .worlds import TEST_WORLDS, world_config
+from .worlds import TEST_WORLDS, WORLD_DESCRIPTIONS, world_config
 
 __all__ = [
     "FAMILIES",
@@ -124,5 +124,6 @@ __all__ = [
     "SynthesisParams",
     "Synthesizer",
     "TEST_WORLDS",
+    "WORLD_DESCRIPTIONS",
     "world_config",
 ]

@@ -19,7 +19,7 @@ difference of a network's scores between ``"own"`` and a world is the effect of 
 
 from .dataset import DatasetConfig
 
-__all__ = ["TEST_WORLDS", "world_config"]
+__all__ = ["TEST_WORLDS", "WORLD_DESCRIPTIONS", "world_config"]
 
 TEST_WORLDS = {
     "own": {},
@@ -34,6 +34,17 @@ TEST_WORLDS = {
         "wave_shift_kms": 10.0,
         "sky_residual": 2.0,
     },
+}
+
+# What each test world changes, in a few words (a table cell; the full account: above)
+WORLD_DESCRIPTIONS = {
+    "own": "nothing: the project's own world (the generator's defaults), held out by its seed",
+    "bc03": "BC03-MILES stars at all ages instead of E-MILES",
+    "parametric": "histories of the classic parametric families",
+    "calzetti": "Calzetti attenuation of the diffuse ISM",
+    "smc": "SMC attenuation of the diffuse ISM",
+    "birth_cloud_3myr": "birth clouds dispersed after 3 Myr instead of 10",
+    "observational": "flux- and wavelength-calibration, LSF and sky-residual errors",
 }
 
 
