@@ -544,13 +544,17 @@ def _predict_rate(models, x, repeats=3):
 
 
 def _git_commit():
-    """The commit of the code (with "+uncommitted changes" if the tree differs from it), or None."""
+    """The commit of the code (with "+uncommitted changes" if the package's code differs from it; the
+    installed release files in sfh_ml/pretrained/ do not count), or None."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
         )
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--", "sfh_ml"], cwd=REPO, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--", "sfh_ml", ":!sfh_ml/pretrained"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
         )
     except (OSError, subprocess.CalledProcessError):
         return None
