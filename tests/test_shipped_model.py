@@ -48,7 +48,9 @@ def test_the_shipped_model_reproduces_its_card_at_snr_50(card_results, fresh_snr
     for key, tol in (("mw_log_age", 0.02), ("lw_log_age", 0.02), ("mw_zh", 0.01), ("lw_zh", 0.01)):
         got, expected = result["mean_quantities"][key], card["bin"][key]
         assert got["nmad"] == pytest.approx(expected["nmad"], abs=tol), key
-        assert abs(got["bias"]) < 0.04, key
+        # the bias of 2000 objects scatters by ~ std / sqrt(2000) (0.006 dex for the age): 0.02 is 3 sigma
+        assert got["bias"] == pytest.approx(expected["bias"], abs=0.02), key
+        assert abs(got["bias"]) < 0.08, key  # the own world's bias of the domain-randomised training
     cov = result["coverage"]
     assert cov["sfh_cum"]["1sigma"]["all"] == pytest.approx(coverage["sfh_cum"]["1sigma"], abs=0.03)
     assert cov["sfh_cum"]["1sigma"]["all"] == pytest.approx(0.683, abs=0.04)

@@ -2,9 +2,10 @@
 the data, and flag the objects the network cannot explain (out of its training distribution).
 
 The ensemble spread says how much the networks disagree; it does not say whether the data look like
-anything the network was trained on (on BC03 spectra the shipped network is confidently wrong by
-~0.4 dex in age). A prediction is a full history (mass fractions and [M/H] per age bin), so the
-project's own generator (:class:`sfh_ml.synthesis.Synthesizer`) can turn it back into a spectrum:
+anything the network was trained on (on BC03 spectra a network trained on E-MILES alone is
+confidently wrong by ~0.4 dex in age). A prediction is a full history (mass fractions and [M/H] per
+age bin), so the project's own generator (:class:`sfh_ml.synthesis.Synthesizer`) can turn it back
+into a spectrum:
 
 1. the predicted bins become a history with a constant star formation rate inside each bin and the
    bin's [M/H] (:class:`BinnedHistory`, which the synthesizer reads like an
@@ -44,18 +45,22 @@ mass-weighted log age within :data:`OOD_AGE_ERROR_DEX` of the truth, bin level),
 stores the table in a copy of the model (:class:`~sfh_ml.network.layers.HistoryHead`'s
 ``ood_thresholds``, ``get_metadata(model)["ood_thresholds"]``, like the sigma factors of
 :mod:`~sfh_ml.network.calibration`), and ``predict(..., goodness=True)`` uses the model's table
-(an ensemble's: its first member's). A model without one (the shipped ``v2.keras``, and every
-model saved before the attribute existed) falls back on :data:`OOD_THRESHOLDS`, the table fitted for
-the shipped network (``benchmarks/ood.py --calibrate``): the right one for it, only a rough guess for
+(an ensemble's: its first member's); the shipped network carries its own (fitted by
+``benchmarks/release_model.py`` on its calibration set). A model without one (every model saved
+before the attribute existed) falls back on :data:`OOD_THRESHOLDS`, the table fitted for the first
+shipped network, trained on E-MILES alone (``benchmarks/ood.py --calibrate``): only a rough guess for
 any other. The fluxes enter the fit of the normalisation and the dust but
 not the score: on the BC03 world they add little (the rms of their residuals flags 1 object in 3
 at 10 % false alarms, against 5 in 6 for the spectrum).
 
-What it catches, measured by ``benchmarks/ood.py`` (1000 objects per set): another stellar library
-(BC03 at S/N 50: 84 % of the objects flagged, 74 % of those whose mass-weighted age is off by
-more than 0.3 dex), at 7-10 % false alarms on the own world at S/N 10-100. What it cannot catch:
-the own world's own failures (degenerate histories that fit the data as well as the truth; 13-29 %
-of them flagged) and, at S/N ~10, anything below a ~2 % residual. Sky-line windows are not masked
+What it catches, measured by ``benchmarks/ood.py`` with the shipped network (1000 objects per set):
+data unlike the generator, such as another stellar library (BC03 at S/N 50: 88 % of the objects
+flagged, 75 % of those whose mass-weighted age is off by more than 0.3 dex) or observational errors
+(all of them, ``benchmarks/worlds.py``), at 8-10 % false alarms on the own world at S/N 10-100. The
+flag follows the data, not the error: a network trained on mixed libraries gets most BC03 histories
+right and the flag still marks them. What it cannot catch: the own world's own failures (degenerate
+histories that fit the data as well as the truth; 10-32 % of them flagged) and, at S/N ~10,
+anything below a ~2 % residual. Sky-line windows are not masked
 here: synthetic spectra carry the sky in their noise, and prepared observations have them masked
 already (:func:`sfh_ml.observations.prepare.prepare_spectra`); ``mask`` leaves out more pixels.
 """
@@ -95,9 +100,9 @@ SIGMA_GAS_KMS = 50.0  # gas dispersion of the re-synthesised lines (masked; only
 BLOCK = 256  # objects re-synthesised at a time
 MDEGREE = 0  # degree of the multiplicative Legendre polynomial of the final fit (0: none)
 # The flag threshold on residual_fraction at each model S/N (rms model / noise per pixel) of the
-# shipped network, used for models that carry no table of their own (HistoryHead.ood_thresholds): the
-# 90th percentile over its own held-out world (E-MILES, 1000 objects per S/N, seed 101), measured with
-# ``python benchmarks/ood.py --calibrate``. At low S/N it is the noise of chi-square
+# first shipped network (trained on E-MILES alone), used for models that carry no table of their own
+# (HistoryHead.ood_thresholds): the 90th percentile over its own held-out world (E-MILES, 1000 objects
+# per S/N, seed 101), measured with ``python benchmarks/ood.py --calibrate``. At low S/N it is the noise of chi-square
 # (sqrt(2 / n_pixels)) that sets it, at high S/N the floor of the re-synthesis (binned histories).
 OOD_THRESHOLDS = ((9.3, 0.0201), (18.6, 0.0106), (46.4, 0.0053), (92.9, 0.0043))
 OOD_PERCENTILE = 90.0  # percentile of residual_fraction over the right-age objects: ~10 % false alarms
@@ -240,7 +245,9 @@ def residual_fraction(chi2_pixel, snr_model):
 
 def ood_threshold(snr_model, thresholds=None):
     """The flag threshold on :func:`residual_fraction` at a model S/N: a table of thresholds
-    interpolated linearly in log S/N, constant beyond its ends.
+    interpolated linearly in log S/N; below its first node proportional to 1 / S/N (there the
+    scatter of chi-square, sqrt(2 / n_pixels), sets the threshold, and residual_fraction =
+    sqrt(chi2 - 1) / S/N), above its last node constant (the floor of the re-synthesis).
 
     Parameters
     ----------
@@ -248,7 +255,7 @@ def ood_threshold(snr_model, thresholds=None):
         rms model-to-noise ratio per fitted pixel (``resynthesis_fit(...)["snr_model"]``).
     thresholds : sequence of (snr_model, threshold), optional
         The model's table (``get_metadata(model)["ood_thresholds"]``, S/N increasing); default
-        :data:`OOD_THRESHOLDS` (the shipped network's).
+        :data:`OOD_THRESHOLDS` (the first shipped network's).
 
     Returns
     -------
@@ -259,7 +266,10 @@ def ood_threshold(snr_model, thresholds=None):
     snr = np.asarray(snr_model, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         x = np.log(np.where(snr > 0, snr, np.nan))
-    return np.where(np.isfinite(x), np.interp(np.nan_to_num(x), np.log(table[:, 0]), table[:, 1]), np.nan)
+    t = np.interp(np.nan_to_num(x), np.log(table[:, 0]), table[:, 1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(snr < table[0, 0], table[0, 1] * table[0, 0] / snr, t)
+    return np.where(np.isfinite(x), t, np.nan)
 
 
 def age_is_right(pred_sfh, true_sfh, age_bins_yr, max_error_dex=OOD_AGE_ERROR_DEX):
@@ -585,12 +595,14 @@ def resynthesis_fit(
     mdegree : int
         Degree of a multiplicative Legendre polynomial fitted to the spectrum after the best point
         is found (pPXF's ``mdegree``: absorbs flux-calibration and dust-law shapes). 0, the default,
-        is what :data:`OOD_THRESHOLDS` were calibrated for; with 3 the BC03 hit rate drops from
-        0.74 to 0.70 at the same false-alarm rate (``benchmarks/ood.py --mdegree 3``).
+        is what :data:`OOD_THRESHOLDS` and :func:`sfh_ml.network.calibrate_ood` calibrate for; with
+        3 the first shipped network's BC03 hit rate drops from 0.74 to 0.70 at the same false-alarm
+        rate (``benchmarks/ood.py --mdegree 3``), and the shipped network still flags 99 % of the
+        "observational" world (its sky residuals and LSF errors are not polynomial).
     ood_thresholds : nested sequence of float, shape (k, 2), optional
         The ``[snr_model, threshold]`` table of the ``ood_score`` (:func:`ood_threshold`): the
         predicting model's own, ``get_metadata(model)["ood_thresholds"]``; None, the default:
-        :data:`OOD_THRESHOLDS` (the shipped network's).
+        :data:`OOD_THRESHOLDS` (the first shipped network's).
 
     Returns
     -------

@@ -349,7 +349,7 @@ def predict(
         model's own thresholds (``get_metadata(model)["ood_thresholds"]``, set by
         :func:`sfh_ml.network.calibrate_ood`; for an ensemble, those of its first member, which
         also gives the grids), else against :data:`sfh_ml.network.goodness.OOD_THRESHOLDS`, those
-        of the shipped network (a rough guess for any other network: calibrate it).
+        of the first shipped network (a rough guess for any other network: calibrate it).
     noise : array, shape (n, n_wave), optional
         1-sigma noise of the spectra, same units (NaN, inf, <= 0: pixel left out of the fit).
         Required with ``goodness``.

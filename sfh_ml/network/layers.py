@@ -199,7 +199,7 @@ class HistoryHead(layers.Layer):
         S/N increasing and > 0, thresholds > 0 (:func:`sfh_ml.network.goodness.ood_threshold`), set
         by :func:`sfh_ml.network.calibrate_ood` (metadata, used by ``predict(..., goodness=True)``).
         None: not calibrated (the module's :data:`~sfh_ml.network.goodness.OOD_THRESHOLDS`, those of
-        the shipped network, are used).
+        the first shipped network, are used).
 
     Call arguments
     --------------
