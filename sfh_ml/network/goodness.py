@@ -102,8 +102,9 @@ MDEGREE = 0  # degree of the multiplicative Legendre polynomial of the final fit
 # The flag threshold on residual_fraction at each model S/N (rms model / noise per pixel) of the
 # first shipped network (trained on E-MILES alone), used for models that carry no table of their own
 # (HistoryHead.ood_thresholds): the 90th percentile over its own held-out world (E-MILES, 1000 objects
-# per S/N, seed 101), measured with ``python benchmarks/ood.py --calibrate``. At low S/N it is the noise of chi-square
-# (sqrt(2 / n_pixels)) that sets it, at high S/N the floor of the re-synthesis (binned histories).
+# per S/N, seed 101), measured with ``python benchmarks/ood.py --calibrate``. At low S/N it is the
+# noise of chi-square (sqrt(2 / n_pixels)) that sets it, at high S/N the floor of the re-synthesis
+# (binned histories).
 OOD_THRESHOLDS = ((9.3, 0.0201), (18.6, 0.0106), (46.4, 0.0053), (92.9, 0.0043))
 OOD_PERCENTILE = 90.0  # percentile of residual_fraction over the right-age objects: ~10 % false alarms
 OOD_AGE_ERROR_DEX = 0.3  # an object's age is right when its mass-weighted log age is within this
