@@ -142,6 +142,18 @@ def _coverage(pred, truth):
     return out
 
 
+def _checked_set(model, meta, model_path, path, filters, n_max):
+    """A labelled set (:func:`~sfh_ml.network.training.load_data`) on the model's grids and bands;
+    ValueError naming the file and the model otherwise."""
+    data = load_data(path, n_max=n_max)
+    bands = _band_order(data["filters"], filters, path, meta)
+    try:
+        check_compatible(model, data["wave_aa"], data["age_bins_yr"], bands)
+    except ValueError as err:
+        raise ValueError(f"{path} cannot calibrate {model_path}: {err}") from None
+    return data
+
+
 def calibrate(model_path, calib_path, out_path, overwrite=False, n_max=None, batch_size=1024, filters=None):
     """Fit the sigma factors of a model on a calibration set and save the calibrated model.
 
@@ -183,12 +195,7 @@ def calibrate(model_path, calib_path, out_path, overwrite=False, n_max=None, bat
     check_output(out_path, overwrite, inputs=(model_path, calib_path))
     model = load_model(model_path)
     meta = get_metadata(model)
-    data = load_data(calib_path, n_max=n_max)
-    bands = _band_order(data["filters"], filters, calib_path, meta)
-    try:
-        check_compatible(model, data["wave_aa"], data["age_bins_yr"], bands)
-    except ValueError as err:
-        raise ValueError(f"{calib_path} cannot calibrate {model_path}: {err}") from None
+    data = _checked_set(model, meta, model_path, calib_path, filters, n_max)
     pred = predict(model, data["spectra"], data["photometry"], batch_size=batch_size)
     quality = pred["quality"]
     usable = (quality & QUALITY_UNUSABLE) == 0
@@ -314,12 +321,7 @@ def calibrate_ood(
     rows = slice(0, None if n_max is None else int(n_max))
     columns = {key: [] for key in ("residual_fraction", "snr_model", "ok", "group")}
     for path in paths:
-        data = load_data(path, n_max=n_max)
-        bands = _band_order(data["filters"], filters, path, meta)
-        try:
-            check_compatible(model, data["wave_aa"], data["age_bins_yr"], bands)
-        except ValueError as err:
-            raise ValueError(f"{path} cannot calibrate {model_path}: {err}") from None
+        data = _checked_set(model, meta, model_path, path, filters, n_max)
         errors = read_dataset(path, ["noise", "photometry_err"], index=rows)
         spectra, photometry = mask_missing(data["spectra"], data["photometry"])
         pred = predict(model, spectra, photometry, batch_size=batch_size)
