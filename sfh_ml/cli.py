@@ -9,7 +9,7 @@ Examples
     sfh-ml info train.h5
     sfh-ml train --data train.h5 --arch v2 --out v2.keras
     sfh-ml evaluate --model v2.keras --data test.h5 --json metrics.json
-    sfh-ml calibrate --model v2.keras --data calib.h5 --out v2_calibrated.keras
+    sfh-ml calibrate --model v2.keras --data calib.h5 --out v2_calibrated.keras [--ood]
     sfh-ml predict --model v2.keras --data spectra.h5 --out predictions.h5
     sfh-ml predict --data spectra.h5 --out predictions.h5   # the pretrained model (sfh-ml info --pretrained)
     sfh-ml apply --model v2.keras --cube NGC3627-1.05asec.fits --maps NGC3627_MAPS.fits \
@@ -21,6 +21,7 @@ Every command imports what it needs inside its function, so the data commands st
 import argparse
 import os
 import sys
+from pathlib import Path
 
 __all__ = ["main", "build_parser", "parse_range", "parse_edges"]
 
@@ -213,13 +214,27 @@ def _cmd_evaluate(args):
 
 
 def _cmd_calibrate(args):
-    from .network import calibrate
+    from .network import calibrate, calibrate_ood
 
-    result = calibrate(args.model, args.data, args.out, overwrite=args.overwrite, n_max=args.n_max)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:  # before any work (calibrate_ood writes last)
+        raise FileExistsError(f"{out} exists: pass --overwrite to replace it")
+    sigma_out = out.with_name(f".{out.stem}.sigma.keras") if args.ood else out
+    result = calibrate(args.model, args.data, sigma_out, overwrite=True, n_max=args.n_max)
     for name in ("sfh_cum", "zh_mass_weighted"):
         before, after = (result[f"coverage_{when}"][name]["1sigma"]["all"] for when in ("before", "after"))
         print(f"{name:16s} within 1 sigma: {before:.3f} before, {after:.3f} after")
-    print(f"wrote {args.out} (calibrated on {result['n_objects']} objects of {args.data})")
+    if args.ood:
+        try:
+            ood = calibrate_ood(
+                sigma_out, args.data, out, overwrite=True, n_nodes=args.ood_nodes, n_max=args.n_max
+            )
+        finally:
+            sigma_out.unlink(missing_ok=True)
+        nodes = ", ".join(f"{t:.4f} at S/N {snr:.0f}" for snr, t in ood["ood_thresholds"])
+        (row,) = ood["sets"]
+        print(f"out-of-distribution thresholds: {nodes} (false alarms {row['false_alarm']:.3f})")
+    print(f"wrote {out} (calibrated on {result['n_objects']} objects of {args.data})")
     return 0
 
 
@@ -425,6 +440,12 @@ def build_parser():
     p.add_argument("--out", required=True, help="output model (.keras)")
     p.add_argument("--n-max", type=int, default=None, help="use only the first N objects")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output model")
+    p.add_argument(
+        "--ood",
+        action="store_true",
+        help="also fit the out-of-distribution thresholds of predict --goodness on the same set",
+    )
+    p.add_argument("--ood-nodes", type=int, default=4, help="S/N nodes of the --ood table (default 4)")
     p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("predict", help="predict SFHs and [M/H] histories for an HDF5 file")

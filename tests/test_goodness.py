@@ -352,3 +352,22 @@ def test_calibrate_ood_stores_thresholds_that_flag_10_percent_of_the_right_objec
     with pytest.raises(ValueError, match=r"snr20\.h5: .*at least 1000"):
         network.calibrate_ood(shipped, [synthetic["path"]], tmp_path / "never.keras", min_objects=1000)
     assert not (tmp_path / "never.keras").exists()
+
+
+def test_cli_calibrate_ood_stores_the_thresholds_and_leaves_no_temporary_file(tmp_path, capsys):
+    from sfh_ml.cli import main
+
+    data = tmp_path / "calib.h5"
+    generate(DatasetConfig(n=240, seed=4321, snr=50.0, chunk_size=120), data, progress=False)
+    out = tmp_path / "v2_ood.keras"
+    args = ["calibrate", "--model", str(pretrained_paths()[0]), "--data", str(data), "--out", str(out)]
+    assert main([*args, "--ood", "--ood-nodes", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "out-of-distribution thresholds:" in text and f"wrote {out}" in text
+    table = network.get_metadata(network.load_model(out))["ood_thresholds"]
+    assert table.shape == (1, 2) and 25.0 < table[0, 0] < 100.0  # the set's model S/N, near 50
+    false_alarms = float(text.split("false alarms ")[1].split(")")[0])
+    assert 0.02 <= false_alarms <= 0.11  # ~10 % of the right-age objects, fewer below the node's S/N
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.h5", "v2_ood.keras"]
+    assert main([*args, "--ood"]) == 2  # an existing output is refused before any work
+    assert "--overwrite" in capsys.readouterr().err
