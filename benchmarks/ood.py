@@ -35,8 +35,15 @@ import h5py
 import numpy as np
 
 import sfh_ml
-from sfh_ml.network import calibrate_ood, get_metadata, load_model, metrics, predict
-from sfh_ml.network.goodness import OOD_AGE_ERROR_DEX, OOD_PERCENTILE, fit_ood_thresholds, resynthesis_fit
+from sfh_ml.network import calibrate_ood, get_metadata, load_model, predict
+from sfh_ml.network.goodness import (
+    OOD_AGE_ERROR_DEX,
+    OOD_PERCENTILE,
+    age_error,
+    fit_ood_thresholds,
+    flag_rate,
+    resynthesis_fit,
+)
 from sfh_ml.network.pretrained import pretrained_paths
 from sfh_ml.synthesis.dataset import DatasetConfig, generate
 from sfh_ml.utils import as_str
@@ -47,21 +54,6 @@ CALIBRATION_SEED = 101
 CALIBRATION_PERCENTILE = OOD_PERCENTILE  # at most 10 % of the own world flagged
 SPREAD_BIN = 8  # the cumulative-SFH bin (~100 Myr) whose sigma is the spread compared with
 SPREAD_PERCENTILE = 97.0
-
-
-def age_error(pred_sfh, true_sfh, age_bins_yr):
-    """Each object's mass-weighted log-age error (dex, bin level): predicted minus true."""
-    return metrics.mean_log_age(pred_sfh, age_bins_yr) - metrics.mean_log_age(true_sfh, age_bins_yr)
-
-
-def flag_rate(flag, objects):
-    """The fraction of ``objects`` (a boolean mask) that carry ``flag``; NaN when there are none.
-
-    Of the lost objects (``abs(age_error) > AGE_ERROR_DEX``) the hit rate, of the others the
-    false-alarm rate.
-    """
-    objects = np.asarray(objects, dtype=bool)
-    return float(np.mean(np.asarray(flag)[objects])) if objects.any() else float("nan")
 
 
 def set_path(folder, library, snr, n, seed):

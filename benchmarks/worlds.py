@@ -83,11 +83,12 @@ def score_world(path, networks, ppxf_n, folder, workers, goodness):
     Returns ``(rows, flagged, hits)``: ``flagged`` and ``hits`` (empty without ``goodness``) map each
     network to the fraction of objects carrying the out-of-distribution flag and to
     ``{"hit_rate", "n_lost"}``: the fraction of the objects whose mass-weighted log age is off by more
-    than ``ood.AGE_ERROR_DEX`` (bin level) that carry it (NaN when none is), and how many those are.
+    than ``sfh_ml.network.goodness.OOD_AGE_ERROR_DEX`` (bin level) that carry it (NaN when none is),
+    and how many those are.
     """
-    from ood import AGE_ERROR_DEX, age_error, flag_rate  # benchmarks/ood.py
-
     from sfh_ml.network import QUALITY_FLAGS, predict
+    from sfh_ml.network.goodness import OOD_AGE_ERROR_DEX as AGE_ERROR_DEX
+    from sfh_ml.network.goodness import age_error, flag_rate
     from sfh_ml.network.training import load_data
 
     data = load_data(path)

@@ -30,7 +30,14 @@ import numpy as np
 
 from ..files import check_output
 from . import metrics
-from .goodness import MIN_OOD_OBJECTS, OOD_AGE_ERROR_DEX, OOD_PERCENTILE, age_is_right, fit_ood_thresholds
+from .goodness import (
+    MIN_OOD_OBJECTS,
+    OOD_AGE_ERROR_DEX,
+    OOD_PERCENTILE,
+    age_is_right,
+    fit_ood_thresholds,
+    flag_rate,
+)
 from .inference import (
     QUALITY_UNUSABLE,
     _band_order,
@@ -230,13 +237,6 @@ def calibrate(model_path, calib_path, out_path, overwrite=False, n_max=None, bat
     }
 
 
-def _flag_rate(residual_fraction, threshold, objects):
-    """The fraction of ``objects`` (bool mask) with ``residual_fraction`` above the threshold (NaN: none)."""
-    if not objects.any():
-        return float("nan")
-    return float(np.mean(residual_fraction[objects] > threshold[objects]))
-
-
 def calibrate_ood(
     model_path,
     data_paths,
@@ -354,8 +354,8 @@ def calibrate_ood(
                 "n_fitted": int(fitted.sum()),
                 "n_age_right": int(right.sum()),
                 "median_snr_model": float(np.median(snr[fitted])) if fitted.any() else float("nan"),
-                "false_alarm": _flag_rate(rf, after, right),
-                "false_alarm_before": _flag_rate(rf, before, right),
+                "false_alarm": flag_rate(rf > after, right),
+                "false_alarm_before": flag_rate(rf > before, right),
             }
         )
     model.get_layer("history").set_ood_thresholds(table)

@@ -80,6 +80,8 @@ __all__ = [
     "residual_fraction",
     "fit_ood_thresholds",
     "age_is_right",
+    "age_error",
+    "flag_rate",
     "OOD_THRESHOLDS",
     "OOD_PERCENTILE",
     "OOD_AGE_ERROR_DEX",
@@ -273,6 +275,32 @@ def ood_threshold(snr_model, thresholds=None):
     return np.where(np.isfinite(x), t, np.nan)
 
 
+def age_error(pred_sfh, true_sfh, age_bins_yr):
+    """Each object's mass-weighted log-age error (dex, bin level): predicted minus true.
+
+    Parameters
+    ----------
+    pred_sfh, true_sfh : ndarray, shape (n, n_bins)
+        Predicted and true mass fractions per bin (rows of NaN: NaN).
+    age_bins_yr : ndarray, shape (n_bins + 1,)
+
+    Returns
+    -------
+    ndarray, shape (n,)
+    """
+    from . import metrics
+
+    return metrics.mean_log_age(pred_sfh, age_bins_yr) - metrics.mean_log_age(true_sfh, age_bins_yr)
+
+
+def flag_rate(flag, objects):
+    """The fraction of ``objects`` (bool mask, shape (n,)) that carry ``flag`` (bool, shape (n,));
+    NaN when there are none. Of the objects whose age is wrong the hit rate, of the others
+    (:func:`age_is_right`) the false-alarm rate."""
+    objects = np.asarray(objects, dtype=bool)
+    return float(np.mean(np.asarray(flag)[objects])) if objects.any() else float("nan")
+
+
 def age_is_right(pred_sfh, true_sfh, age_bins_yr, max_error_dex=OOD_AGE_ERROR_DEX):
     """Objects whose predicted mass-weighted log age is within ``max_error_dex`` of the truth.
 
@@ -290,11 +318,8 @@ def age_is_right(pred_sfh, true_sfh, age_bins_yr, max_error_dex=OOD_AGE_ERROR_DE
     -------
     ndarray of bool, shape (n,)
     """
-    from . import metrics
-
     with np.errstate(invalid="ignore"):
-        error = metrics.mean_log_age(pred_sfh, age_bins_yr) - metrics.mean_log_age(true_sfh, age_bins_yr)
-        return np.abs(error) <= max_error_dex  # NaN compares False
+        return np.abs(age_error(pred_sfh, true_sfh, age_bins_yr)) <= max_error_dex  # NaN compares False
 
 
 def fit_ood_thresholds(
