@@ -205,11 +205,11 @@ def make_sets(args, out):
 
 
 # ----------------------------------------------------------------------------------------- 2. training
-def train_one(args, steps, train_path, out_path, seed, **hyper):
+def train_one(args, steps, train_path, out_path, seed, version="v2", **hyper):
     """Train (or resume) one network; returns its record (epochs run, best epoch, seconds)."""
     timer = Path(f"{out_path}.epoch_seconds.json")
     options = dict(
-        version="v2",
+        version=version,
         epochs=args.epochs,
         batch_size=args.batch_size,
         seed=seed,

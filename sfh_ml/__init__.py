@@ -20,6 +20,7 @@ from .constants import BIRTH_CLOUD_AGE_YR, MAX_AGE_YR, ZH_RANGE
 from .data import DataError, cache_dir, fetch
 from .synthesis import *  # noqa: F403
 from .synthesis import __all__ as _synthesis_all
+from .utils import book_data_dir
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,7 @@ __all__ = [
     "DataError",
     "cache_dir",
     "fetch",
+    "book_data_dir",
     *_synthesis_all,
     *_NETWORK,
 ]

@@ -15,7 +15,13 @@ __all__ = [
     "check_wave_aa",
     "check_range",
     "dask_client",
+    "BOOK_DATA_DIRS",
+    "book_data_dir",
 ]
+
+# Where the chapters keep what they write, relative to book/ (where they run): one folder per mode,
+# so that a quick run in JupyterLab never meets the full run's files (nor `make test`'s).
+BOOK_DATA_DIRS = {False: "../_build/data", True: "../_build/quick-data"}
 
 # Any wavelength the package handles lies between 100 A (extreme UV) and 1 cm (the Cloudy line list
 # reaches 610 micron = 6.1e6 A). Outside that, the numbers are not Angstrom: metres (5e-7), or
@@ -216,3 +222,25 @@ def dask_client(client="local", n_workers=None):
         own.close()
         if cluster is not None:
             cluster.close()
+
+
+def book_data_dir(data_dir=None, quick=False):
+    """The folder a chapter reads and writes its data sets and models in, created if missing.
+
+    Parameters
+    ----------
+    data_dir : str or Path, optional
+        The chapter's ``DATA_DIR`` parameter; None: ``BOOK_DATA_DIRS[quick]``, a folder per mode
+        (``make`` passes its own).
+    quick : bool
+        The chapter's ``QUICK`` parameter.
+
+    Returns
+    -------
+    Path
+    """
+    from pathlib import Path
+
+    path = Path(BOOK_DATA_DIRS[bool(quick)] if data_dir is None else data_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -46,7 +46,15 @@ _EXPORTS = {
         "goodness",
     ),
     **dict.fromkeys(
-        ("PretrainedError", "load_pretrained", "pretrained_card", "pretrained_info", "write_manifest"),
+        (
+            "PretrainedError",
+            "load_pretrained",
+            "pretrained_card",
+            "pretrained_comparisons",
+            "pretrained_info",
+            "pretrained_results",
+            "write_manifest",
+        ),
         "pretrained",
     ),
     **dict.fromkeys(("render_model_card",), "card"),

@@ -38,6 +38,7 @@ __all__ = [
     "MANIFEST_NAME",
     "CARD_NAME",
     "RESULTS_NAME",
+    "COMPARISONS_NAME",
     "MANIFEST_VERSION",
     "MEMBER_CHOICES",
     "PretrainedError",
@@ -45,6 +46,8 @@ __all__ = [
     "pretrained_paths",
     "pretrained_info",
     "pretrained_card",
+    "pretrained_results",
+    "pretrained_comparisons",
     "default_model_label",
     "describe_pretrained",
     "verify_pretrained",
@@ -56,6 +59,9 @@ PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"  # packag
 MANIFEST_NAME = "MANIFEST.json"
 CARD_NAME = "MODEL_CARD.md"
 RESULTS_NAME = "results.json"  # the figures the card is rendered from (see sfh_ml.network.card)
+# v1 and the v2 learning curve trained with the shipped network's recipe (benchmarks/release_comparisons.py),
+# read by chapter 3 so that the book does not retrain paper-size networks
+COMPARISONS_NAME = "comparisons.json"
 MANIFEST_VERSION = 1
 # "all": every member of an ensemble; "fast": its first member alone (K times faster; the
 # uncertainties then lack the spread between members).
@@ -271,6 +277,54 @@ def pretrained_card():
     return _verified(manifest, manifest["card"]).read_text()
 
 
+def _shipped_json(key, filename):
+    """A JSON file of the shipped folder, checked against the manifest's digest."""
+    manifest = _read_manifest()
+    name = manifest.get(key) or (filename if filename in manifest["files"] else None)
+    if not name:
+        raise PretrainedError(f"{_folder() / MANIFEST_NAME} lists no {filename}: {REINSTALL}")
+    return json.loads(_verified(manifest, name).read_text())
+
+
+def pretrained_results():
+    """The figures of the shipped model card (``results.json``, schema :mod:`sfh_ml.network.card`).
+
+    Returns
+    -------
+    dict
+        ``model``, ``training``, ``metrics`` (one row per test set), ``coverage``, ``speed``, and
+        where the release measured them ``valley``, ``zh_prior`` and ``ablation``.
+
+    Raises
+    ------
+    PretrainedError
+        No model (or no results file) ships, or the file fails its digest check.
+    """
+    return _shipped_json("results", RESULTS_NAME)
+
+
+def pretrained_comparisons():
+    """The comparison networks of the release: v1 and the v2 learning curve, with the shipped recipe.
+
+    Written by ``benchmarks/release_comparisons.py``: each network trained on (a subset of) the
+    shipped network's training set with its epochs, batch, learning rate and seed, then evaluated on
+    the release's held-out test sets.
+
+    Returns
+    -------
+    dict
+        ``recipe`` (the training options), ``test_sets`` (label, n, seed, S/N), ``networks``
+        (``{name: {"version", "n_train", "epochs_run", "best_epoch", "seconds", "history",
+        "metrics"}}``, metrics rows as in ``results.json``) and ``created``.
+
+    Raises
+    ------
+    PretrainedError
+        The installation ships no comparisons file, or it fails its digest check.
+    """
+    return _shipped_json("comparisons", COMPARISONS_NAME)
+
+
 def verify_pretrained():
     """Check every file the manifest lists; returns one line per problem (empty: all good).
 
@@ -381,7 +435,7 @@ def write_manifest(folder, default, members=None):
         if path.name not in members:
             models.setdefault(path.stem, {"members": [path.name]})
     listed = sorted(p.name for p in folder.glob("*.keras"))
-    listed += [n for n in (CARD_NAME, RESULTS_NAME) if (folder / n).is_file()]
+    listed += [n for n in (CARD_NAME, RESULTS_NAME, COMPARISONS_NAME) if (folder / n).is_file()]
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "default": default,
@@ -391,6 +445,7 @@ def write_manifest(folder, default, members=None):
         },
         "card": CARD_NAME if (folder / CARD_NAME).is_file() else None,
         "results": RESULTS_NAME if (folder / RESULTS_NAME).is_file() else None,
+        "comparisons": COMPARISONS_NAME if (folder / COMPARISONS_NAME).is_file() else None,
         "sfh_ml_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
