@@ -1,13 +1,17 @@
 # sfh_ml: set up, test and render the book.  `make help` lists the targets.
 #
-# Chapters are the notebooks book/[0-9]*.ipynb. They run in sorted order (chapter N may read what
-# chapter N-1 wrote) with papermill, which injects QUICK and DATA_DIR into their `parameters` cell:
+# Chapters are the notebooks book/[0-9]*.ipynb, then the model card's page (book/model_card.ipynb,
+# which only reads the shipped files). They run in that order (chapter N may read what chapter N-1
+# wrote) with papermill, which injects QUICK and DATA_DIR into their `parameters` cell:
 #   make test      QUICK=True,  DATA_DIR=../_build/test-data, executed copies in _build/test-chapters/
 #   make book      QUICK=False, DATA_DIR=../_build/data,      executed copies in _build/src/book/
 # (DATA_DIR is relative to book/, where papermill runs them, so that no path of the build machine
 # shows in the book.) TensorFlow's start-up lines are then removed from the executed copies
 # (sfh_ml/_book.py). A chapter's run is skipped when its executed copy is newer than the notebook,
 # the library code and the venv; `make clean` (or `make -B ...`) runs everything again.
+#   make book FULL=1  also trains chapter 2's workshop-size comparison networks (v1, v2 without
+#                     photometry, the learning curve; COMPARISONS=True), which chapter 3 then shows
+#                     beside the release's. Changing FULL runs the chapters again.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -37,16 +41,17 @@ TEST_DATA_DIR := $(BUILD)/test-data
 # A path as the chapters see it from book/ (absolute paths are kept).
 from_book = $(if $(filter /%,$(1)),$(1),../$(1))
 
-CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
+CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb)) book/model_card.ipynb
 NOTEBOOKS := $(wildcard book/*.ipynb)
 FULL_RUNS := $(CHAPTERS:book/%=$(SRC)/book/%)
 QUICK_RUNS := $(CHAPTERS:book/%=$(TEST_OUT)/%)
-# book/model_card.md includes the card of the shipped network from its home in the package.
-BOOK_FILES := _config.yml _toc.yml $(wildcard book/*.md book/*.png book/*.bib) sfh_ml/pretrained/MODEL_CARD.md
+BOOK_FILES := _config.yml _toc.yml $(wildcard book/*.md book/*.png book/*.bib)
 STAGED := $(addprefix $(SRC)/,$(BOOK_FILES))
 TEST_STAGED := $(addprefix $(TEST_SRC)/,$(BOOK_FILES))
 TEST_COPIES := $(CHAPTERS:book/%=$(TEST_SRC)/book/%)
-LIB := $(shell find sfh_ml -name '*.py' -not -path '*/__pycache__/*')
+# what the chapters' outputs depend on: the code, the figures' style file and the shipped network's files
+LIB := $(shell find sfh_ml \( -name '*.py' -o -name '*.mplstyle' -o -path 'sfh_ml/pretrained/*' \) \
+    -not -path '*/__pycache__/*' -type f)
 # ruff checks and formats the code and the chapters alike.
 LINT_PATHS := $(wildcard sfh_ml tests benchmarks) $(NOTEBOOKS)
 
@@ -70,6 +75,16 @@ data: venv ## Fetch the model data and the MaNGA test spectra (~390 MB, once), b
 	$(PY) -m sfh_ml.cli data
 
 # ---------------------------------------------------------------------------- chapters
+FULL ?= 0
+# Chapter 2's COMPARISONS under FULL=1; a stamp per value of FULL makes a change of it run the chapters again.
+full_params = $(if $(and $(filter 1,$(FULL)),$(findstring 02_training,$(1))),-p COMPARISONS True)
+FULL_STAMP := $(SRC)/.full-$(FULL)
+
+$(FULL_STAMP):
+	@mkdir -p $(@D)
+	@rm -f $(SRC)/.full-*
+	@touch $@
+
 # $(call papermill,NOTEBOOK,OUTPUT,QUICK,DATA_DIR): execute one chapter. The output is written
 # under a temporary name and renamed on success, so a failed chapter is never taken as up to date;
 # its partly executed copy (with the traceback) and the log stay next to it.
@@ -78,7 +93,8 @@ define papermill
 @rm -f $(2)
 @echo ">>> $(1)  QUICK=$(3)  DATA_DIR=$(4)"
 $(PY) -m papermill --cwd book --kernel python3 --log-output --no-progress-bar \
-    -p QUICK $(3) -p DATA_DIR "$(call from_book,$(4))" $(1) $(basename $(2)).running.ipynb 2>&1 \
+    -p QUICK $(3) -p DATA_DIR "$(call from_book,$(4))" $(if $(filter False,$(3)),$(call full_params,$(1))) \
+    $(1) $(basename $(2)).running.ipynb 2>&1 \
     | tee $(basename $(2)).log \
   || { echo "!!! $(1) failed: see $(basename $(2)).running.ipynb and $(basename $(2)).log" >&2; exit 1; }
 $(PY) sfh_ml/_book.py $(basename $(2)).running.ipynb
@@ -86,7 +102,8 @@ $(PY) sfh_ml/_book.py $(basename $(2)).running.ipynb
 endef
 
 # $(call render,SOURCE_DIR,OUTPUT_DIR): the HTML book from a staging copy whose chapters are executed.
-# Fails on Sphinx errors, and on a page that shows a path of this machine or TensorFlow noise.
+# Fails on Sphinx errors, on a page that shows a path of this machine or TensorFlow noise, and on a
+# broken local link, a missing image or an asset loaded from another host (sfh_ml/_site_check.py).
 define render
 $(VENV)/bin/jupyter-book build --all $(1) --path-output $(2) 2>&1 | tee $(2).log
 @if sed 's/\x1b\[[0-9;]*m//g' $(2).log | grep -qE '(^|: )(ERROR|CRITICAL|SEVERE):'; then \
@@ -94,6 +111,7 @@ $(VENV)/bin/jupyter-book build --all $(1) --path-output $(2) 2>&1 | tee $(2).log
 @if grep -rlF --include='*.html' -e '$(CURDIR)' $(if $(filter-out /,$(HOME)),-e '$(HOME)/') -e 'absl::InitializeLog' \
     -e 'tf.function retracing' $(2)/_build/html; then \
     echo "!!! the pages above show a path of this machine or TensorFlow noise" >&2; exit 1; fi
+$(PY) sfh_ml/_site_check.py $(2)/_build/html
 endef
 
 # Chain the runs so that chapter N starts after chapter N-1 has finished, also under make -j.
@@ -104,7 +122,7 @@ $(call chain,$(FULL_RUNS))
 $(QUICK_RUNS): $(TEST_OUT)/%.ipynb: book/%.ipynb $(LIB) $(STAMP) | data
 	$(call papermill,$<,$@,True,$(TEST_DATA_DIR))
 
-$(FULL_RUNS): $(SRC)/book/%.ipynb: book/%.ipynb $(LIB) $(STAMP) | data
+$(FULL_RUNS): $(SRC)/book/%.ipynb: book/%.ipynb $(LIB) $(STAMP) $(FULL_STAMP) | data
 	$(call papermill,$<,$@,False,$(DATA_DIR))
 
 $(STAGED): $(SRC)/%: %

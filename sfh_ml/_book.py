@@ -10,7 +10,9 @@ times. That warning goes through Python's logging, to stdout inside a Jupyter ke
 
 The kernel forwards all of this into the notebook as stream output. This module removes exactly those
 lines from the stream outputs (and outputs left empty) and nothing else, so that a real warning or
-traceback still shows in the book. ``make`` runs it on every executed chapter, as a plain script (it
+traceback still shows in the book. It also joins consecutive pieces of the same stream into one
+block, and keeps only the last state of a line that a progress bar (tqdm) rewrote with carriage
+returns, as a terminal would show it: one bar, not one line per update. ``make`` runs it on every executed chapter, as a plain script (it
 imports nothing from ``sfh_ml``, so it works whatever state the package is in).
 """
 
@@ -60,6 +62,12 @@ def _merge_streams(outputs):
     return merged
 
 
+def _resolve_carriage_returns(text):
+    """What a terminal shows of ``text``: each line's text after its last carriage return."""
+    lines = text.split("\n")
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in lines)
+
+
 def tidy_outputs(notebook):
     """Remove the noise lines from the stream outputs (stderr and stdout) of a notebook, in place.
 
@@ -80,7 +88,7 @@ def tidy_outputs(notebook):
         outputs = []
         for out in _merge_streams(cell["outputs"]):
             if out.get("output_type") == "stream":
-                lines = "".join(out["text"]).splitlines(keepends=True)
+                lines = _resolve_carriage_returns("".join(out["text"])).splitlines(keepends=True)
                 kept = [line for line in lines if not is_noise(line.rstrip("\r\n"))]
                 removed += len(lines) - len(kept)
                 if not kept:
@@ -92,7 +100,7 @@ def tidy_outputs(notebook):
 
 
 def tidy_file(path):
-    """:func:`tidy_outputs` on a notebook file, rewritten only if something was removed.
+    """:func:`tidy_outputs` on a notebook file, rewritten only if that changed it.
 
     Parameters
     ----------
@@ -105,8 +113,9 @@ def tidy_file(path):
     """
     with open(path, encoding="utf-8") as f:
         notebook = json.load(f)
+    before = json.dumps(notebook, sort_keys=True)
     removed = tidy_outputs(notebook)
-    if removed:
+    if json.dumps(notebook, sort_keys=True) != before:  # noise removed, streams merged, bars resolved
         with open(path, "w", encoding="utf-8") as f:
             json.dump(notebook, f, indent=1, ensure_ascii=False)
             f.write("\n")

@@ -89,3 +89,23 @@ def test_outputs_left_empty_are_dropped(tmp_path):
     before = path.stat().st_mtime_ns
     assert tidy_file(path) == 0  # nothing left to remove: the file is not rewritten
     assert path.stat().st_mtime_ns == before
+
+
+def test_split_streams_are_merged_in_the_file_even_without_noise(tmp_path):
+    # a training log arrives as many small stream outputs: without noise to remove, the merge must
+    # still be written back, or the page shows one box per piece
+    pieces = [{"output_type": "stream", "name": "stdout", "text": f"epoch {i}\n"} for i in range(5)]
+    path = tmp_path / "chapter.ipynb"
+    path.write_text(json.dumps(_notebook(pieces)))
+    assert tidy_file(path) == 0
+    outputs = json.loads(path.read_text())["cells"][0]["outputs"]
+    assert len(outputs) == 1
+    assert "".join(outputs[0]["text"]) == "".join(f"epoch {i}\n" for i in range(5))
+
+
+def test_a_progress_bar_keeps_only_its_last_state():
+    states = ("  0%|  | 0/700", " 50%|# | 350/700", "100%|##| 700/700")
+    bar = "\r".join(f"training v2.keras: {s}" for s in states) + "\n"
+    nb = _notebook([{"output_type": "stream", "name": "stderr", "text": bar + REAL + "\n"}])
+    tidy_outputs(nb)
+    assert nb["cells"][0]["outputs"][0]["text"] == "training v2.keras: 100%|##| 700/700\n" + REAL + "\n"

@@ -400,3 +400,24 @@ def test_a_missing_required_key_is_named():
         render_model_card(results)
     with pytest.raises(ValueError, match="'generator'"):
         render_model_card({k: v for k, v in RESULTS.items() if k != "generator"})
+
+
+def test_long_tables_are_folded_and_short_ones_are_not():
+    from sfh_ml.network.card import FOLD_ROWS
+
+    card = render_model_card(RESULTS)
+    blocks = card.split("<details>")
+    for block in blocks[1:]:  # every folded table is longer than FOLD_ROWS and closes its block
+        inside, _, _ = block.partition("</details>")
+        rows = [line for line in inside.splitlines() if line.startswith("| ")]
+        assert len(rows) - 1 > FOLD_ROWS  # minus the header
+        assert "<summary>The table (" in inside
+    outside = "".join(b.partition("</details>")[2] for b in blocks[1:]) + blocks[0]
+    tables, rows = [], 0
+    for line in outside.splitlines() + [""]:
+        if line.startswith("|"):
+            rows += 1
+        elif rows:
+            tables.append(rows - 2)  # header and rule
+            rows = 0
+    assert tables and max(tables) <= FOLD_ROWS

@@ -459,3 +459,18 @@ def test_mass_weighted_zh_errors_ignore_bins_without_mass():
     np.testing.assert_allclose(weighted["bias"][[0, 2]], 0.1)
     assert np.isnan(weighted["bias"][1])
     assert metrics.mean_zh(mass, zh_pred)[0] == pytest.approx(0.1)
+
+
+def test_the_book_s_progress_bar_counts_every_batch_and_shows_the_validation_errors(
+    toy_file, tmp_path, capsys
+):
+    # what the chapters show instead of Keras's per-epoch lines: one bar over the whole run
+    result = training.train(toy_file, out_path=tmp_path / "m.keras", epochs=2, **{**RUN, "verbose": "tqdm"})
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    n = len(training.load_data(toy_file)["sfh"])
+    train_idx, _ = training.split_indices(n, RUN["val_fraction"], 42)  # train()'s default seed
+    steps = -(-len(train_idx) // RUN["batch_size"])  # batches per epoch, the last one partial
+    assert f"{2 * steps}/{2 * steps}" in last, last
+    assert "epoch=2" in last and "val cum-SFH MAE=" in last and "val [M/H] MAE=" in last
+    assert len(result.history) == 2

@@ -121,6 +121,9 @@ REQUIRED = {
 
 
 # ----------------------------------------------------------------------------------------- cells
+FOLD_ROWS = 8  # tables longer than this are folded (see _table)
+
+
 def _num(value, fmt):
     """A number formatted, or the dash for None / NaN."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -154,10 +157,18 @@ def _snr_phot(value):
 
 
 def _table(header, rows):
-    """A Markdown table: header cells, then rows of cells (str)."""
+    """A Markdown table: header cells, then rows of cells (str).
+
+    A table of more than :data:`FOLD_ROWS` rows is folded into a ``<details>`` block, which GitHub,
+    JupyterLab and the book all show closed, with the number of rows on its label: the reader sees
+    the figures and the short tables first, and opens a long one when looking something up.
+    """
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    table = "\n".join(lines)
+    if len(rows) <= FOLD_ROWS:
+        return table
+    return f"<details>\n<summary>The table ({len(rows)} rows)</summary>\n\n{table}\n\n</details>"
 
 
 # ----------------------------------------------------------------------------------------- checks

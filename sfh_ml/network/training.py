@@ -505,6 +505,41 @@ class _Checkpointer(keras.callbacks.Callback):
         _write_history(state["history"], self.paths)
 
 
+class _Progress(keras.callbacks.Callback):
+    """One tqdm bar over every batch of the run, with the last epoch's validation errors beside it.
+
+    What a notebook shows instead of Keras's per-epoch lines: one line that stays one line in the
+    executed page (updated at most every ``mininterval`` seconds).
+    """
+
+    def __init__(self, epochs, initial_epoch, steps, desc, mininterval=5.0):
+        super().__init__()
+        self.epochs, self.steps = epochs, steps
+        self.initial, self.desc, self.mininterval = initial_epoch * steps, desc, mininterval
+
+    def on_train_begin(self, logs=None):
+        from tqdm import tqdm
+
+        total = self.epochs * self.steps
+        self.bar = tqdm(
+            total=total, initial=self.initial, desc=self.desc, unit="batch", mininterval=self.mininterval
+        )
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        shown = {"epoch": epoch + 1}
+        for key, label in (("val_sfh_cum_mae", "val cum-SFH MAE"), ("val_zh_mae", "val [M/H] MAE")):
+            if key in logs:
+                shown[label] = f"{float(logs[key]):.4f}"
+        self.bar.set_postfix(shown, refresh=False)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
 def _cosine_schedule(learning_rate, epochs):
     def schedule(epoch, lr=None):
         cos = 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
@@ -683,8 +718,9 @@ def train(
     augment : bool or dict
         Random masked spans and missing bands in the training batches (a dict passes keyword
         arguments to :func:`augment_batch`).
-    verbose : int
-        Keras progress bar (0 silent, 1 bar, 2 one line per epoch).
+    verbose : int or "tqdm"
+        Keras progress bar (0 silent, 1 bar, 2 one line per epoch), or ``"tqdm"``: one tqdm bar for
+        the whole run, with the validation errors of the last epoch (what the book shows).
     callbacks : list of keras.callbacks.Callback, optional
         Extra callbacks, run after the checkpoint is written.
     deterministic : bool
@@ -750,13 +786,17 @@ def train(
             _Checkpointer(train_set, state, paths, monitor, patience),
             *(callbacks or []),
         ]
+        if verbose == "tqdm":
+            cbs.append(
+                _Progress(epochs, initial_epoch, len(train_set), f"training {Path(paths['model']).name}")
+            )
         model.fit(
             train_set,
             validation_data=val_set,
             epochs=epochs,
             initial_epoch=initial_epoch,
             callbacks=cbs,
-            verbose=verbose,
+            verbose=0 if verbose == "tqdm" else verbose,
             shuffle=False,
         )
     if state["stopped"] == NON_FINITE:
