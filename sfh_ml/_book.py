@@ -12,8 +12,9 @@ The kernel forwards all of this into the notebook as stream output. This module 
 lines from the stream outputs (and outputs left empty) and nothing else, so that a real warning or
 traceback still shows in the book. It also joins consecutive pieces of the same stream into one
 block, and keeps only the last state of a line that a progress bar (tqdm) rewrote with carriage
-returns, as a terminal would show it: one bar, not one line per update. ``make`` runs it on every executed chapter, as a plain script (it
-imports nothing from ``sfh_ml``, so it works whatever state the package is in).
+returns, as a terminal would show it: one bar, not one line per update. ``make`` runs it on every
+executed chapter, as a plain script (it imports nothing from ``sfh_ml``, so it works whatever state
+the package is in).
 """
 
 import json

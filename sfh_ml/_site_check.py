@@ -40,6 +40,9 @@ class _Page(HTMLParser):
             self.refs.append((tag, attrs[attr]))
 
 
+ASSET_DIRS = ("_static", "_sources")  # folders of assets and page sources in a Sphinx build
+
+
 def _parse(path):
     page = _Page()
     page.feed(path.read_text(encoding="utf-8", errors="replace"))
@@ -64,7 +67,8 @@ def check_site(html_dir):
     root = Path(html_dir)
     if not root.is_dir():
         return [f"{root}: no such folder (render the book first)"], {}
-    pages = sorted(root.rglob("*.html"))
+    # the theme's _static/*.html are Jinja macros copied as assets, not pages
+    pages = sorted(p for p in root.rglob("*.html") if p.relative_to(root).parts[0] not in ASSET_DIRS)
     parsed = {p.resolve(): _parse(p) for p in pages}
     problems = []
     counts = {"pages": len(pages), "local_links": 0, "images": 0, "external_links": 0}

@@ -10,6 +10,8 @@ def _write(path, text):
 
 def _book(tmp_path, page_body):
     _write(tmp_path / "_static" / "fig.png", "png bytes")
+    # a theme's Jinja macros, copied into _static as they are: an asset, not a page
+    _write(tmp_path / "_static" / "macros.html", "<link href=\"{{ pathto('_static/x.css', 1) }}\">")
     _write(tmp_path / "book" / "other.html", '<html><body><h2 id="results">Results</h2></body></html>')
     _write(tmp_path / "book" / "page.html", f"<html><body>{page_body}</body></html>")
     return tmp_path

@@ -15,7 +15,7 @@ from sfh_ml.synthesis.instrument import (
     muse_wave,
     noise_sigma,
 )
-from sfh_ml.synthesis.nebular import L_SUN_ERG_S, sfr_from_halpha
+from sfh_ml.synthesis.nebular import L_SUN_ERG_S, birth_cloud_line_ew, sfr_from_halpha
 from sfh_ml.synthesis.photometry import PHANGS_FILTERS
 from sfh_ml.synthesis.sfh import ConstantSFH, DenseBasis, SkewNormalBurst, default_age_bins
 from sfh_ml.synthesis.ssp import SEAM_AGE_YR
@@ -301,6 +301,16 @@ def test_halpha_of_constant_sfr_agrees_with_kennicutt_1998(synth, library):
     assert ratio.min() < 1.0 < ratio.max()  # and inside the spread of the grids
     # metal-poor stars are hotter: more ionising photons per unit SFR
     assert np.all(np.diff(ratio[:, 1]) < 0)
+
+
+def test_halpha_equivalent_width_of_a_young_ssp_falls_with_its_ionising_photons(library):
+    """EW(H-alpha) of an instantaneous burst in its birth cloud: thousands of Angstrom in the first
+    Myr (as in Starburst99, Leitherer et al. 1999), falling with age and by over 10x by 8 Myr."""
+    age_yr, ew_aa = birth_cloud_line_ew(library, HALPHA_LABEL, zh_index=4, log_u=-2.5)
+    assert np.all(age_yr < 1e7) and age_yr.size >= 5
+    assert 1000 < ew_aa[0] < 5000
+    assert np.all(np.diff(ew_aa) < 0)
+    assert ew_aa[np.argmin(np.abs(age_yr - 8e6))] < ew_aa[0] / 10
 
 
 @pytest.mark.parametrize("sky_frac", [0.0, 0.8])

@@ -120,7 +120,8 @@ def fit_arrays(
         return spectra[sl], noise[sl], photometry[sl], photometry_err[sl], mine
 
     results = [None] * len(chunks)
-    bar = tqdm(total=n, desc="pPXF fits", unit="fit", disable=not progress)
+    label = progress if isinstance(progress, str) else "pPXF fits"
+    bar = tqdm(total=n, desc=label, unit="fit", disable=not progress)
     if client is None and workers <= 1:
         for k, sl in enumerate(chunks):
             results[k] = _fit_chunk(fixed, *args(sl))
@@ -223,8 +224,8 @@ def fit_file(
         Ionisation parameter of the young templates' nebular continuum.
     library : SSPLibrary, optional
         Default :func:`sfh_ml.synthesis.ssp.load_library` (it must be the set's library).
-    progress : bool
-        tqdm progress bar.
+    progress : bool or str
+        tqdm progress bar (a str: the bar's label).
 
     Returns
     -------

@@ -91,8 +91,10 @@ def _stamp(path):
     return np.array([st.st_size, st.st_mtime_ns], dtype=np.int64)
 
 
-def ppxf_fits(set_path, n_fit, photometry, regul, workers, folder):
+def ppxf_fits(set_path, n_fit, photometry, regul, workers, folder, progress=False):
     """pPXF fits of the first ``n_fit`` objects of a set, cached in ``folder``.
+
+    ``progress`` (bool or str, the label): a tqdm bar while fitting (none when the cache is used).
 
     The cache (``ppxf_<set>_<spec|spec_hst>_regul<r>_fit<v>.npz``, ``v`` the fit's
     :data:`~sfh_ml.fitting.fit.FIT_VERSION`) is reused when it was made from this very file (size and
@@ -120,7 +122,7 @@ def ppxf_fits(set_path, n_fit, photometry, regul, workers, folder):
                 }
     start = time.perf_counter()
     res = fit_file(
-        set_path, slice(0, n_fit), photometry=photometry, regul=regul, workers=workers, progress=False
+        set_path, slice(0, n_fit), photometry=photometry, regul=regul, workers=workers, progress=progress
     )
     wall = time.perf_counter() - start
     tmp = tmp_path(cache, ".npz")
@@ -164,8 +166,12 @@ def load_networks(shipped=True, model_paths=()):
     return networks
 
 
-def score_set(set_path, n_fit, networks, folder, regul=DEFAULT_REGUL, workers=1, snr_label=None):
+def score_set(
+    set_path, n_fit, networks, folder, regul=DEFAULT_REGUL, workers=1, snr_label=None, progress=False
+):
     """pPXF (without and with HST) and each network on the first ``n_fit`` objects of one set.
+
+    ``progress``: a tqdm bar for each pPXF run (labelled with the method and ``snr_label``).
 
     Returns
     -------
@@ -183,7 +189,8 @@ def score_set(set_path, n_fit, networks, folder, regul=DEFAULT_REGUL, workers=1,
     preds, speed = {}, {}
     for photometry in (False, True):
         method = "pPXF + HST" if photometry else "pPXF"
-        fits = ppxf_fits(set_path, n_fit, photometry, regul, workers, folder)
+        label = progress and f"{method}, S/N {snr_label}"
+        fits = ppxf_fits(set_path, n_fit, photometry, regul, workers, folder, progress=label)
         preds[method] = fits["pred"]
         ok = np.isfinite(fits["seconds"])
         speed[(method, snr_label, SPEED_ONE_THREAD)] = float(fits["seconds"][ok].mean())
@@ -209,6 +216,7 @@ def compare_methods(
     speed_n=4096,
     library="emiles",
     log=print,
+    progress=False,
 ):
     """Every method on the held-out set of each S/N, and the networks' speed.
 
@@ -229,6 +237,8 @@ def compare_methods(
         SSP library of the held-out sets' stars.
     log : callable or None
         Progress lines.
+    progress : bool
+        A tqdm bar for each pPXF run.
 
     Returns
     -------
@@ -245,7 +255,9 @@ def compare_methods(
     for snr in snrs:
         label = f"{snr:g}"
         path = held_out_set(folder, n, snr, workers=workers, library=library)
-        scored = score_set(path, n_fit, networks, folder, regul=regul, workers=workers, snr_label=label)
+        scored = score_set(
+            path, n_fit, networks, folder, regul=regul, workers=workers, snr_label=label, progress=progress
+        )
         out["rows"] += scored["rows"]
         out["speed"].update(scored["speed"])
         out["sets"][label], out["pred"][label], out["data"][label] = path, scored["pred"], scored["data"]

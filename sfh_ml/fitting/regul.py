@@ -10,6 +10,7 @@ chapter 5 repeat it.
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+from tqdm import tqdm
 
 from ..synthesis import load_library, read_dataset
 from .fit import fit_spectrum
@@ -21,7 +22,7 @@ __all__ = ["REGUL_GRID", "regul_by_delta_chi2"]
 REGUL_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 
 
-def regul_by_delta_chi2(path, index, grid=REGUL_GRID, library=None):
+def regul_by_delta_chi2(path, index, grid=REGUL_GRID, library=None, progress=False):
     """The Delta chi^2 curve of each object of a synthetic set and the ``regul`` it chooses.
 
     Parameters
@@ -34,6 +35,8 @@ def regul_by_delta_chi2(path, index, grid=REGUL_GRID, library=None):
         ``regul`` values tried, increasing.
     library : SSPLibrary, optional
         Default :func:`sfh_ml.synthesis.load_library`.
+    progress : bool
+        A tqdm bar over the fits (one unregularised and ``len(grid)`` per object, one thread).
 
     Returns
     -------
@@ -52,13 +55,17 @@ def regul_by_delta_chi2(path, index, grid=REGUL_GRID, library=None):
     grid = np.asarray(grid, dtype=float)
     delta = np.full((len(d["spectra"]), grid.size), np.nan)
     chi2_0 = np.full(len(d["spectra"]), np.nan)
-    with threadpool_limits(1):
+    n_fits = delta.size + chi2_0.size
+    bar = tqdm(total=n_fits, desc="pPXF fits (regul grid)", unit="fit", disable=not progress)
+    with threadpool_limits(1), bar:
         for i, (spectrum, noise) in enumerate(zip(d["spectra"], d["noise"])):
             chi2_0[i] = fit_spectrum(templates, spectrum, noise, mask, regul=0.0)["chi2"]
+            bar.update()
             rescaled = noise * np.sqrt(chi2_0[i])  # chi^2 / N = 1 without regularisation
             for j, regul in enumerate(grid):
                 chi2 = fit_spectrum(templates, spectrum, rescaled, mask, regul=regul)["chi2"]
                 delta[i, j] = (chi2 - 1.0) * n_good
+                bar.update()
     threshold = float(np.sqrt(2.0 * n_good))
     within = delta <= threshold
     # the largest value before the first that exceeds the threshold

@@ -254,7 +254,7 @@ def plot_young_sequence(
     axs
     """
     from ..constants import BIRTH_CLOUD_AGE_YR, FWHM_TO_SIGMA, HALPHA_LABEL
-    from ..synthesis.nebular import add_lines
+    from ..synthesis.nebular import add_lines, birth_cloud_line_ew
 
     if axs is None:
         fig = new_figure(6.4)
@@ -269,11 +269,8 @@ def plot_young_sequence(
     cmap = plt.cm.viridis
     lam = library.line_wave_aa
     inside = (lam > zoom_aa[0]) & (lam < zoom_aa[1])
-    ha = library.line_index(HALPHA_LABEL)
-    near_ha = np.abs(w - lam[ha]) < 20
     full = _wave_mask(w, wave_range)
     zoom = (w > zoom_aa[0] - 10) & (w < zoom_aa[1] + 10)
-    ew = np.full(ages.size, np.nan)
     for k in range(ages.size - 1, -1, -1):  # the oldest first: the strong lines of the youngest on top
         i, age = young[k], ages[k]
         stars = library.flux[i, zh_index].astype(float)
@@ -286,14 +283,13 @@ def plot_young_sequence(
             lum = library.line_lum[n[0], zh_index, u]
             sigma = np.interp(lam[inside], w, library.fwhm_aa) * FWHM_TO_SIGMA
             add_lines(total[None, :], w, lam[inside], lum[None, inside], sigma[None, :])
-            ew[k] = lum[ha] / (stars + library.neb_cont[n[0], zh_index, u])[near_ha].mean()
         ax2.plot(w[zoom], total[zoom], color=colour, lw=0.7)
     ax1.set(yscale="log", xlabel=WAVE_LABEL, ylabel=f"stars ({LUM_LABEL})")
     ax1.set_title(f"stars, [M/H] = {library.zh[zh_index]:+.2f}")
     ax2.set(yscale="log", xlabel=WAVE_LABEL, xlim=zoom_aa, ylabel=f"stars + gas ({LUM_LABEL})")
     ax2.set_title(f"with the birth cloud, log U = {library.log_u[u]:.1f}")
-    ok = np.isfinite(ew)
-    ax3.plot(ages[ok] / 1e6, ew[ok], "o-", color="C3", ms=4)
+    ew_age_yr, ew_aa = birth_cloud_line_ew(library, HALPHA_LABEL, zh_index, log_u)
+    ax3.plot(ew_age_yr / 1e6, ew_aa, "o-", color="C3", ms=4)
     ax3.set(xscale="log", yscale="log", xlabel="age of the stars (Myr)", ylabel="EW(H$\\alpha$) (Å)")
     ax3.set_xticks([1, 2, 3, 5, 8], labels=["1", "2", "3", "5", "8"])
     ax3.xaxis.set_minor_formatter(NullFormatter())

@@ -40,7 +40,7 @@ from .dust import (
     smc_curve,
 )
 from .instrument import add_noise, broadening_matrix, muse_lsf_fwhm, muse_wave, noise_sigma, total_sigma_aa
-from .nebular import KENNICUTT_HALPHA, L_SUN_ERG_S, add_lines, sfr_from_halpha
+from .nebular import KENNICUTT_HALPHA, L_SUN_ERG_S, add_lines, birth_cloud_line_ew, sfr_from_halpha
 from .parametric import (
     PARAMETRIC_FAMILIES,
     DelayedTauBurst,
@@ -101,6 +101,7 @@ __all__ = [
     "KENNICUTT_HALPHA",
     "L_SUN_ERG_S",
     "add_lines",
+    "birth_cloud_line_ew",
     "sfr_from_halpha",
     "PHANGS_FILTERS",
     "band_flux",
