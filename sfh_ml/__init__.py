@@ -5,12 +5,14 @@ The package has three wings, one per part of the book:
 * :mod:`sfh_ml.synthesis`: synthetic observations (SSP library, SFHs, dust, nebular emission,
   MUSE and HST) and the synthetic-set files;
 * :mod:`sfh_ml.network`: the networks (v1, v2), training, inference and validation metrics;
-* :mod:`sfh_ml.observations`: real PHANGS data;
+* :mod:`sfh_ml.observations`: real PHANGS data, and spectra of any instrument (``read_spectra``,
+  ``predict_spectra``);
 
 plus :mod:`sfh_ml.data` (model data), :mod:`sfh_ml.plotting`, :mod:`sfh_ml.constants` and the
 command line, :mod:`sfh_ml.cli`. The synthesis names are imported here directly; the network names
 (``predict``, ``load_model``, ``train``, ``calibrate``, ...) on first use, so that ``import sfh_ml``
-and the data commands do not start Keras.
+and the data commands do not start Keras; so are the names of spectra of any instrument
+(``read_spectra``, ``predict_spectra``, ...), which live in :mod:`sfh_ml.observations`.
 """
 
 import importlib
@@ -40,6 +42,14 @@ _NETWORK = (
     "metrics",
 )
 
+_OBSERVATIONS = (
+    "Spectra",
+    "read_spectra",
+    "predict_spectra",
+    "ppxf_spectra",
+    "write_spectra_table",
+)
+
 __all__ = [
     "__version__",
     "constants",
@@ -52,12 +62,15 @@ __all__ = [
     "book_data_dir",
     *_synthesis_all,
     *_NETWORK,
+    *_OBSERVATIONS,
 ]
 
 
 def __getattr__(name):
     if name in _NETWORK:
         return getattr(importlib.import_module(".network", __name__), name)
+    if name in _OBSERVATIONS:
+        return getattr(importlib.import_module(".observations", __name__), name)
     if name in ("network", "observations", "plotting", "cli"):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'sfh_ml' has no attribute {name!r}")

@@ -12,6 +12,8 @@ Examples
     sfh-ml calibrate --model v2.keras --data calib.h5 --out v2_calibrated.keras [--ood]
     sfh-ml predict --model v2.keras --data spectra.h5 --out predictions.h5
     sfh-ml predict --data spectra.h5 --out predictions.h5   # the pretrained model (sfh-ml info --pretrained)
+    sfh-ml predict --spectrum spec-0945-52652-0470.fits manga.fits [--redshift Z] \
+        [--fwhm A | --resolution R] [--ebv-mw E] [--model M] --out table.ecsv [--overwrite]
     sfh-ml apply --model v2.keras --cube NGC3627-1.05asec.fits --maps NGC3627_MAPS.fits \
         --redshift 0.00243 --ebv-mw 0.03 --bins voronoi:50 --out ngc3627/
 
@@ -214,11 +216,15 @@ def _cmd_evaluate(args):
 
 
 def _cmd_calibrate(args):
+    from .files import check_output
     from .network import calibrate, calibrate_ood
+    from .utils import check_positive_int
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:  # before any work (calibrate_ood writes last)
-        raise FileExistsError(f"{out} exists: pass --overwrite to replace it")
+    # every refusal before any work (calibrate_ood writes last): the output, and --ood-nodes
+    check_output(out, args.overwrite, inputs=(args.model, args.data))
+    if args.ood:
+        check_positive_int(args.ood_nodes, "n_nodes (--ood-nodes)")
     sigma_out = out.with_name(f".{out.stem}.sigma.keras") if args.ood else out
     result = calibrate(args.model, args.data, sigma_out, overwrite=True, n_max=args.n_max)
     for name in ("sfh_cum", "zh_mass_weighted"):
@@ -261,9 +267,70 @@ def _default_model(args, members="all"):
     return paths[0] if len(paths) == 1 else paths
 
 
+# Options of ``predict --spectrum`` only (real spectra of any instrument), with their flags.
+_SPECTRUM_OPTIONS = {
+    "redshift": "--redshift",
+    "fwhm": "--fwhm",
+    "resolution": "--resolution",
+    "ebv_mw": "--ebv-mw",
+    "medium": "--medium",
+    "frame": "--frame",
+    "snr": "--snr",
+    "sigma": "--sigma",
+    "velocity": "--velocity",
+    "format": "--format",
+}
+
+
+def _cmd_predict_spectra(args):
+    """``predict --spectrum``: one table row per spectrum (sfh_ml.predict_spectra), written atomically."""
+    from .files import check_output
+    from .observations.spectra import _table_kind, predict_spectra, read_spectra, write_spectra_table
+
+    _table_kind(args.out)  # every refusal before the work: the suffix, the output file
+    check_output(args.out, overwrite=args.overwrite, inputs=args.spectrum)
+    if args.goodness or args.filters is not None:
+        raise ValueError("--goodness and --filters go with --data (HDF5 sets), not with --spectrum")
+    spectra = read_spectra(
+        args.spectrum,
+        format=args.format,
+        medium=args.medium,
+        frame=args.frame,
+        redshift=args.redshift,
+        fwhm_aa=args.fwhm,
+        resolution=args.resolution,
+        snr=args.snr,
+    )
+    table = predict_spectra(
+        spectra,
+        _default_model(args),
+        v_kms=args.velocity,
+        sigma_kms=args.sigma,
+        ebv_mw=args.ebv_mw or 0.0,
+        batch_size=args.batch_size,
+    )
+    write_spectra_table(table, args.out, overwrite=args.overwrite, inputs=args.spectrum)
+    n_usable = int(sum(table["usable"]))
+    flagged = sorted({name for names in table["quality_names"] for name in str(names).split(",") if name})
+    print(
+        f"wrote {args.out}: {len(table)} spectra, {n_usable} usable"
+        + (
+            f" (quality flags: {', '.join(flagged)}; unusable spectra have NaN predictions)"
+            if flagged
+            else ""
+        )
+    )
+    return 0
+
+
 def _cmd_predict(args):
     from .network import predict_file
 
+    if args.spectrum:
+        return _cmd_predict_spectra(args)
+    given = [flag for key, flag in _SPECTRUM_OPTIONS.items() if getattr(args, key) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} go with --spectrum (real spectra), not with --data")
     summary = predict_file(
         _default_model(args),
         args.data,
@@ -284,25 +351,34 @@ def _cmd_predict(args):
 def _cmd_apply(args):
     from .observations.apply import apply_cube
 
-    result = apply_cube(
-        _default_model(args, members="fast"),
-        args.cube,
-        args.out,
-        maps_path=args.maps,
-        redshift=args.redshift,
-        ebv_mw=args.ebv_mw,
-        catalogue_path=args.catalog,
-        hst_paths=args.hst,
-        bins=args.bins,
-        sigma_obs_kms=args.sigma_obs,
-        overwrite=args.overwrite,
-        client=args.dask,
-        chunk_bins=args.chunk_bins,
-        progress=not args.quiet,
-        muse_fwhm_arcsec=args.muse_fwhm,
-        keep_work=args.keep_work,
-        goodness=args.goodness,
-    )
+    try:
+        result = apply_cube(
+            _default_model(args, members="fast"),
+            args.cube,
+            args.out,
+            maps_path=args.maps,
+            redshift=args.redshift,
+            ebv_mw=args.ebv_mw,
+            catalogue_path=args.catalog,
+            hst_paths=args.hst,
+            bins=args.bins,
+            sigma_obs_kms=args.sigma_obs,
+            overwrite=args.overwrite,
+            client=args.dask,
+            chunk_bins=args.chunk_bins,
+            progress=not args.quiet,
+            muse_fwhm_arcsec=args.muse_fwhm,
+            keep_work=args.keep_work,
+            goodness=args.goodness,
+            check_redshift=not args.no_redshift_check,
+        )
+    except KeyboardInterrupt:  # Ctrl-C (SIGINT): one line, no traceback; the finished chunks stay
+        print(
+            f"sfh-ml apply: interrupted; the finished chunks are kept in {Path(args.out) / 'work'}: "
+            "run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
     s = result.summary
     print(
         f"wrote {result.out_dir}: {result.n_bins} bins ({result.n_usable_bins} usable)"
@@ -448,10 +524,44 @@ def build_parser():
     p.add_argument("--ood-nodes", type=int, default=4, help="S/N nodes of the --ood table (default 4)")
     p.set_defaults(func=_cmd_calibrate)
 
-    p = sub.add_parser("predict", help="predict SFHs and [M/H] histories for an HDF5 file")
+    p = sub.add_parser(
+        "predict", help="predict SFHs and [M/H] histories for an HDF5 file or real spectra of any instrument"
+    )
     p.add_argument("--model", default=None, help=f"trained model (.keras); default: {default_model}")
-    p.add_argument("--data", required=True, help="input HDF5 (spectra, photometry, wave_aa)")
-    p.add_argument("--out", required=True, help="output HDF5")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="input HDF5 (spectra, photometry, wave_aa)")
+    src.add_argument(
+        "--spectrum",
+        nargs="+",
+        help="spectrum files: SDSS/BOSS spec-*.fits, MaNGA, MUSE 1-D (DATA, STAT), FITS/ECSV/CSV tables",
+    )
+    p.add_argument("--out", required=True, help="output HDF5 (--data), or table .ecsv or .fits (--spectrum)")
+    p.add_argument(
+        "--redshift", type=float, default=None, help="--spectrum: systemic redshift (overrides the file's)"
+    )
+    res = p.add_mutually_exclusive_group()
+    res.add_argument("--fwhm", type=float, default=None, help="--spectrum: instrumental FWHM, Angstrom")
+    res.add_argument("--resolution", type=float, default=None, help="--spectrum: R = lambda / FWHM")
+    p.add_argument("--ebv-mw", type=float, default=None, help="--spectrum: Milky Way E(B-V), mag (default 0)")
+    p.add_argument(
+        "--medium", choices=("air", "vacuum"), default=None, help="--spectrum: where the file does not say"
+    )
+    p.add_argument("--frame", choices=("observed", "rest"), default=None, help="--spectrum: default observed")
+    p.add_argument(
+        "--snr", type=float, default=None, help="--spectrum: S/N per pixel, for files without errors"
+    )
+    p.add_argument(
+        "--sigma", type=float, default=None, help="--spectrum: stellar dispersion, km/s (else pPXF)"
+    )
+    p.add_argument(
+        "--velocity", type=float, default=None, help="--spectrum: velocity rel. to z, km/s (else pPXF)"
+    )
+    p.add_argument(
+        "--format",
+        choices=("sdss", "manga", "muse", "table"),
+        default=None,
+        help="--spectrum: default: guessed",
+    )
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--filters", type=_band_list, default=None, help=_FILTERS_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -473,6 +583,11 @@ def build_parser():
     p.add_argument("--cube", required=True, help="MUSE cube (DATA, STAT, optional DQ)")
     p.add_argument("--maps", default=None, help="DAP MAPS file (V_STARS, SIGMA_STARS) on the cube's grid")
     p.add_argument("--redshift", type=float, required=True, help="systemic redshift")
+    p.add_argument(
+        "--no-redshift-check",
+        action="store_true",
+        help="skip the check of --redshift against the cube's lines and stellar features",
+    )
     p.add_argument("--ebv-mw", type=float, default=0.0, help="Milky Way foreground E(B-V), mag")
     p.add_argument("--catalog", default=None, help="PHANGS-HST cluster catalogue (FITS)")
     p.add_argument("--hst", nargs="+", default=None, help="the five HST images (any order)")

@@ -38,6 +38,8 @@ def check_output(path, overwrite=False, inputs=()):
         ``path`` exists and ``overwrite`` is False.
     ValueError
         ``path`` is one of ``inputs``.
+    IsADirectoryError
+        ``path`` is a folder (even with ``overwrite``).
     OSError
         The folder does not exist or is not writable.
     """
@@ -45,6 +47,11 @@ def check_output(path, overwrite=False, inputs=()):
     for src in inputs:
         if src is not None and Path(src).exists() and path.exists() and os.path.samefile(src, path):
             raise ValueError(f"the output {path} is also an input of this run: choose another output name")
+    if path.is_dir():  # --overwrite replaces files, never a folder (found now, not after the work)
+        raise IsADirectoryError(
+            f"the output {path} is a folder: --out must name a file, not a folder (--overwrite never "
+            "replaces a folder); give a file name, e.g. one inside it"
+        )
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists: pass --overwrite (overwrite=True) to replace it")
     folder = path.parent

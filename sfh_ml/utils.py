@@ -14,6 +14,10 @@ __all__ = [
     "WAVE_LIMITS_AA",
     "check_wave_aa",
     "check_range",
+    "check_positive_int",
+    "MISSING_VALUES",
+    "HUGE_VALUE",
+    "is_missing",
     "dask_client",
     "BOOK_DATA_DIRS",
     "book_data_dir",
@@ -30,6 +34,10 @@ WAVE_LIMITS_AA = (100.0, 1e8)
 # A spectral grid entirely below this is not an optical or UV spectrum in Angstrom (912 A is the
 # Lyman limit): most likely nanometres.
 MIN_GRID_MAX_AA = 1000.0
+# Missing-value flags of catalogues and pipelines (PHANGS: -9999), and the size from which a value
+# is a fill value (IDL / FITS bad-value conventions, 1e30 and beyond), never a flux.
+MISSING_VALUES = (-9999.0, -999.0, -99999.0)
+HUGE_VALUE = 1e30
 
 
 def pixel_edges(wave_aa):
@@ -184,6 +192,53 @@ def check_range(value, name, unit="", low=None, high=None, low_open=False):
     if high is not None and np.any(v > high):
         raise ValueError(f"{name} must be <= {high:g}{unit_txt}, got max {float(v.max()):.4g}")
     return v
+
+
+def check_positive_int(value, name, high=None):
+    """Refuse anything but an integer >= 1 (and <= ``high``); ``name`` says the parameter and its option.
+
+    Parameters
+    ----------
+    value : int
+    name : str
+        E.g. ``"batch_size (--batch-size)"``.
+    high : int, optional
+        Largest accepted value.
+
+    Returns
+    -------
+    int
+    """
+    try:
+        ok = not isinstance(value, bool) and int(value) == value and value >= 1
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be at most {high:,}, got {value:,}")
+    return int(value)
+
+
+def is_missing(values):
+    """Where values are missing: NaN or inf, a flag of :data:`MISSING_VALUES`, or ``|v| >= HUGE_VALUE``.
+
+    The one test of a missing value: the network's inputs (:func:`sfh_ml.network.mask_missing`)
+    and the pPXF fits (:func:`sfh_ml.fitting.fit_spectrum`) use it. Masked entries of a
+    :class:`numpy.ma.MaskedArray` are missing too.
+
+    Parameters
+    ----------
+    values : array_like, any shape
+
+    Returns
+    -------
+    ndarray of bool, shape of ``values``
+    """
+    mask = np.ma.getmaskarray(values) if np.ma.isMaskedArray(values) else False
+    v = np.asarray(np.ma.getdata(values), dtype=float)
+    with np.errstate(invalid="ignore"):
+        return mask | ~np.isfinite(v) | (np.abs(v) >= HUGE_VALUE) | np.isin(v, MISSING_VALUES)
 
 
 @contextlib.contextmanager

@@ -7,8 +7,8 @@ function run on what the scenario returned (a per-object quality flag, an exit s
 untouched). Add a case by adding a row to the table of its wing; nothing else changes.
 
 Sections: synthesis and model data (``SYNTHESIS_CASES``), network and inference
-(``NETWORK_CASES``), files and processes (``FILE_CASES``), real observation files
-(``OBSERVATION_CASES``).
+(``NETWORK_CASES``), pPXF fits (``FITTING_CASES``), applying a network to a cube (``APPLY_CASES``),
+files and processes (``FILE_CASES``), real observation files (``OBSERVATION_CASES``).
 """
 
 import re
@@ -423,6 +423,27 @@ def _syn_short_wave(f):
     f["wave_aa"] = f["spectra"][0, :-1].astype("f8")
 
 
+def _syn_cli_generate_huge(tmp_path):
+    """sfh-ml generate --n 2**63: refused at once, no lock left behind."""
+    import contextlib
+    import io
+    import time
+
+    from sfh_ml.cli import main
+
+    err = io.StringIO()
+    t0 = time.time()
+    with contextlib.redirect_stderr(err):
+        status = main(["generate", "--n", str(2**63), "--out", str(tmp_path / "huge.h5"), "--quiet"])
+    return status, err.getvalue(), time.time() - t0, sorted(p.name for p in tmp_path.iterdir())
+
+
+def _syn_check_huge_refused(result, tmp_path):
+    status, err, elapsed, left = result
+    assert status == 2 and "n must be at most 100,000,000, got 9,223,372,036,854,775,808" in err, err
+    assert elapsed < 5 and left == []  # before any work: no lock, no chunk folder
+
+
 SYNTHESIS_CASES = [
     # (id, scenario(tmp_path), expectation)
     (
@@ -526,6 +547,11 @@ SYNTHESIS_CASES = [
         check(_syn_check_truncated_cli),
     ),
     ("data-force-repairs-truncated-file", _syn_in_tmp_cache(_syn_force_repairs), check(_syn_check_repaired)),
+    (
+        "emiles-resolution-wave-in-nm",
+        lambda tmp_path: __import__("sfh_ml").synthesis.emiles_fwhm_aa(_syn_wave_nm()),
+        raises(ValueError, r"wave_aa spans 475-934.9, all below 1000 Angstrom: is it in nm\?"),
+    ),
 ]
 
 # ----------------------------------------------------------------------------------------- network
@@ -962,6 +988,121 @@ def _net_expect_evaluated_without(n_left_out):
     return check(fn)
 
 
+def _net_train_while_locked(tmp_path):
+    """A second train on an --out whose lock a concurrent run holds (this process holds it here)."""
+    from sfh_ml.files import output_lock
+
+    data = _net_write(tmp_path / "train.h5")
+    with output_lock(tmp_path / "m.keras", command="sfh-ml train"):
+        return _net_train(tmp_path, data=data)
+
+
+def _net_cli_train_while_locked(tmp_path):
+    import contextlib
+    import io
+
+    from sfh_ml.files import output_lock
+
+    data = _net_write(tmp_path / "train.h5")
+    err = io.StringIO()
+    with output_lock(tmp_path / "m.keras", command="sfh-ml train"), contextlib.redirect_stderr(err):
+        status = _net_cli("train", "--data", data, "--out", tmp_path / "m.keras", "--epochs", "1")
+    return status, err.getvalue()
+
+
+def _net_expect_cli_train_refused(result, tmp_path):
+    status, err = result
+    assert status == 2 and "Traceback" not in err, err
+    assert re.search(
+        r"m\.keras is being written by another sfh-ml train \(pid \d+, lock file \S+m\.keras\.lock", err
+    )
+    assert not (tmp_path / "m.keras").exists() and not (tmp_path / "m.keras.ckpt.json").exists()
+    assert not (tmp_path / "m.keras.lock").exists()  # the holder let it go; the refused run took none
+
+
+def _net_masked_like_nan(tmp_path):
+    """Row 0: 60 pixels and band 2 NaN; row 1 (a copy of it): the same masked, garbage underneath."""
+    import numpy as np
+
+    from sfh_ml import network
+
+    spectra, photometry = _net_objects(3)
+    spectra[1:], photometry[1:] = spectra[0], photometry[0]
+    spectra[0, 100:160], photometry[0, 2] = np.nan, np.nan
+    spectra[1, 100:160], photometry[1, 2] = 5e3, 1e6  # what a masked array may hold under its mask
+    mask_s = np.zeros(spectra.shape, bool)
+    mask_p = np.zeros(photometry.shape, bool)
+    mask_s[1, 100:160], mask_p[1, 2] = True, True
+    spectra = np.ma.MaskedArray(spectra, mask_s)
+    photometry = np.ma.MaskedArray(photometry, mask_p)
+    return network.predict(_net_model(), spectra, photometry)
+
+
+def _net_predict_file_empty(tmp_path):
+    return _net_predict_file(tmp_path, _net_write(tmp_path / "in.h5", n=0))
+
+
+def _net_cli_predict_batch_size(tmp_path, size):
+    import contextlib
+    import io
+
+    data = _net_write(tmp_path / "in.h5")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = _net_cli(
+            "predict", "--model", _net_model_path(), "--data", data, "--out", tmp_path / "p.h5",
+            "--batch-size", size,
+        )  # fmt: skip
+    return status, err.getvalue(), (tmp_path / "p.h5").exists()
+
+
+def _net_goodness_without_noise(tmp_path):
+    """Goodness of fit with row 1's noise all NaN and row 2's all zero (row 0: a real noise)."""
+    import numpy as np
+
+    from sfh_ml import network
+
+    spectra, photometry = _net_objects(3)
+    noise = 0.02 * np.abs(spectra)
+    noise[1], noise[2] = np.nan, 0.0
+    return network.predict(_net_model(), spectra, photometry, goodness=True, noise=noise)
+
+
+def _net_expect_no_noise_flagged(pred, tmp_path):
+    import numpy as np
+
+    from sfh_ml.network import QUALITY_FLAGS
+
+    bit = QUALITY_FLAGS["no_noise"]
+    assert [bool(q & bit) for q in pred["quality"]] == [False, True, True], pred["quality"]
+    assert np.isfinite(pred["chi2_pixel"][0]) and np.isnan(pred["chi2_pixel"][1:]).all()
+    assert np.isfinite(pred["sfh"]).all()  # the predictions stand; only the score is missing
+
+
+def _net_cli_calibrate(tmp_path, *options):
+    """``sfh-ml calibrate`` with a data set that does not exist: a refusal about the options must come
+    first (before the set is read)."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = _net_cli(
+            "calibrate", "--model", _net_model_path(), "--data", tmp_path / "not_read.h5", *options
+        )
+    return status, err.getvalue()
+
+
+def _net_expect_cli_error(pattern):
+    def fn(result, tmp_path):
+        status, err = result[:2]
+        assert status == 2 and "Traceback" not in err, err
+        assert re.search(pattern, err), err
+        assert "not_read.h5" not in err  # refused before any input was read
+
+    return check(fn)
+
+
 NETWORK_CASES = [
     # (id, scenario(tmp_path), expectation)
     # -- predict: missing values are masked, unusable objects flagged (NaN, never plausible numbers)
@@ -1150,7 +1291,397 @@ NETWORK_CASES = [
         _net_existing_model,
         raises(ValueError, r"m\.keras exists and has no checkpoint.*--no-resume"),
     ),
+    # -- issue 17, part 4: a second run on the same output, data that cannot teach, inputs of no size
+    (
+        "train-second-run-on-the-same-out-refused",
+        _net_train_while_locked,
+        raises(
+            __import__("sfh_ml").files.OutputLockedError,
+            r"m\.keras is being written by another sfh-ml train \(pid \d+, lock file \S+m\.keras\.lock\)",
+        ),
+    ),
+    ("cli-train-second-run-exits-2", _net_cli_train_while_locked, check(_net_expect_cli_train_refused)),
+    (
+        "train-all-spectra-nan",
+        lambda t: _net_train(
+            t, data=_net_write(t / "bad.h5", edit=_net_set("spectra", slice(None), float("nan")))
+        ),
+        raises(
+            ValueError,
+            r"bad\.h5: dataset 'spectra' is missing .* in 100 % of its pixels \(32 of 32 spectra have no "
+            r"pixel at all; at most 50 % may be\).*regenerate the set",
+        ),
+    ),
+    (
+        "train-most-spectra-nan-or-9999",
+        lambda t: _net_train(
+            t,
+            data=_net_write(
+                t / "bad.h5",
+                edit=lambda d: (
+                    _net_set("spectra", slice(0, 10), float("nan"))(d),
+                    _net_set("spectra", slice(10, 20), -9999.0)(d),
+                ),
+            ),
+        ),
+        raises(ValueError, r"bad\.h5: dataset 'spectra' is missing .* in 62 % of its pixels \(20 of 32"),
+    ),
+    (
+        "predict-masked-array-masks-like-nan",
+        _net_masked_like_nan,
+        _net_expect_same_rows([0, 1], 16),  # 16: the band is missing in both
+    ),
+    (
+        "predict-batch-size-zero",
+        lambda t: __import__("sfh_ml").network.predict(_net_model(), *_net_objects(2), batch_size=0),
+        raises(ValueError, r"batch_size \(--batch-size\) must be a positive integer, got 0"),
+    ),
+    (
+        "cli-predict-batch-size-negative-exits-2",
+        lambda t: _net_cli_predict_batch_size(t, "-5"),
+        check(
+            lambda r, t: _syn_assert(
+                r[0] == 2
+                and "batch_size (--batch-size) must be a positive integer, got -5" in r[1]
+                and not r[2]
+            )
+        ),
+    ),
+    (
+        "predict-zero-spectra",
+        lambda t: __import__("sfh_ml").network.predict(_net_model(), *_net_objects(0)),
+        raises(ValueError, r"no spectra to predict \(spectra has shape \(0, 400\)\)"),
+    ),
+    (
+        "predict-file-zero-spectra",
+        _net_predict_file_empty,
+        raises(ValueError, r"in\.h5 holds no spectra \(dataset 'spectra' has 0 rows\)"),
+    ),
+    (
+        "predict-file-out-is-a-folder-with-overwrite",
+        lambda t: (t / "results").mkdir() or _net_predict_file(t, out="results", overwrite=True),
+        raises(IsADirectoryError, r"the output \S+results is a folder: --out must name a file"),
+    ),
+    (
+        "predict-goodness-nan-or-zero-noise-flagged",
+        _net_goodness_without_noise,
+        check(_net_expect_no_noise_flagged),
+    ),
+    (
+        "cli-calibrate-ood-nodes-zero-refused-first",
+        lambda t: _net_cli_calibrate(t, "--out", t / "c.keras", "--ood", "--ood-nodes", "0"),
+        _net_expect_cli_error(r"n_nodes \(--ood-nodes\) must be a positive integer, got 0"),
+    ),
+    (
+        "cli-calibrate-out-is-a-folder-refused-first",
+        lambda t: _net_cli_calibrate(t, "--out", t, "--overwrite"),
+        _net_expect_cli_error(r"is a folder: --out must name a file"),
+    ),
 ]
+
+# ----------------------------------------------------------------------------------------- fitting
+_FIT_CACHE = {}  # the synthesizer and the pPXF templates, built once per session
+
+
+def _fit_object():
+    """pPXF templates and one noiseless synthetic object (300 Myr + 5 Gyr), its noise and HST fluxes."""
+    if "object" not in _FIT_CACHE:
+        import numpy as np
+        from conftest import make_params
+
+        from sfh_ml.fitting import build_templates
+        from sfh_ml.synthesis.sfh import SkewNormalBurst
+        from sfh_ml.synthesis.ssp import load_library
+        from sfh_ml.synthesis.synthesizer import Synthesizer
+
+        library = load_library()
+        synth = Synthesizer(library)
+        one = np.ones(1)
+        sfh = SkewNormalBurst().batch(
+            5e9 * one, 1e7 * one, 0 * one, 3e8 * one, 1e7 * one, 0.3 * one, -0.4 * one, -0.4 * one, one
+        )
+        out = synth(sfh, make_params(1, tau_ism=0.3, snr=50.0), rng=np.random.default_rng(1))
+        _FIT_CACHE["object"] = (
+            build_templates(synth.wave_aa, library),
+            {k: out[k][0] for k in ("spectra_noiseless", "noise", "photometry_noiseless", "photometry_err")},
+        )
+    return _FIT_CACHE["object"]
+
+
+def _fit_with(spectrum_edit=None, band=None):
+    """fit_spectrum of the object, its spectrum edited (``spectrum_edit(spectrum)``) or ``band`` -9999."""
+    from sfh_ml.fitting import fit_spectrum
+
+    templates, obj = _fit_object()
+    spectrum, photometry = obj["spectra_noiseless"].copy(), obj["photometry_noiseless"].copy()
+    if spectrum_edit is not None:
+        spectrum_edit(spectrum)
+    if band is not None:
+        photometry[band] = -9999.0
+    return fit_spectrum(templates, spectrum, obj["noise"], None, photometry, obj["photometry_err"], regul=0.0)
+
+
+def _fit_expect_band_left_out(fit, tmp_path):
+    assert fit["n_bands"] == 4  # F336W left out, the other four fitted
+    assert fit["chi2"] < 2.0  # a noiseless object fits to the noise (with -9999 as a flux: chi2 ~ 300)
+
+
+FITTING_CASES = [
+    # (id, scenario(tmp_path), expectation)
+    ("fit-band-9999-is-missing-not-a-flux", lambda t: _fit_with(band=1), check(_fit_expect_band_left_out)),
+    (
+        "fit-spectrum-9999-pixels-refused",
+        lambda t: _fit_with(spectrum_edit=lambda s: s.__setitem__(slice(500, 510), -9999.0)),
+        raises(
+            ValueError, r"spectrum holds missing-value flags \(-9999, .*\) in 10 pixels: mark them missing"
+        ),
+    ),
+]
+
+
+# ----------------------------------------------------------------------------------------- apply
+# sfh-ml apply on the 12 x 12 test cube of test_observations_apply (a continuum, no lines: its redshift
+# cannot be checked, and is not) and on the project's mock galaxy (z = 0.0035, stars and gas from the
+# synthesizer), with the tiny network of the network rows (400 pixels to 9737 A: the cube covers 92 %).
+_APP_CACHE = {}
+_APP_Z = 0.002  # the test cube's redshift (test_observations_apply.REDSHIFT)
+
+
+def _app_cube(tmp_path, name="cube.fits"):
+    from test_observations_apply import write_test_cube
+
+    path = tmp_path / name
+    return path if path.exists() else write_test_cube(path)
+
+
+def _app_mock():
+    if "mock" not in _APP_CACHE:
+        import tempfile
+        from pathlib import Path
+
+        from sfh_ml.observations import write_mock_galaxy
+
+        folder = Path(tempfile.mkdtemp(prefix="sfh_ml_mock_"))
+        _APP_CACHE["mock"] = write_mock_galaxy(folder, shape=(20, 20), n_clusters=3, progress=False)
+    return _APP_CACHE["mock"]
+
+
+def _app_apply(tmp_path, cube=None, out="out", **kw):
+    from sfh_ml.observations import apply_cube
+
+    cube = _app_cube(tmp_path) if cube is None else cube
+    options = {"redshift": _APP_Z, "bins": "grid:4", "progress": False, **kw}
+    return apply_cube(_net_model(), cube, tmp_path / out, **options)
+
+
+def _app_mock_redshift(offset=None, redshift=None):
+    """apply on the mock at its redshift + ``offset`` (or at ``redshift``): refused before any work."""
+
+    def scenario(tmp_path):
+        from sfh_ml.observations import apply_cube
+
+        mock = _app_mock()
+        z = redshift if redshift is not None else mock.params["redshift"] + offset
+        try:
+            return apply_cube(_net_model(), mock.cube, tmp_path / "out", redshift=z, progress=False)
+        finally:
+            assert not (tmp_path / "out").exists()  # nothing written
+
+    return scenario
+
+
+def _app_mock_unchecked(tmp_path):
+    """The refusal's remedy: --no-redshift-check (check_redshift=False) runs at the redshift given."""
+    from sfh_ml.observations import apply_cube
+
+    result = apply_cube(
+        _net_model(), _app_mock().cube, tmp_path / "out", redshift=0.0, bins="grid:5", progress=False,
+        check_redshift=False,
+    )  # fmt: skip
+    return result.n_bins
+
+
+def _app_mock_true_redshift(tmp_path):
+    from sfh_ml.observations import check_redshift, read_muse_cube
+
+    mock = _app_mock()
+    return check_redshift(read_muse_cube(mock.cube), mock.params["redshift"])
+
+
+def _app_expect_measured(found, tmp_path):
+    assert found is not None and abs(found["offset_kms"]) < 100.0, found  # the mock's disc is symmetric
+
+
+def _app_stale_outputs(tmp_path, overwrite):
+    """A folder with the outputs of an earlier run with a catalogue; apply again without one."""
+    _app_apply(tmp_path)
+    for name in ("clusters.fits", "clusters.ecsv"):
+        (tmp_path / "out" / name).write_text("the clusters of last week's run")
+    return _app_apply(tmp_path, overwrite=overwrite)
+
+
+def _app_expect_stale_removed(result, tmp_path):
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["bins.ecsv", "bins.fits", "maps.fits", "summary.json"], names
+
+
+def _app_after_kill_9_while_writing(tmp_path):
+    """What kill -9 while the outputs were written leaves: their temporary files; then the re-run."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("maps.fits.tmp", "bins.fits.tmp", "bins.ecsv.tmp", "summary.json.tmp"):
+        (out / name).write_bytes(b"SIMPLE  =  half a file")
+    return _app_apply(tmp_path)
+
+
+def _app_expect_written_clean(result, tmp_path):
+    from astropy.io import fits
+
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["bins.ecsv", "bins.fits", "maps.fits", "summary.json"], names
+    with fits.open(tmp_path / "out" / "maps.fits") as hdul:
+        assert hdul["QUALITY"].data.shape == (12, 12)
+        return hdul[0].header["CUBE"]
+
+
+def _app_non_ascii_name(tmp_path):
+    result = _app_apply(tmp_path, cube=_app_cube(tmp_path, "galaxie_\u00e9t\u00e9.fits"))
+    return result, _app_expect_written_clean(result, tmp_path)
+
+
+def _app_expect_non_ascii_written(result, tmp_path):
+    from astropy.table import Table
+
+    result, card = result
+    assert result.n_usable_bins > 0 and card == "galaxie_\\xe9t\\xe9.fits"  # FITS headers hold ASCII
+    assert (
+        Table.read(tmp_path / "out" / "bins.ecsv")
+        .meta["options"]["cube"][0]
+        .endswith("galaxie_\u00e9t\u00e9.fits")
+    )
+
+
+def _app_truncated_cube(tmp_path):
+    cube = _app_cube(tmp_path)
+    cube.write_bytes(cube.read_bytes()[: cube.stat().st_size // 2])  # an interrupted download
+    return _app_apply(tmp_path, cube=cube)
+
+
+def _app_cli_interrupted(tmp_path):
+    """sfh-ml apply stopped by a real SIGINT in its second chunk; then the same command."""
+    import contextlib
+    import io
+    import os
+    import signal
+    from unittest import mock
+
+    from sfh_ml.observations import apply as ap
+
+    model = tmp_path / "tiny.keras"
+    model.write_bytes(_net_model_path().read_bytes())
+    cube = _app_cube(tmp_path)
+    argv = ["apply", "--model", model, "--cube", cube, "--redshift", _APP_Z, "--bins", "grid:2"]
+    argv += ["--chunk-bins", "10", "--quiet", "--out", tmp_path / "out"]
+    real = ap._bins_chunk
+
+    def interrupted(state, index):
+        if index == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: Python raises KeyboardInterrupt here
+        return real(state, index)
+
+    err = io.StringIO()
+    with mock.patch.object(ap, "_bins_chunk", interrupted), contextlib.redirect_stderr(err):
+        status = _net_cli(*argv)
+    kept = sorted(p.name for p in (tmp_path / "out" / "work").glob("bins_*.npz"))
+    return status, err.getvalue(), kept, _net_cli(*argv)
+
+
+def _app_expect_interrupted(result, tmp_path):
+    status, err, kept, second = result
+    assert status == 130 and "Traceback" not in err, err
+    (line,) = [line for line in err.splitlines() if line.startswith("sfh-ml")]  # one line (warnings aside)
+    assert line.startswith("sfh-ml apply: interrupted;") and line.endswith("run the same command to resume")
+    assert kept == ["bins_00000.npz"] and second == 0  # the re-run resumed and finished
+    assert (tmp_path / "out" / "maps.fits").exists()
+
+
+APPLY_CASES = [
+    # (id, scenario(tmp_path), expectation)
+    (
+        "apply-negative-ebv-mw",
+        lambda t: _app_apply(t, ebv_mw=-0.5),
+        raises(ValueError, r"ebv_mw \(--ebv-mw, Milky Way E\(B-V\)\) must be >= 0 mag, got min -0.5"),
+    ),
+    (
+        "apply-negative-sigma-obs",
+        lambda t: _app_apply(t, sigma_obs_kms=-100.0),
+        raises(
+            ValueError, r"sigma_obs_kms \(--sigma-obs, stellar dispersion\) must be >= 0 km/s, got min -100"
+        ),
+    ),
+    (
+        "apply-negative-muse-fwhm",
+        lambda t: _app_apply(t, muse_fwhm_arcsec=-1.0),
+        raises(ValueError, r"muse_fwhm_arcsec \(--muse-fwhm\) must be > 0 arcsec, got min -1"),
+    ),
+    (
+        "apply-redshift-nan",
+        lambda t: _app_apply(t, redshift=float("nan")),
+        raises(ValueError, r"redshift \(--redshift\) contains NaN or infinite values"),
+    ),
+    (
+        "apply-redshift-minus-one",
+        lambda t: _app_apply(t, redshift=-1.0),
+        raises(ValueError, r"redshift \(--redshift\) must be >= -0.005, got min -1"),
+    ),
+    ("apply-mock-at-its-redshift-passes-the-check", _app_mock_true_redshift, check(_app_expect_measured)),
+    (
+        "apply-mock-at-redshift-zero-refused",
+        _app_mock_redshift(redshift=0.0),
+        raises(
+            ValueError,
+            r"MOCKGAL\.fits: the redshift 0 \(--redshift\) does not match the cube's spectrum: its .* put "
+            r"the galaxy at z = 0\.003[2-7] \(\+10\d\d km/s .*--no-redshift-check \(check_redshift=False\)",
+        ),
+    ),
+    (
+        "apply-mock-at-redshift-plus-0.01-refused",
+        _app_mock_redshift(offset=0.01),
+        raises(
+            ValueError,
+            r"MOCKGAL\.fits: the redshift 0\.0135 \(--redshift\) does not match .* "
+            r"z = 0\.003[2-7] \(-29\d\d km/s",
+        ),
+    ),
+    (
+        "apply-mock-redshift-check-can-be-skipped",
+        _app_mock_unchecked,
+        check(lambda n, t: _syn_assert(n == 16)),
+    ),
+    (
+        "apply-stale-cluster-outputs-refused-without-overwrite",
+        lambda t: _app_stale_outputs(t, overwrite=False),
+        raises(FileExistsError, r"outputs exist: .*clusters\.fits.*--overwrite"),
+    ),
+    (
+        "apply-overwrite-removes-the-earlier-runs-cluster-outputs",
+        lambda t: _app_stale_outputs(t, overwrite=True),
+        check(_app_expect_stale_removed),
+    ),
+    (
+        "apply-rerun-after-kill-9-while-writing",
+        _app_after_kill_9_while_writing,
+        check(_app_expect_written_clean),
+    ),
+    ("apply-non-ascii-cube-name", _app_non_ascii_name, check(_app_expect_non_ascii_written)),
+    (
+        "apply-truncated-cube",
+        _app_truncated_cube,
+        raises(ValueError, r"cube\.fits is a damaged or truncated FITS file \(.*\): download it again"),
+    ),
+    ("cli-apply-sigint-exits-130-and-resumes", _app_cli_interrupted, check(_app_expect_interrupted)),
+]
+
 
 # ----------------------------------------------------------------------------------------- files
 FILE_CASES = [
@@ -1229,6 +1760,7 @@ FILE_CASES = [
             r"the schema says \('n', 'n_wave'\) = \(20, 3680\)",
         ),
     ),
+    ("cli-generate-n-2-63-refused-at-once", _syn_cli_generate_huge, check(_syn_check_huge_refused)),
 ]
 
 
@@ -1243,7 +1775,7 @@ def _observation_cases():
 
 OBSERVATION_CASES = _observation_cases()
 
-CASES = SYNTHESIS_CASES + NETWORK_CASES + FILE_CASES + OBSERVATION_CASES
+CASES = SYNTHESIS_CASES + NETWORK_CASES + FITTING_CASES + APPLY_CASES + FILE_CASES + OBSERVATION_CASES
 
 
 @pytest.mark.parametrize("scenario, expectation", [c[1:] for c in CASES], ids=[c[0] for c in CASES])

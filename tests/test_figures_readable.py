@@ -169,6 +169,20 @@ def _prediction(n=3, seed=2):
     }
 
 
+def _spectra_tables():
+    """A predict_spectra table of two spectra and ppxf_spectra's table beside it."""
+    from astropy.table import Table
+
+    pred = _prediction(2)
+    table = Table({"name": ["spec-0945-52652-0470", "MaNGA test spectrum 3"], **pred})
+    table["mw_log_age"], table["mw_log_age_err"] = [9.9, 9.2], [0.05, 0.1]
+    table["mw_zh"], table["mw_zh_err"] = [0.05, -0.3], [0.04, 0.08]
+    table.meta["age_bins_yr"] = list(AGE_BINS_YR)
+    ppxf = Table({"ppxf_sfh": _prediction(2, seed=5)["sfh"], "ppxf_mw_log_age": [9.95, 9.4]})
+    ppxf["ppxf_mw_zh"] = [0.02, -0.6]
+    return table, ppxf
+
+
 def _score_rows():
     from sfh_ml.fitting import compare
 
@@ -428,6 +442,7 @@ CASES = {
         usable=[True, False, True, True],
     ),
     "plot_region_histories": lambda lib, synth: pl.plot_region_histories(AGE_BINS_YR, _regions()),
+    "plot_spectra_predictions": lambda lib, synth: pl.plot_spectra_predictions(*_spectra_tables()),
     "plot_regul_choice": lambda lib, synth: pl.plot_regul_choice(
         np.array([1.0, 3.0, 10.0, 30.0]),
         np.array([[1.0, 20.0, 300.0, 900], [2.0, 30.0, 400.0, 1000]]),

@@ -29,6 +29,7 @@ from ppxf.ppxf import ppxf
 
 from ..synthesis.dataset import DatasetConfig
 from ..synthesis.dust import attenuation_curve
+from ..utils import is_missing
 from .templates import log_rebin_spectra
 
 __all__ = ["DEFAULT_REGUL", "FIT_VERSION", "TAU_V_BOUNDS", "SIGMA_START_KMS", "cf00_screen", "fit_spectrum"]
@@ -84,6 +85,12 @@ def _checked(spectrum, noise, n_wave, what="spectrum"):
         )
     if noise.shape != spectrum.shape:
         raise ValueError(f"noise has shape {noise.shape}, {what} {spectrum.shape}")
+    flagged = is_missing(spectrum) & np.isfinite(spectrum)  # -9999 and the other missing-value flags
+    if flagged.any():
+        raise ValueError(
+            f"{what} holds missing-value flags (-9999, |f| >= 1e30, ...) in {flagged.sum()} pixels: mark "
+            "them missing (good=False, or NaN with good=) instead of fitting them as fluxes"
+        )
     if not np.all(np.isfinite(spectrum)):
         raise ValueError(f"{what} holds NaN or infinite values ({np.sum(~np.isfinite(spectrum))} pixels)")
     if not np.all(np.isfinite(noise)):
@@ -104,7 +111,7 @@ def _fill_missing(templates, spectrum, noise, good, mask):
             f"good, spectrum and noise have shapes {good.shape}, {spectrum.shape}, {noise.shape}; the "
             f"templates were built for a grid of {n_wave} pixels (wrong wavelength grid?)"
         )
-    good = good & np.isfinite(spectrum) & np.isfinite(noise) & (noise > 0)
+    good = good & ~is_missing(spectrum) & ~is_missing(noise) & (noise > 0)
     if good.mean() < MIN_GOOD_FRACTION:
         raise ValueError(
             f"only {good.mean():.0%} of the spectrum's pixels have data (at least {MIN_GOOD_FRACTION:.0%} "
@@ -116,6 +123,28 @@ def _fill_missing(templates, spectrum, noise, good, mask):
     touched, _, _ = log_rebin_spectra(templates.wave_aa, (~good).astype(np.float64), templates.velscale)
     keep = touched <= 1e-6
     return spectrum, noise, keep if mask is None else (np.asarray(mask, dtype=bool) & keep)
+
+
+def _photometry(templates, photometry, photometry_err, norm):
+    """pPXF's ``phot`` dict of the bands with a flux and an error (None if no band has both)."""
+    n_band = len(templates.filters)
+    photometry = np.asarray(photometry, dtype=np.float64)
+    photometry_err = np.asarray(photometry_err, dtype=np.float64)
+    if photometry.shape != (n_band,) or photometry_err.shape != (n_band,):
+        raise ValueError(
+            f"photometry and photometry_err have shapes {photometry.shape}, {photometry_err.shape}; the "
+            f"templates have {n_band} bands {list(templates.filters)}"
+        )
+    keep = ~is_missing(photometry) & ~is_missing(photometry_err)  # -9999: no measurement, not a flux
+    if not keep.any():
+        return None
+    flux, err = _checked(photometry[keep], photometry_err[keep], int(keep.sum()), what="photometry")
+    return {
+        "templates": templates.phot_templates[keep],
+        "galaxy": flux / norm,
+        "noise": err / norm,
+        "lam": templates.phot_lam[keep],
+    }
 
 
 def _dust(young, tau_bounds):
@@ -159,7 +188,8 @@ def fit_spectrum(
         Log-rebinned pixels to fit (:func:`sfh_ml.fitting.emission_line_mask`); default all.
     photometry, photometry_err : ndarray, shape (n_band,), optional
         Band-mean flux densities in ``templates.filters`` and their 1-sigma errors, in the units
-        of ``spectrum``: fitted jointly with it when given.
+        of ``spectrum``: fitted jointly with it when given. A band whose flux or error is missing
+        (NaN, inf, -9999 and the other flags of :func:`sfh_ml.utils.is_missing`) is left out.
     regul : float
         Second-order regularisation (0: none).
     tau_bounds : dict, optional
@@ -175,12 +205,14 @@ def fit_spectrum(
     dict
         ``mass`` (n_age, n_zh): mass formed in each SSP, in the spectrum's units per template unit;
         ``velocity_kms``, ``sigma_kms``: stellar kinematics; ``tau_ism``, ``tau_bc``: V-band optical
-        depths; ``chi2``: chi^2 per good pixel (spectrum and fluxes); ``seconds``: wall time.
+        depths; ``chi2``: chi^2 per good pixel (spectrum and fluxes); ``n_bands``: the bands fitted
+        (missing ones left out); ``seconds``: wall time.
 
     Raises
     ------
     ValueError
-        A spectrum on another grid, NaN / inf / non-positive noise, or photometry without errors.
+        A spectrum on another grid, NaN / inf / missing-value flags (-9999) in the spectrum without
+        ``good``, NaN / inf / non-positive noise, or photometry without errors.
     """
     t0 = time.perf_counter()
     if good is not None:
@@ -191,18 +223,12 @@ def fit_spectrum(
     norm = float(np.median(galaxy))
     if not norm > 0:
         raise ValueError("the spectrum's median flux is not positive: nothing for pPXF to fit")
-    phot = None
+    phot, n_bands = None, 0
     if photometry is not None:
         if photometry_err is None:
             raise ValueError("photometry needs photometry_err (1-sigma errors)")
-        n_band = len(templates.filters)
-        photometry, photometry_err = _checked(photometry, photometry_err, n_band, what="photometry")
-        phot = {
-            "templates": templates.phot_templates,
-            "galaxy": photometry / norm,
-            "noise": photometry_err / norm,
-            "lam": templates.phot_lam,
-        }
+        phot = _photometry(templates, photometry, photometry_err, norm)
+        n_bands = 0 if phot is None else len(phot["galaxy"])
     pp = ppxf(
         templates.templates,
         galaxy / norm,
@@ -231,5 +257,6 @@ def fit_spectrum(
         "tau_ism": tau[0],
         "tau_bc": tau[1],
         "chi2": float(pp.chi2),
+        "n_bands": n_bands,
         "seconds": time.perf_counter() - t0,
     }

@@ -30,6 +30,8 @@ __all__ = [
     "MANGA_TEST_SPECTRA",
     "MIN_SNR",
     "manga_test_spectra_path",
+    "PPXF_SDSS_GALAXIES",
+    "ppxf_sdss_spectrum_path",
     "spectrum_bands",
     "real_spectra_check",
 ]
@@ -49,6 +51,28 @@ def manga_test_spectra_path(progress=True):
         A FITS file for :func:`sfh_ml.observations.read_manga_spectra`.
     """
     return fetch("mangadap", progress=progress) / MANGA_TEST_SPECTRA
+
+
+# SDSS DR18 spectra that ship with the ppxf package (ppxf/spectra/{name}_SDSS_DR18.fits): the SDSS
+# spec-*.fits format, full (COADD with wdisp, SPECOBJ with Z and VDISP).
+PPXF_SDSS_GALAXIES = ("NGC3522", "NGC3073")
+
+
+def ppxf_sdss_spectrum_path(galaxy="NGC3522"):
+    """Path of an SDSS DR18 spectrum that ships with ppxf (:data:`PPXF_SDSS_GALAXIES`).
+
+    Returns
+    -------
+    pathlib.Path
+        An SDSS ``spec`` file for :func:`sfh_ml.read_spectra`.
+    """
+    from pathlib import Path
+
+    import ppxf
+
+    if galaxy not in PPXF_SDSS_GALAXIES:
+        raise ValueError(f"ppxf ships SDSS spectra of {PPXF_SDSS_GALAXIES}, not {galaxy!r}")
+    return Path(ppxf.__file__).parent / "spectra" / f"{galaxy}_SDSS_DR18.fits"
 
 
 def spectrum_bands(wave_rest_aa, flux, var, filters):

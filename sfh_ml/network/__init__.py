@@ -29,6 +29,7 @@ _EXPORTS = {
         (
             "PREDICTION_KEYS",
             "QUALITY_FLAGS",
+            "QUALITY_NO_NOISE",
             "QUALITY_OUT_OF_DISTRIBUTION",
             "QUALITY_UNUSABLE",
             "ModelFileError",

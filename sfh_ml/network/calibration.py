@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import check_output
+from ..utils import check_positive_int
 from . import metrics
 from .goodness import (
     MIN_OOD_OBJECTS,
@@ -315,6 +316,7 @@ def calibrate_ood(
     paths = [data_paths] if isinstance(data_paths, str | Path) else list(data_paths)
     if not paths:
         raise ValueError("calibrate_ood needs at least one held-out set")
+    check_positive_int(n_nodes, "n_nodes (--ood-nodes)")  # before any work
     check_output(out_path, overwrite, inputs=(model_path, *paths))
     model = load_model(model_path)
     meta = get_metadata(model)

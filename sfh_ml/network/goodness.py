@@ -72,6 +72,7 @@ from tqdm import tqdm
 
 from ..constants import BIRTH_CLOUD_AGE_YR
 from ..synthesis.sfh import closed_edges, time_overlap
+from ..utils import check_positive_int
 
 __all__ = [
     "BinnedHistory",
@@ -377,8 +378,7 @@ def fit_ood_thresholds(
             f"residual_fraction ({rf.size}), snr_model ({snr.size}), ok ({ok.size}) and groups "
             f"({labels.size}) must have one value per object"
         )
-    if int(n_nodes) != n_nodes or n_nodes < 1:
-        raise ValueError(f"n_nodes must be a positive integer, got {n_nodes}")
+    check_positive_int(n_nodes, "n_nodes (--ood-nodes)")
     if not 0 < percentile < 100:
         raise ValueError(f"percentile must be in (0, 100), got {percentile}")
     fitted = np.isfinite(rf) & np.isfinite(snr) & (snr > 0)

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..files import check_output, tmp_path
-from ..utils import as_str, pixel_edges
+from ..utils import MISSING_VALUES, as_str, check_positive_int, is_missing, pixel_edges
 from . import metrics
 from .goodness import GOODNESS_KEYS
 from .metadata import check_compatible, get_metadata
@@ -46,6 +46,7 @@ __all__ = [
     "QUALITY_PHOTOMETRY_SCALE",
     "QUALITY_MISSING_BANDS",
     "QUALITY_OUT_OF_DISTRIBUTION",
+    "QUALITY_NO_NOISE",
     "MISSING_VALUES",
 ]
 
@@ -64,6 +65,9 @@ QUALITY_MISSING_BANDS = 16  # at least one band missing (NaN, <= 0, a flag): pre
 # The re-synthesised prediction misses the data by more than the own world allows (ood_score > 1,
 # sfh_ml.network.goodness): set only when the goodness of fit is asked for; informative.
 QUALITY_OUT_OF_DISTRIBUTION = 32
+# The goodness of fit was asked for but the object could not be scored: no pixel with a finite flux
+# and a finite noise > 0 (chi2_pixel and ood_score NaN). Informative: the prediction stands.
+QUALITY_NO_NOISE = 64
 QUALITY_FLAGS = {
     "no_spectrum": QUALITY_NO_SPECTRUM,
     "few_pixels": QUALITY_FEW_PIXELS,
@@ -71,15 +75,14 @@ QUALITY_FLAGS = {
     "photometry_scale": QUALITY_PHOTOMETRY_SCALE,
     "missing_bands": QUALITY_MISSING_BANDS,
     "out_of_distribution": QUALITY_OUT_OF_DISTRIBUTION,
+    "no_noise": QUALITY_NO_NOISE,
 }
-# Objects with any of these bits get NaN predictions; QUALITY_MISSING_BANDS and
-# QUALITY_OUT_OF_DISTRIBUTION only inform.
+# Objects with any of these bits get NaN predictions; QUALITY_MISSING_BANDS,
+# QUALITY_OUT_OF_DISTRIBUTION and QUALITY_NO_NOISE only inform.
 QUALITY_UNUSABLE = (
     QUALITY_NO_SPECTRUM | QUALITY_FEW_PIXELS | QUALITY_NEGATIVE_SPECTRUM | QUALITY_PHOTOMETRY_SCALE
 )
 
-MISSING_VALUES = (-9999.0, -999.0, -99999.0)  # missing-value flags of catalogues (PHANGS: -9999)
-HUGE_VALUE = 1e30  # |value| >= this is a fill value (IDL / FITS bad-value conventions), not a flux
 MIN_VALID_FRACTION = 0.5  # fewer usable pixels than this fraction: QUALITY_FEW_PIXELS
 # Band flux over the spectrum's mean flux density in the band: outside [1/30, 30] the two cannot be
 # the same object in the same units (dust, apertures and partial overlap move it by tens of per cent).
@@ -91,25 +94,32 @@ def mask_missing(spectra, photometry):
     """Missing values as NaN, which the network masks.
 
     Spectra: non-finite pixels, exact zeros (the fill value of cube pipelines outside the field or
-    in masked spaxels), the flags :data:`MISSING_VALUES` and ``|f| >= 1e30``. Photometry: the same,
-    and any band flux <= 0 (a PHANGS non-detection or flag carries no usable colour).
+    in masked spaxels), the flags :data:`MISSING_VALUES`, ``|f| >= 1e30`` and the masked entries of a
+    :class:`numpy.ma.MaskedArray` (see :func:`sfh_ml.utils.is_missing`). Photometry: the same, and
+    any band flux <= 0 (a PHANGS non-detection or flag carries no usable colour).
 
     Parameters
     ----------
-    spectra : array, shape (n, n_wave)
-    photometry : array, shape (n, n_bands)
+    spectra : array or numpy.ma.MaskedArray, shape (n, n_wave)
+    photometry : array or numpy.ma.MaskedArray, shape (n, n_bands)
 
     Returns
     -------
     spectra, photometry : ndarray, float32
         Copies with NaN where the input was missing.
     """
-    spectra = np.array(spectra, dtype=np.float32)  # copies
-    photometry = np.array(photometry, dtype=np.float32)
-    flagged = lambda a: ~np.isfinite(a) | (np.abs(a) >= HUGE_VALUE) | np.isin(a, MISSING_VALUES)
-    spectra[flagged(spectra) | (spectra == 0)] = np.nan
-    photometry[flagged(photometry) | ~(photometry > 0)] = np.nan
+    spectra, photometry = _nan_filled(spectra), _nan_filled(photometry)  # copies, float32
+    spectra[is_missing(spectra) | (spectra == 0)] = np.nan
+    with np.errstate(invalid="ignore"):
+        photometry[is_missing(photometry) | ~(photometry > 0)] = np.nan
     return spectra, photometry
+
+
+def _nan_filled(values, dtype=np.float32):
+    """A copy of ``values`` as a plain array, the masked entries of a MaskedArray as NaN."""
+    if np.ma.isMaskedArray(values):
+        return np.ma.filled(np.ma.asarray(values).astype(dtype), np.nan)
+    return np.array(values, dtype=dtype)
 
 
 @functools.lru_cache(maxsize=8)
@@ -269,9 +279,15 @@ def _first(model):
     return model[0] if isinstance(model, list) else model
 
 
-def _check_inputs(meta, spectra, photometry):
-    spectra = np.atleast_2d(np.asarray(spectra, dtype=np.float32))
-    photometry = np.atleast_2d(np.asarray(photometry, dtype=np.float32))
+def _check_inputs(meta, spectra, photometry, batch_size):
+    check_positive_int(batch_size, "batch_size (--batch-size)")
+    spectra = np.atleast_2d(_nan_filled(spectra))  # masked entries: missing, as NaN
+    photometry = np.atleast_2d(_nan_filled(photometry))
+    if spectra.size == 0 or len(spectra) == 0:
+        raise ValueError(
+            f"no spectra to predict (spectra has shape {spectra.shape}): give at least one spectrum "
+            f"of {meta['n_wave']} pixels"
+        )
     if spectra.ndim != 2 or spectra.shape[1] != meta["n_wave"]:
         raise ValueError(
             f"wavelength grid mismatch: the model expects spectra of shape (n, {meta['n_wave']}), "
@@ -345,14 +361,16 @@ def predict(
         Also re-synthesise each prediction and score its fit to the data
         (:func:`sfh_ml.network.goodness.resynthesis_fit`; needs ``noise`` and the SSP library, and
         costs about 1 ms per spectrum on 2 cores, 5 times the network's own time); objects with
-        ``ood_score > 1`` get :data:`QUALITY_OUT_OF_DISTRIBUTION`. The score is measured against the
+        ``ood_score > 1`` get :data:`QUALITY_OUT_OF_DISTRIBUTION`, objects that cannot be scored
+        (no usable noise) :data:`QUALITY_NO_NOISE`. The score is measured against the
         model's own thresholds (``get_metadata(model)["ood_thresholds"]``, set by
         :func:`sfh_ml.network.calibrate_ood`; for an ensemble, those of its first member, which
         also gives the grids), else against :data:`sfh_ml.network.goodness.OOD_THRESHOLDS`, those
         of the first shipped network (a rough guess for any other network: calibrate it).
     noise : array, shape (n, n_wave), optional
-        1-sigma noise of the spectra, same units (NaN, inf, <= 0: pixel left out of the fit).
-        Required with ``goodness``.
+        1-sigma noise of the spectra, same units (NaN, inf, <= 0: pixel left out of the fit; an
+        object with no pixel left gets :data:`QUALITY_NO_NOISE` and NaN scores). Required with
+        ``goodness``.
     photometry_err : array, shape (n, n_bands), optional
         1-sigma errors of the fluxes; without them the fluxes stay out of the fit and ``phot_rms``
         is NaN.
@@ -380,7 +398,7 @@ def predict(
     check_compatible(models[0], wave_aa, None, filters)
     if goodness and noise is None:
         raise ValueError("goodness=True needs the noise of the spectra (noise=)")
-    spectra, photometry = _check_inputs(meta, spectra, photometry)
+    spectra, photometry = _check_inputs(meta, spectra, photometry, batch_size)
     spectra, photometry = mask_missing(spectra, photometry)
     all_spectra, all_photometry = spectra, photometry  # (n, ...): the rows below may be a subset
     quality = quality_flags(spectra, photometry, meta["wave_aa"], meta["filters"], min_valid_fraction)
@@ -401,6 +419,8 @@ def predict(
         scores = _goodness(meta, out, all_spectra, noise, all_photometry, photometry_err)
         out.update(scores)
         quality[scores["ood_score"] > 1] |= QUALITY_OUT_OF_DISTRIBUTION  # NaN compares False
+        # predicted, yet not scored: no pixel with a usable noise (NaN, inf or <= 0 everywhere)
+        quality[usable & ~np.isfinite(scores["chi2_pixel"])] |= QUALITY_NO_NOISE
     out["quality"] = quality
     return out
 
@@ -411,7 +431,7 @@ def _goodness(meta, pred, spectra, noise, photometry, photometry_err, keys=GOODN
     from .goodness import resynthesis_fit
 
     n = len(spectra)
-    noise = np.atleast_2d(np.asarray(noise, dtype=np.float64))
+    noise = np.atleast_2d(_nan_filled(noise, np.float64))  # masked entries: no noise
     if noise.shape != spectra.shape:
         raise ValueError(f"noise has shape {noise.shape}, the spectra {spectra.shape}")
     if photometry_err is None:
@@ -690,6 +710,8 @@ def predict_file(
     """
     given = list(model_path) if isinstance(model_path, list | tuple) else [model_path]
     paths = [str(m) for m in given if not isinstance(m, keras.Model)]
+    check_positive_int(batch_size, "batch_size (--batch-size)")
+    check_positive_int(chunk, "chunk")
     check_output(out_path, overwrite, inputs=(data_path, *paths))
     model = _load_model(model_path)
     meta = get_metadata(_first(model))
@@ -699,6 +721,10 @@ def predict_file(
             missing = [key for key in ("spectra", "photometry", "wave_aa") if key not in src]
             if missing:
                 raise ValueError(f"{data_path} lacks the datasets {missing} (spectra, photometry, wave_aa)")
+            if src["spectra"].shape[0] == 0:
+                raise ValueError(
+                    f"{data_path} holds no spectra (dataset 'spectra' has 0 rows): nothing to predict"
+                )
             if src["photometry"].shape[0] != src["spectra"].shape[0]:
                 raise ValueError(
                     f"{data_path}: {src['spectra'].shape[0]} spectra but {src['photometry'].shape[0]} "

@@ -23,9 +23,10 @@ import keras
 import numpy as np
 
 from ..constants import ZH_RANGE
-from ..files import atomic_write_text, check_output, tmp_path
+from ..files import atomic_write_text, check_output, output_lock, tmp_path
 from ..synthesis.dataset import read_dataset
 from ..synthesis.instrument import SKY_LINE_WINDOWS_AA, SKY_Z_RANGE, muse_wave
+from ..utils import check_positive_int, is_missing
 from .architectures import adapt, build_model, resolve_hyper
 from .losses import make_targets
 from .metadata import check_compatible
@@ -50,6 +51,11 @@ MEAN_TRUTH_KEYS = ("mw_log_age_exact", "mw_log_age", "mw_zh", "lw_log_age", "lw_
 SFH_SUM_ATOL = 1e-3  # rows of sfh must sum to 1 within this
 ZH_ATOL = 1e-3  # [M/H] targets may exceed the file's zh_min/zh_max by this much (dex; float32 rounding)
 MIN_LR_FRACTION = 0.01  # the cosine schedule ends at this fraction of the initial learning rate
+# A training set whose spectra are missing (NaN, inf, flags: sfh_ml.utils.is_missing) in more than this
+# fraction of their pixels is refused: the augmentation masks at most ~25 % of a spectrum, so such a
+# set teaches nothing (an all-NaN set would train to the prior and save a confident model).
+MAX_MISSING_FRACTION = 0.5
+CHECK_BLOCK_ROWS = 4096  # rows checked at a time (bounds the temporary arrays of the missing-value test)
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -170,6 +176,24 @@ def _check_data(data, path):
         raise ValueError(
             f"{path}: dataset 'zh' holds {outside.sum()} values outside the [M/H] range [{lo}, {hi}] "
             f"(first in row {row}): the network cannot predict them"
+        )
+
+
+def _check_spectra(spectra, path):
+    """Refuse spectra missing in more than :data:`MAX_MISSING_FRACTION` of their pixels (ValueError
+    naming the file)."""
+    n_missing = n_empty = 0
+    for start in range(0, len(spectra), CHECK_BLOCK_ROWS):
+        missing = is_missing(spectra[start : start + CHECK_BLOCK_ROWS])  # (b, n_wave)
+        n_missing += int(missing.sum())
+        n_empty += int(missing.all(axis=1).sum())
+    fraction = n_missing / max(spectra.size, 1)
+    if fraction > MAX_MISSING_FRACTION:
+        raise ValueError(
+            f"{path}: dataset 'spectra' is missing (NaN, inf or a missing-value flag) in "
+            f"{100 * fraction:.0f} % of its pixels ({n_empty} of {len(spectra)} spectra have no pixel at "
+            f"all; at most {100 * MAX_MISSING_FRACTION:.0f} % may be): nothing to learn from; "
+            "regenerate the set (sfh-ml generate)"
         )
 
 
@@ -589,8 +613,7 @@ def _check_options(epochs, batch_size, learning_rate, patience, val_fraction):
         ("batch_size", "--batch-size", batch_size),
         ("patience", "--patience", patience),
     ):
-        if isinstance(value, bool) or int(value) != value or value < 1:
-            raise ValueError(f"{name} ({flag}) must be a positive integer, got {value!r}")
+        check_positive_int(value, f"{name} ({flag})")
     if not (math.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"learning_rate (--lr) must be a positive number, got {learning_rate!r}")
     if not 0 <= val_fraction < 1:
@@ -735,9 +758,12 @@ def train(
     Raises
     ------
     ValueError
-        Options out of range, unusable data (see :func:`load_data`), or a checkpoint of another run.
+        Options out of range, unusable data (see :func:`load_data`; also spectra missing in more
+        than :data:`MAX_MISSING_FRACTION` of their pixels), or a checkpoint of another run.
     OSError
         The output folder cannot be written (found before any training), or the output is the data.
+    sfh_ml.files.OutputLockedError
+        Another live run writes the same output (it holds ``OUT.lock``).
     TrainingError
         The loss became non-finite: no model is saved (the checkpoint of the last good epoch stays).
 
@@ -752,62 +778,66 @@ def train(
     _check_options(epochs, batch_size, learning_rate, patience, val_fraction)
     paths = _paths(out_path)
     _check_output(paths, data_path)
-    _set_determinism(seed, deterministic)
-    data = load_data(data_path, n_max=n_max)
-    if data["bin_light"] is None:
-        warnings.warn(
-            f"{data_path} has no light table (datasets bin_light, zh_grid: a set made before they "
-            "existed): the model will give no light-weighted means (NaN); regenerate the set to get them",
-            stacklevel=2,
-        )
-    train_idx, val_idx = split_indices(len(data["sfh"]), val_fraction, seed)
-    options = dict(
-        epochs=epochs,
-        batch_size=batch_size,
-        val_fraction=val_fraction,
-        seed=seed,
-        learning_rate=learning_rate,
-        augment=augment,
-    )
-    run = _run_record(data_path, data, version, options, hyper)
-    model, state = _resume_or_build(paths, data, train_idx, run, resume, learning_rate, hyper)
-    initial_epoch = state["epoch"]
-    if initial_epoch < epochs and not state["stopped"]:
-        if initial_epoch > 0 and verbose:
-            print(f"resuming from {paths['ckpt']} at epoch {initial_epoch}")
-        aug = (augment if isinstance(augment, dict) else {}) if augment else None
-        train_set = HistoryDataset(data, train_idx, batch_size, shuffle=True, seed=seed, augment=aug)
-        val_set = HistoryDataset(data, val_idx, batch_size, shuffle=False) if len(val_idx) else None
-        # Early stopping and the best epoch follow the point errors (cumulative SFH + [M/H] MAE), not the
-        # NLL: a few over-confident objects can swing a validation NLL while the histories improve.
-        monitor = "val_point_error" if val_set is not None else "point_error"
-        cbs = [
-            keras.callbacks.LearningRateScheduler(_cosine_schedule(learning_rate, epochs)),
-            _Checkpointer(train_set, state, paths, monitor, patience),
-            *(callbacks or []),
-        ]
-        if verbose == "tqdm":
-            cbs.append(
-                _Progress(epochs, initial_epoch, len(train_set), f"training {Path(paths['model']).name}")
+    # One run per output: a second run on the same --out would mix its checkpoint with this one's
+    # history (sfh_ml.files.output_lock, as generate and apply).
+    with output_lock(paths["model"], command="sfh-ml train"):
+        _set_determinism(seed, deterministic)
+        data = load_data(data_path, n_max=n_max)
+        _check_spectra(data["spectra"], data_path)
+        if data["bin_light"] is None:
+            warnings.warn(
+                f"{data_path} has no light table (datasets bin_light, zh_grid: a set made before they "
+                "existed): the model will give no light-weighted means (NaN); regenerate the set to get them",
+                stacklevel=2,
             )
-        model.fit(
-            train_set,
-            validation_data=val_set,
+        train_idx, val_idx = split_indices(len(data["sfh"]), val_fraction, seed)
+        options = dict(
             epochs=epochs,
-            initial_epoch=initial_epoch,
-            callbacks=cbs,
-            verbose=0 if verbose == "tqdm" else verbose,
-            shuffle=False,
+            batch_size=batch_size,
+            val_fraction=val_fraction,
+            seed=seed,
+            learning_rate=learning_rate,
+            augment=augment,
         )
-    if state["stopped"] == NON_FINITE:
-        raise TrainingError(
-            f"training {paths['model']} failed: the loss became non-finite (NaN or inf) in epoch "
-            f"{state.get('failed_epoch')}; no model was saved. The checkpoint of the last good epoch "
-            f"({state['epoch']} epochs) stays in {paths['ckpt']}. Lower the learning rate (--lr), check "
-            "the data, and start again with --no-resume"
-        )
-    if os.path.exists(paths["best"]):
-        model.load_weights(paths["best"])
-    _atomic_save_model(model, paths["model"])
-    _write_history(state["history"], paths)
-    return TrainingResult(model, state["history"], state["best_epoch"], initial_epoch, state["stopped"])
+        run = _run_record(data_path, data, version, options, hyper)
+        model, state = _resume_or_build(paths, data, train_idx, run, resume, learning_rate, hyper)
+        initial_epoch = state["epoch"]
+        if initial_epoch < epochs and not state["stopped"]:
+            if initial_epoch > 0 and verbose:
+                print(f"resuming from {paths['ckpt']} at epoch {initial_epoch}")
+            aug = (augment if isinstance(augment, dict) else {}) if augment else None
+            train_set = HistoryDataset(data, train_idx, batch_size, shuffle=True, seed=seed, augment=aug)
+            val_set = HistoryDataset(data, val_idx, batch_size, shuffle=False) if len(val_idx) else None
+            # Early stopping and the best epoch follow the point errors (cumulative SFH + [M/H] MAE), not the
+            # NLL: a few over-confident objects can swing a validation NLL while the histories improve.
+            monitor = "val_point_error" if val_set is not None else "point_error"
+            cbs = [
+                keras.callbacks.LearningRateScheduler(_cosine_schedule(learning_rate, epochs)),
+                _Checkpointer(train_set, state, paths, monitor, patience),
+                *(callbacks or []),
+            ]
+            if verbose == "tqdm":
+                cbs.append(
+                    _Progress(epochs, initial_epoch, len(train_set), f"training {Path(paths['model']).name}")
+                )
+            model.fit(
+                train_set,
+                validation_data=val_set,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                callbacks=cbs,
+                verbose=0 if verbose == "tqdm" else verbose,
+                shuffle=False,
+            )
+        if state["stopped"] == NON_FINITE:
+            raise TrainingError(
+                f"training {paths['model']} failed: the loss became non-finite (NaN or inf) in epoch "
+                f"{state.get('failed_epoch')}; no model was saved. The checkpoint of the last good epoch "
+                f"({state['epoch']} epochs) stays in {paths['ckpt']}. Lower the learning rate (--lr), check "
+                "the data, and start again with --no-resume"
+            )
+        if os.path.exists(paths["best"]):
+            model.load_weights(paths["best"])
+        _atomic_save_model(model, paths["model"])
+        _write_history(state["history"], paths)
+        return TrainingResult(model, state["history"], state["best_epoch"], initial_epoch, state["stopped"])

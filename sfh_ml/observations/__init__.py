@@ -1,4 +1,5 @@
-"""Part 4 of the book: real observations (PHANGS-MUSE cubes, PHANGS-HST catalogues and images).
+"""Part 4 of the book: real observations (PHANGS-MUSE cubes, PHANGS-HST catalogues and images, and
+spectra of any instrument: :mod:`~sfh_ml.observations.spectra`).
 
 Readers of the real file formats, spatial binning and the application of a trained network live
 here; see the application chapter.
@@ -33,10 +34,12 @@ from .prepare import (
     broaden_to_model,
     clean_pixels,
     deredden_mw,
+    lsf_excess_kms2,
     mw_transmission,
     photometry_to_flux_density,
     prepare_spectra,
     resample_spectra,
+    rest_frame_fwhm,
     sky_line_mask,
     to_rest_frame,
     total_redshift,
@@ -53,6 +56,16 @@ from .readers import (
     read_maps,
     read_muse_cube,
     vacuum_to_air,
+)
+from .redshift import check_redshift, mean_spectrum, measure_redshift
+from .spectra import (
+    Spectra,
+    measure_kinematics,
+    ppxf_spectra,
+    predict_spectra,
+    prepare_observed,
+    read_spectra,
+    write_spectra_table,
 )
 
 __all__ = [
@@ -110,11 +123,17 @@ __all__ = [
     "deredden_mw",
     "mw_transmission",
     "photometry_to_flux_density",
+    "lsf_excess_kms2",
     "prepare_spectra",
     "resample_spectra",
+    "rest_frame_fwhm",
     "sky_line_mask",
     "to_rest_frame",
     "total_redshift",
+    # redshift
+    "check_redshift",
+    "mean_spectrum",
+    "measure_redshift",
     # readers
     "DapMaps",
     "HstImage",
@@ -127,4 +146,12 @@ __all__ = [
     "MANGA_FLUX_UNIT",
     "MangaSpectra",
     "read_manga_spectra",
+    # spectra of any instrument
+    "Spectra",
+    "read_spectra",
+    "prepare_observed",
+    "measure_kinematics",
+    "predict_spectra",
+    "ppxf_spectra",
+    "write_spectra_table",
 ]

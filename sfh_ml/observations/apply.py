@@ -50,6 +50,7 @@ import numpy as np
 from ..constants import TRAINING_SIGMA_KMS
 from ..files import atomic_write_text, output_lock, tmp_path
 from ..network.goodness import GOODNESS_KEYS
+from ..utils import check_range
 from . import flags as qf
 from .binning import SpatialBins, continuum_snr, grid_bins, no_bins, voronoi_bins
 from .prepare import (
@@ -60,6 +61,8 @@ from .prepare import (
     prepare_spectra,
 )
 from .readers import read_cluster_catalogue, read_hst_image, read_maps, read_muse_cube
+from .redshift import MIN_REDSHIFT
+from .redshift import check_redshift as check_cube_redshift
 
 __all__ = [
     "SIGMA_MODEL_KMS",
@@ -766,7 +769,7 @@ def _header_cards(options, setup, meta, i_young, i_old):
     age = meta["age_bins_yr"]
     cards = [
         ("SFHMODEL", options["model"][:16], "sha256 of the model's weights (first 16 hex)"),
-        ("CUBE", Path(options["cube"][0]).name, "MUSE cube"),
+        ("CUBE", _fits_text(Path(options["cube"][0]).name), "MUSE cube"),
         ("BINNING", options["bins"], "spatial bins"),
         ("REDSHIFT", options["redshift"], "systemic redshift"),
         ("EBV_MW", options["ebv_mw"], "Milky Way E(B-V) removed, mag"),
@@ -782,6 +785,11 @@ def _header_cards(options, setup, meta, i_young, i_old):
     for name, bit in quality_bits().items():
         cards.append((f"Q{int(np.log2(bit)):d}"[:8], name[:60], "QUALITY bit"))
     return cards
+
+
+def _fits_text(text):
+    """``text`` as FITS headers hold it (printable ASCII): other characters as backslash escapes."""
+    return "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in str(text))
 
 
 def _table(res, summary, extra, setup, meta, options, i_young, i_old, photometry, unit):
@@ -822,7 +830,7 @@ def _write_ecsv(table, path, block=None):
     per row of this table: 10 GB for a 10^6-spaxel cube), so the blocks after the first are written
     without their header (the same for every block: same columns, types and metadata)."""
     block = ECSV_BLOCK_ROWS if block is None else int(block)
-    with open(path, "w") as fh:
+    with open(path, "w", encoding="utf-8") as fh:  # paths in the metadata may be any text
         for start in range(0, max(len(table), 1), block):
             buffer = io.StringIO()
             table[start : start + block].write(buffer, format="ascii.ecsv")
@@ -854,6 +862,7 @@ def _write_outputs(options, setup, meta, bins_res, cl_res, cube, catalogue, file
 
     def tmp(key):
         tmps[key] = tmp_path(files[key])
+        tmps[key].unlink(missing_ok=True)  # left by a run killed while writing (kill -9): never ours
         return tmps[key]
 
     try:
@@ -947,6 +956,9 @@ def _write_outputs(options, setup, meta, bins_res, cl_res, cube, catalogue, file
         tmp("summary").write_text(json.dumps(summary, indent=1))
         for key in tmps:
             os.replace(tmps[key], files[key])
+        for name in OUTPUT_FILES.values():  # outputs of an earlier run that this one does not write
+            if not any(path.name == name for path in files.values()):
+                (files["summary"].parent / name).unlink(missing_ok=True)
     finally:
         for path in tmps.values():
             if path.exists():
@@ -985,6 +997,7 @@ def apply_cube(
     batch_size=1024,
     keep_work=False,
     goodness=False,
+    check_redshift=True,
 ):
     """Apply a trained network to a MUSE cube: maps, per-bin and per-cluster tables (see the module).
 
@@ -1000,10 +1013,11 @@ def apply_cube(
         DAP ``MAPS`` file on the cube's grid: ``V_STARS`` (rest frame per bin) and ``SIGMA_STARS``
         (broadening to the model's dispersion), flux-weighted over each bin.
     redshift : float
-        Systemic redshift (required; ``V_STARS`` is relative to it).
+        Systemic redshift (required; ``V_STARS`` is relative to it), >= :data:`MIN_REDSHIFT`. It is
+        checked against the cube's mean spectrum (see ``check_redshift``).
     ebv_mw : float
-        Milky Way foreground E(B-V), mag, removed from the spectra and the HST images (not from the
-        catalogue's fluxes, which are corrected in the release).
+        Milky Way foreground E(B-V), mag (>= 0), removed from the spectra and the HST images (not from
+        the catalogue's fluxes, which are corrected in the release).
     catalogue_path : str or Path, optional
         PHANGS-HST cluster catalogue: a spectrum in an aperture of radius one PSF FWHM around each
         cluster, minus a local background annulus (1.5-2.5 FWHM), corrected to the total flux of a
@@ -1014,7 +1028,7 @@ def apply_cube(
     bins : str
         ``"voronoi:S/N"``, ``"grid:N"`` or ``"none"``.
     sigma_obs_kms : float, optional
-        Stellar dispersion of every spectrum, km/s (overrides ``SIGMA_STARS``). Without it and without
+        Stellar dispersion of every spectrum, km/s, >= 0 (overrides ``SIGMA_STARS``). Without it and without
         ``SIGMA_STARS`` the spectra are not broadened (the outputs say so).
     overwrite : bool
         Replace existing outputs, and restart an unfinished run that had other options.
@@ -1033,7 +1047,7 @@ def apply_cube(
         The highest stellar dispersion of the training spectra, km/s: broader spectra get the
         ``TOO_BROAD`` flag (spectra in between are used as they are).
     muse_fwhm_arcsec : float, optional
-        FWHM of the cube's PSF, arcsec (see :func:`sfh_ml.observations.hst.muse_psf_fwhm`); needed
+        FWHM of the cube's PSF, arcsec, > 0 (see :func:`sfh_ml.observations.hst.muse_psf_fwhm`); needed
         with HST images or a catalogue.
     min_snr : float
         Objects below this continuum S/N per pixel get the ``LOW_SNR`` flag.
@@ -1045,6 +1059,10 @@ def apply_cube(
         Re-synthesise each prediction and score it against the prepared spectrum
         (:func:`sfh_ml.network.predict` with ``goodness``): ``OOD_SCORE`` and ``CHI2_PIXEL`` maps,
         ``chi2_pixel``, ``phot_rms`` and ``ood_score`` columns, ``NETWORK_OUT_OF_DISTRIBUTION`` flags.
+    check_redshift : bool
+        Measure the redshift of the cube's mean spectrum (emission lines or stellar absorption,
+        :func:`sfh_ml.observations.redshift.check_redshift`) and refuse a ``redshift`` more than
+        :data:`~sfh_ml.observations.redshift.MAX_OFFSET_KMS` from it (False: ``--no-redshift-check``).
 
     Returns
     -------
@@ -1053,11 +1071,15 @@ def apply_cube(
     Raises
     ------
     FileExistsError
-        An output exists and ``overwrite`` is False (checked before any work).
+        An output exists and ``overwrite`` is False (checked before any work); with ``overwrite``, the
+        outputs of an earlier run that this one does not write (e.g. ``clusters.*`` of a run with a
+        catalogue) are removed.
     ValueError
-        No redshift; a cube whose rest-frame wavelengths cover too little of the model's grid; a
-        MAPS file of another grid; a catalogue none of whose positions is inside the cube; HST images
-        that cannot be used; an unfinished run in ``out_dir`` with other options.
+        No redshift, or a redshift, ``ebv_mw``, ``sigma_obs_kms`` or ``muse_fwhm_arcsec`` out of range;
+        a redshift that the cube's spectrum contradicts; a cube whose rest-frame wavelengths cover too
+        little of the model's grid; a MAPS file of another grid; a catalogue none of whose positions
+        is inside the cube; HST images that cannot be used; an unfinished run in ``out_dir`` with
+        other options.
     sfh_ml.network.NoUsableObjectError
         Not one bin or cluster is usable (nothing is written).
     """
@@ -1071,13 +1093,22 @@ def apply_cube(
             "no redshift: pass the galaxy's systemic redshift (redshift=, --redshift); V_STARS in MAPS files "
             "is relative to it"
         )
+    check_range(redshift, "redshift (--redshift)", low=MIN_REDSHIFT)  # NaN, -1 or a sign error
+    check_range(ebv_mw, "ebv_mw (--ebv-mw, Milky Way E(B-V))", "mag", low=0.0)
+    if sigma_obs_kms is not None:
+        check_range(sigma_obs_kms, "sigma_obs_kms (--sigma-obs, stellar dispersion)", "km/s", low=0.0)
+    if muse_fwhm_arcsec is not None:
+        check_range(muse_fwhm_arcsec, "muse_fwhm_arcsec (--muse-fwhm)", "arcsec", low=0.0, low_open=True)
     if int(chunk_bins) < 1:
         raise ValueError(f"chunk_bins must be >= 1, got {chunk_bins}")
     has_catalogue = catalogue_path is not None
     files = {k: out_dir / v for k, v in OUTPUT_FILES.items() if has_catalogue or not k.startswith("clusters")}
-    existing = [str(p) for p in files.values() if p.exists()]
+    # every output of an earlier run counts, also those this run would not write (overwrite removes them)
+    existing = [str(out_dir / name) for name in OUTPUT_FILES.values() if (out_dir / name).exists()]
     if existing and not overwrite:
         raise FileExistsError(f"outputs exist: {existing}; pass overwrite=True (--overwrite) to replace them")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"the output folder {out_dir} is a file: --out names a folder for apply")
     if not out_dir.parent.is_dir():
         raise OSError(f"the parent of the output folder {out_dir} does not exist: create it first")
 
@@ -1096,6 +1127,8 @@ def apply_cube(
     sigma_model = float(meta.get("sigma_kms") or sigma_model_kms)
     cube = read_muse_cube(cube_path)
     _check_coverage(cube, meta["wave_aa"], float(redshift))
+    if check_redshift:
+        check_cube_redshift(cube, float(redshift))
     maps = read_maps(maps_path, cube=cube) if maps_path is not None else None
     catalogue = read_cluster_catalogue(catalogue_path) if has_catalogue else None
     images = [read_hst_image(p) for p in hst_paths] if hst_paths else None

@@ -3,11 +3,20 @@
 Order (:func:`prepare_spectra`): bad pixels and sky-line windows to NaN in the observed frame; Milky
 Way foreground extinction removed (observed frame: the foreground dust sees observed wavelengths);
 shift to the rest frame and flux-conserving resampling onto the model's grid; broadening to the
-model's stellar velocity dispersion; per-object quality flags (:mod:`sfh_ml.observations.flags`).
+model's stellar velocity dispersion (and, for an instrument other than MUSE, from its line-spread
+function to MUSE's); per-object quality flags (:mod:`sfh_ml.observations.flags`).
 
 Conventions
 -----------
 * Wavelengths are in air, Angstrom, as in MUSE cubes and the model grid.
+* Resolution: the model's spectra have the MUSE line-spread function (:func:`muse_lsf_fwhm`, at
+  rest-frame wavelengths) and a stellar dispersion ``sigma_model``. A spectrum with stellar dispersion
+  sigma and an instrument of FWHM(lambda_obs) has, in the rest frame, the instrumental FWHM
+  FWHM(lambda (1 + z)) / (1 + z); its *effective* dispersion is sigma_eff^2(lambda) = sigma^2 +
+  (c / lambda)^2 (sigma_instr^2 - sigma_MUSE^2) (Gaussian sigmas in Angstrom; negative excess where the
+  instrument is sharper than MUSE), and it is convolved with a Gaussian of sigma_model^2 - sigma_eff^2
+  at each wavelength (:func:`rest_frame_fwhm`, :func:`lsf_excess_kms2`, :func:`broaden_to_model`).
+  Without an instrumental FWHM (MUSE cubes) the LSF is taken to be MUSE's in both frames.
 * Redshift: z_total = (1 + z_sys)(1 + v / c) - 1, with v the line-of-sight velocity relative to the
   systemic redshift z_sys (how the DAP's ``V_STARS`` is defined), v/c to first order.
 * Rest-frame flux density: f_lambda,rest(lambda / (1 + z)) = (1 + z) f_lambda,obs(lambda), variance
@@ -29,8 +38,8 @@ from dust_extinction import parameter_averages
 from scipy import sparse
 from spectres.spectral_resampling import make_bins
 
-from ..constants import C_KMS
-from ..synthesis.instrument import SKY_LINE_WINDOWS_AA, broadening_matrix
+from ..constants import C_KMS, FWHM_TO_SIGMA
+from ..synthesis.instrument import SKY_LINE_WINDOWS_AA, broadening_matrix, muse_lsf_fwhm
 from ..synthesis.photometry import pivot_wavelengths
 from . import flags as qf
 
@@ -45,6 +54,8 @@ __all__ = [
     "sky_line_mask",
     "clean_pixels",
     "resample_spectra",
+    "rest_frame_fwhm",
+    "lsf_excess_kms2",
     "broaden_to_model",
     "photometry_to_flux_density",
     "PreparedSpectra",
@@ -339,6 +350,70 @@ def _lag_operator(wave_aa, sigma_kms, lag):
     return _OPERATORS[key]
 
 
+def rest_frame_fwhm(wave_obs_aa, fwhm_obs_aa, wave_rest_aa, z):
+    """The instrument's FWHM at rest-frame wavelengths: FWHM(lambda (1 + z)) / (1 + z).
+
+    Linear interpolation in the observed-frame table, constant beyond its ends.
+
+    Parameters
+    ----------
+    wave_obs_aa : ndarray, shape (n_obs,)
+        Increasing observed-frame wavelengths of the table, Angstrom.
+    fwhm_obs_aa : ndarray, shape (n_obs,) or (n, n_obs)
+        Instrumental FWHM at each of them, Angstrom (finite, > 0); one row for all objects or one each.
+    wave_rest_aa : ndarray, shape (n_rest,)
+        Rest-frame wavelengths (the model's grid), Angstrom.
+    z : float or ndarray, shape (n,)
+        Total redshift of each object (:func:`total_redshift`); NaN gives NaN.
+
+    Returns
+    -------
+    ndarray, shape (n, n_rest)
+        Rest-frame FWHM, Angstrom.
+    """
+    wave_obs = np.asarray(wave_obs_aa, dtype=float)
+    fwhm = np.atleast_2d(np.asarray(fwhm_obs_aa, dtype=float))
+    if fwhm.shape[1] != wave_obs.size:
+        raise ValueError(f"fwhm_obs_aa has {fwhm.shape[1]} values per row for {wave_obs.size} wavelengths")
+    if not np.all(np.isfinite(fwhm) & (fwhm > 0)):
+        raise ValueError("fwhm_obs_aa must be finite and > 0 (Angstrom) at every wavelength")
+    scale = np.atleast_1d(1.0 + np.asarray(z, dtype=float))
+    n = max(scale.size, fwhm.shape[0])
+    scale = np.broadcast_to(scale, (n,))
+    x = np.asarray(wave_rest_aa, dtype=float)[None, :] * scale[:, None]  # observed frame, (n, n_rest)
+    with np.errstate(invalid="ignore"):
+        j = np.clip(np.searchsorted(wave_obs, np.nan_to_num(x)) - 1, 0, wave_obs.size - 2)
+        t = np.clip((x - wave_obs[j]) / (wave_obs[j + 1] - wave_obs[j]), 0.0, 1.0)
+    rows = np.broadcast_to(fwhm, (n, wave_obs.size))
+    lo, hi = np.take_along_axis(rows, j, axis=1), np.take_along_axis(rows, j + 1, axis=1)
+    return ((1.0 - t) * lo + t * hi) / scale[:, None]
+
+
+def lsf_excess_kms2(wave_aa, fwhm_aa):
+    """An instrument's line-spread function in excess of MUSE's, as a squared velocity dispersion.
+
+    (c / lambda)^2 (sigma_instr^2 - sigma_MUSE^2), with sigma = FWHM / 2.355 in Angstrom and the MUSE
+    LSF of :func:`sfh_ml.synthesis.instrument.muse_lsf_fwhm` (Bacon et al. 2017) at the same
+    (rest-frame) wavelengths: what the instrument adds to the stellar dispersion (negative where it is
+    sharper than MUSE). Zero for MUSE itself.
+
+    Parameters
+    ----------
+    wave_aa : ndarray, shape (n_wave,)
+        Rest-frame wavelengths, Angstrom (4000-10500 A: the range of the MUSE LSF).
+    fwhm_aa : ndarray, shape (n_wave,) or (n, n_wave)
+        Rest-frame instrumental FWHM (:func:`rest_frame_fwhm`), Angstrom.
+
+    Returns
+    -------
+    ndarray, shape of ``fwhm_aa``
+        km^2/s^2.
+    """
+    wave_aa = np.asarray(wave_aa, dtype=float)
+    fwhm_aa = np.asarray(fwhm_aa, dtype=float)
+    return (C_KMS * FWHM_TO_SIGMA / wave_aa) ** 2 * (fwhm_aa**2 - muse_lsf_fwhm(wave_aa) ** 2)
+
+
 def _sigma_nodes(sigma_max_kms):
     n = int(
         np.ceil(
@@ -349,9 +424,16 @@ def _sigma_nodes(sigma_max_kms):
 
 
 def broaden_to_model(
-    wave_aa, flux, var, sigma_obs_kms, sigma_model_kms, tolerance_kms=SIGMA_TOLERANCE_KMS, cov=None
+    wave_aa,
+    flux,
+    var,
+    sigma_obs_kms,
+    sigma_model_kms,
+    tolerance_kms=SIGMA_TOLERANCE_KMS,
+    cov=None,
+    lsf_excess_kms2=None,
 ):
-    """Broaden spectra to the model's stellar velocity dispersion.
+    """Broaden spectra to the model's stellar velocity dispersion (and LSF).
 
     The MUSE line-spread function is the same in the observed and the synthetic spectra, so only the
     stellar dispersions differ: each spectrum is convolved with a Gaussian of
@@ -362,6 +444,14 @@ def broaden_to_model(
     and each spectrum is the mixture of its two neighbouring nodes with weights linear in sigma^2,
     so the kernel's second moment is exactly sigma_k^2. Bad (NaN) pixels are left out of the
     convolution (normalised convolution) and stay NaN.
+
+    An instrument other than MUSE (``lsf_excess_kms2``, :func:`lsf_excess_kms2`) makes the effective
+    dispersion depend on wavelength, sigma_eff^2 = sigma_obs^2 + excess(lambda), and the kernel
+    sigma_k^2(lambda) = sigma_model^2 - sigma_eff^2(lambda): the same nodes, mixed with weights that
+    change from pixel to pixel (the kernel of each output pixel is the one of its wavelength, as in
+    :func:`sfh_ml.synthesis.instrument.broadening_matrix`). An instrument sharper than MUSE is so
+    degraded to MUSE's LSF plus the model's dispersion; where sigma_eff exceeds the model's, the
+    spectrum is left as it is there.
 
     Variance: var_out = sum_jk K_ij K_ik C_jk / (sum_j K_ij)^2 for each node, with C the covariance
     of the input pixels: its diagonal ``var`` and, if given, the off-diagonals ``cov`` (exact per
@@ -385,13 +475,17 @@ def broaden_to_model(
     cov : ndarray, shape (n_lag, n, n_wave), optional
         Covariance of the input pixels i and i + lag in ``cov[lag - 1, :, i]`` (the ``cov`` of
         :func:`resample_spectra`); None: independent pixels.
+    lsf_excess_kms2 : ndarray, shape (n_wave,) or (n, n_wave), optional
+        The instrument's LSF in excess of MUSE's at each rest-frame wavelength, km^2/s^2
+        (:func:`lsf_excess_kms2`); None: the spectra have the MUSE LSF.
 
     Returns
     -------
     flux, var : ndarray, shape (n, n_wave)
-        Broadened spectra; unchanged where sigma_obs >= sigma_model or sigma_obs is NaN.
+        Broadened spectra; unchanged where sigma_eff >= sigma_model or sigma_obs is NaN.
     too_broad : ndarray of bool, shape (n,)
-        sigma_obs > sigma_model + tolerance: cannot be matched (flag :data:`flags.TOO_BROAD`).
+        sigma_eff > sigma_model + tolerance (at any pixel with data, with ``lsf_excess_kms2``): cannot
+        be matched (flag :data:`flags.TOO_BROAD`).
     """
     wave_aa = np.asarray(wave_aa, dtype=float)
     flux = np.array(flux, dtype=np.float64, ndmin=2)
@@ -399,17 +493,24 @@ def broaden_to_model(
     n = flux.shape[0]
     s_obs = np.broadcast_to(np.asarray(sigma_obs_kms, dtype=float), (n,))
     s_mod = np.broadcast_to(np.asarray(sigma_model_kms, dtype=float), (n,))
+    good = np.isfinite(flux) & np.isfinite(var)
+    eff2 = s_obs[:, None] ** 2  # squared effective dispersion, (n, 1) or (n, n_wave)
+    if lsf_excess_kms2 is not None:
+        eff2 = eff2 + np.broadcast_to(np.asarray(lsf_excess_kms2, dtype=float), flux.shape)
     with np.errstate(invalid="ignore"):
-        too_broad = s_obs > s_mod + tolerance_kms
-        sigma_k = np.sqrt(np.clip(s_mod**2 - s_obs**2, 0.0, None))
-    todo = np.isfinite(sigma_k) & (sigma_k > 0)
+        too_broad = np.any(
+            (eff2 > ((s_mod + tolerance_kms) ** 2)[:, None]) & (good | (eff2.shape[1] == 1)), axis=1
+        )
+        sigma_k = np.sqrt(np.clip(s_mod[:, None] ** 2 - eff2, 0.0, None))  # (n, 1) or (n, n_wave)
+    finite = np.isfinite(sigma_k)
+    todo = np.any(finite & (sigma_k > 0), axis=1)
     out_f, out_v = flux.copy(), var.copy()
     if not todo.any():
         return out_f, out_v, too_broad
-    nodes = _sigma_nodes(sigma_k[todo].max())
+    nodes = _sigma_nodes(sigma_k[todo][finite[todo]].max())
+    sigma_k = np.where(finite, sigma_k, 0.0)  # NaN pixels of a broadened row: left as they are
     k = np.clip(np.searchsorted(nodes, sigma_k, side="right") - 1, 0, nodes.size - 2)
-    w_hi = np.where(todo, (sigma_k**2 - nodes[k] ** 2) / (nodes[k + 1] ** 2 - nodes[k] ** 2), 0.0)
-    good = np.isfinite(flux) & np.isfinite(var)
+    w_hi = np.where(todo[:, None], (sigma_k**2 - nodes[k] ** 2) / (nodes[k + 1] ** 2 - nodes[k] ** 2), 0.0)
     f0, v0, g0 = np.where(good, flux, 0.0), np.where(good, var, 0.0), good.astype(float)
     c0 = []  # (lag, covariance of pixels j and j + lag, 0 where either is bad)
     for lag, c in enumerate(() if cov is None else np.asarray(cov, dtype=np.float64), start=1):
@@ -417,9 +518,10 @@ def broaden_to_model(
         both[:, :-lag] = good[:, :-lag] & good[:, lag:]
         c0.append((lag, np.where(both & np.isfinite(c), c, 0.0)))
     acc_f, acc_v = np.zeros_like(flux), np.zeros_like(var)
-    for j in np.unique(np.concatenate([k[todo], k[todo] + 1])):
-        rows = np.flatnonzero(todo & ((k == j) | (k + 1 == j)))
-        weight = np.where(k[rows] == j, 1.0 - w_hi[rows], w_hi[rows])[:, None]
+    for j in np.unique(np.concatenate([k[todo].ravel(), k[todo].ravel() + 1])):
+        rows = np.flatnonzero(todo & np.any((k == j) | (k + 1 == j), axis=1))
+        kr = k[rows]  # (r, 1) or (r, n_wave): the weight of node j at each pixel
+        weight = np.where(kr == j, 1.0 - w_hi[rows], np.where(kr + 1 == j, w_hi[rows], 0.0))
         if nodes[j] == 0.0:
             acc_f[rows] += weight * f0[rows]
             acc_v[rows] += weight * v0[rows]
@@ -489,12 +591,16 @@ class PreparedSpectra:
         Bit mask of :mod:`sfh_ml.observations.flags`.
     coverage : ndarray, shape (n,)
         Fraction of the model grid with valid pixels.
+    fwhm_aa : ndarray, shape (n, n_wave_model), or None
+        The instrument's FWHM at the rest-frame wavelengths of the model grid, Angstrom
+        (:func:`rest_frame_fwhm`), when it was given.
     """
 
     flux: np.ndarray
     var: np.ndarray
     flags: np.ndarray
     coverage: np.ndarray
+    fwhm_aa: np.ndarray | None = None
 
     @property
     def ivar(self):
@@ -521,6 +627,7 @@ def prepare_spectra(
     r_v=MW_R_V,
     min_coverage=MIN_COVERAGE,
     tolerance_kms=SIGMA_TOLERANCE_KMS,
+    fwhm_obs_aa=None,
 ):
     """Observed spectra to the model's frame (see the module's docstring for the order and conventions).
 
@@ -552,6 +659,11 @@ def prepare_spectra(
         Below this fraction of valid model pixels: ``LOW_COVERAGE``.
     tolerance_kms : float
         See :func:`broaden_to_model`.
+    fwhm_obs_aa : ndarray, shape (n_wave_obs,) or (n, n_wave_obs), optional
+        The instrument's FWHM at the observed (air) wavelengths, Angstrom: with ``sigma_obs_kms``, the
+        broadening also takes the instrument's LSF to MUSE's (:func:`lsf_excess_kms2`; an instrument
+        broader than the model's dispersion range at any wavelength gets ``TOO_BROAD``). None: the
+        spectra have the MUSE LSF (MUSE cubes).
 
     Returns
     -------
@@ -568,11 +680,21 @@ def prepare_spectra(
     flags[~np.isfinite(z)] |= qf.NO_KINEMATICS
     broaden = sigma_obs_kms is not None
     flux, var, *cov = resample_spectra(wave_obs_aa, flux, var, wave_model_aa, z, covariance=broaden)
+    fwhm_rest = None
+    if fwhm_obs_aa is not None:
+        fwhm_rest = rest_frame_fwhm(wave_obs_aa, fwhm_obs_aa, wave_model_aa, z)
     if broaden:
         s_obs = np.broadcast_to(np.asarray(sigma_obs_kms, dtype=float), (n,))
         flags[~np.isfinite(s_obs)] |= qf.NO_KINEMATICS
         flux, var, too_broad = broaden_to_model(
-            wave_model_aa, flux, var, s_obs, sigma_model_kms, tolerance_kms=tolerance_kms, cov=cov[0]
+            wave_model_aa,
+            flux,
+            var,
+            s_obs,
+            sigma_model_kms,
+            tolerance_kms=tolerance_kms,
+            cov=cov[0],
+            lsf_excess_kms2=None if fwhm_rest is None else lsf_excess_kms2(wave_model_aa, fwhm_rest),
         )
         flags[too_broad] |= qf.TOO_BROAD
     valid = np.isfinite(flux) & np.isfinite(var)
@@ -583,4 +705,4 @@ def prepare_spectra(
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: NO_DATA already
         median = np.nanmedian(np.where(valid, flux, np.nan), axis=1)
     flags[(coverage > 0) & ~(median > 0)] |= qf.NEGATIVE_FLUX
-    return PreparedSpectra(flux=flux, var=var, flags=flags, coverage=coverage)
+    return PreparedSpectra(flux=flux, var=var, flags=flags, coverage=coverage, fwhm_aa=fwhm_rest)

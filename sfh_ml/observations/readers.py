@@ -143,6 +143,45 @@ def _same_grid(wcs_a, shape_a, wcs_b, shape_b, tol_pix=GRID_TOLERANCE_PIX):
     return bool(np.all(np.hypot(np.asarray(xb) - x, np.asarray(yb) - y) < tol_pix))
 
 
+def _data_bytes(header):
+    """Bytes of an HDU's data as its header describes them (FITS standard 4.0, sect. 4.4.1)."""
+    n_axis = int(header.get("NAXIS", 0))
+    size = int(np.prod([int(header.get(f"NAXIS{i}", 0)) for i in range(1, n_axis + 1)])) if n_axis else 0
+    bytes_per_value = abs(int(header.get("BITPIX", 8))) // 8
+    return bytes_per_value * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + size)
+
+
+def _open_complete(path, **kwargs):
+    """``fits.open(path)`` with every HDU read, refusing a damaged or truncated file by name.
+
+    A file cut short (an interrupted download or copy) loses its last extensions or the end of their
+    data: astropy then reads fewer HDUs or fails late, with a TypeError, when the data are mapped.
+    """
+    path = Path(path)
+    remedy = "download it again (or copy it again from its source)"
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            hdul = fits.open(path, lazy_load_hdus=False, **kwargs)
+    except FileNotFoundError:
+        raise
+    except (OSError, TypeError, ValueError, IndexError) as err:
+        raise ValueError(f"{path} is a damaged or truncated FITS file ({err}): {remedy}") from None
+    size = path.stat().st_size
+    problems = [str(w.message) for w in caught if "truncated" in str(w.message).lower()]
+    for i, hdu in enumerate(hdul):
+        need = hdul.fileinfo(i)["datLoc"] + _data_bytes(hdu.header)
+        if need > size:
+            problems.append(f"extension {i} ({hdu.name}) needs {need} bytes, the file has {size}")
+    for w in caught:  # the other warnings, as they would have been shown
+        if "truncated" not in str(w.message).lower():
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if problems:
+        hdul.close()
+        raise ValueError(f"{path} is a damaged or truncated FITS file ({problems[-1]}): {remedy}")
+    return hdul
+
+
 class _FitsImage:
     """A picklable, lazily opened, memory-mapped view of one FITS image extension.
 
@@ -284,23 +323,27 @@ class MuseCube:
         self.close()
 
 
-def _wavelength_axis(header, path, wave_frame):
-    """Channel wavelengths (air, Angstrom) and the frame the file had, from the spectral keywords."""
-    n_wave = int(header["NAXIS3"])
-    missing = [k for k in ("CRVAL3", "CRPIX3") if k not in header]
-    if "CD3_3" in header:
-        step = float(header["CD3_3"])
-    elif "CDELT3" in header:
-        step = float(header["CDELT3"]) * float(header.get("PC3_3", 1.0))
+def _wavelength_axis(header, path, wave_frame, axis=3):
+    """Channel wavelengths (air, Angstrom) and the frame the file had, from the spectral keywords of
+    FITS axis ``axis`` (3 in a cube, 1 in a 1-D spectrum)."""
+    a = int(axis)
+    n_wave = int(header[f"NAXIS{a}"])
+    missing = [k for k in (f"CRVAL{a}", f"CRPIX{a}") if k not in header]
+    if f"CD{a}_{a}" in header:
+        step = float(header[f"CD{a}_{a}"])
+    elif f"CDELT{a}" in header:
+        step = float(header[f"CDELT{a}"]) * float(header.get(f"PC{a}_{a}", 1.0))
     else:
         step = None
-        missing.append("CD3_3 or CDELT3")
+        missing.append(f"CD{a}_{a} or CDELT{a}")
     if missing:
-        raise ValueError(f"{path}: the spectral axis lacks {', '.join(missing)}; a MUSE cube has all of them")
-    wave = float(header["CRVAL3"]) + (np.arange(n_wave) + 1.0 - float(header["CRPIX3"])) * step
-    # Units: CUNIT3 when given; else the FITS default (m, Greisen et al. 2006) for values that are
-    # optical wavelengths in metres, and Angstrom for values that are optical wavelengths in Angstrom.
-    cunit = header.get("CUNIT3")
+        raise ValueError(
+            f"{path}: the spectral axis lacks {', '.join(missing)}; a MUSE cube or spectrum has all of them"
+        )
+    wave = float(header[f"CRVAL{a}"]) + (np.arange(n_wave) + 1.0 - float(header[f"CRPIX{a}"])) * step
+    # Units: CUNITa when given; else the FITS default (m, Greisen et al. 2006) for values that are optical
+    # wavelengths in metres, and Angstrom for values that are optical wavelengths in Angstrom.
+    cunit = header.get(f"CUNIT{a}")
     if cunit:
         try:
             scale = u.Unit(str(cunit).strip(), format="fits").to(u.AA)
@@ -309,24 +352,24 @@ def _wavelength_axis(header, path, wave_frame):
                 scale = u.Unit(str(cunit).strip()).to(u.AA)
             except (ValueError, u.UnitConversionError):
                 raise ValueError(
-                    f"{path}: CUNIT3 = {cunit!r} is not a length unit; set it to 'Angstrom' or 'm'"
+                    f"{path}: CUNIT{a} = {cunit!r} is not a length unit; set it to 'Angstrom' or 'm'"
                 ) from None
     elif 1e-7 < abs(wave[0]) < 1e-5:
         scale = 1e10
     elif 1e3 < abs(wave[0]) < 1e5:
         scale = 1.0
     else:
-        raise ValueError(f"{path}: no CUNIT3 and CRVAL3 = {wave[0]!r} is not a wavelength; set CUNIT3")
+        raise ValueError(f"{path}: no CUNIT{a} and CRVAL{a} = {wave[0]!r} is not a wavelength; set CUNIT{a}")
     wave_aa = wave * scale
     if np.any(np.diff(wave_aa) <= 0):
-        raise ValueError(f"{path}: the wavelengths do not increase (CD3_3/CDELT3 = {step})")
+        raise ValueError(f"{path}: the wavelengths do not increase (CD{a}_{a}/CDELT{a} = {step})")
 
-    ctype = str(header.get("CTYPE3", "")).strip().upper()
+    ctype = str(header.get(f"CTYPE{a}", "")).strip().upper()
     frames = {formats.AIR_CTYPE: "air", formats.VACUUM_CTYPE: "vacuum"}
     file_frame = frames.get(ctype)
     if ctype and file_frame is None and ctype[:4] in frames:
         raise ValueError(
-            f"{path}: CTYPE3 = {ctype!r} is a non-linear spectral axis; only linear "
+            f"{path}: CTYPE{a} = {ctype!r} is a non-linear spectral axis; only linear "
             f"'{formats.AIR_CTYPE}' (air) or '{formats.VACUUM_CTYPE}' (vacuum) axes are read"
         )
     if wave_frame not in (None, "air", "vacuum"):
@@ -334,14 +377,14 @@ def _wavelength_axis(header, path, wave_frame):
     if file_frame is None:
         if wave_frame is None:
             raise ValueError(
-                f"{path}: CTYPE3 = {ctype or 'missing'!r} does not say whether the wavelengths are in air "
+                f"{path}: CTYPE{a} = {ctype or 'missing'!r} does not say whether the wavelengths are in air "
                 f"('{formats.AIR_CTYPE}') or vacuum ('{formats.VACUUM_CTYPE}'); pass wave_frame='air' or "
                 "'vacuum' (MUSE pipeline cubes are in air)"
             )
         file_frame = wave_frame
     elif wave_frame is not None and wave_frame != file_frame:
         raise ValueError(
-            f"{path}: wave_frame={wave_frame!r} contradicts CTYPE3 = {ctype!r} ({file_frame}); "
+            f"{path}: wave_frame={wave_frame!r} contradicts CTYPE{a} = {ctype!r} ({file_frame}); "
             "leave wave_frame out"
         )
     if file_frame == "vacuum":
@@ -368,11 +411,12 @@ def read_muse_cube(path, wave_frame=None, max_spaxels_per_chunk=MAX_SPAXELS_PER_
     Raises
     ------
     ValueError
-        Not a 3-D cube, no ``STAT``, an unknown ``BUNIT``, a spectral axis that cannot be read, or
-        wavelengths whose frame (air or vacuum) is not known. The message names the file and the fix.
+        A damaged or truncated file, not a 3-D cube, no ``STAT``, an unknown ``BUNIT``, a spectral
+        axis that cannot be read, or wavelengths whose frame (air or vacuum) is not known. The
+        message names the file and the fix.
     """
     path = Path(path)
-    with fits.open(path, memmap=True, lazy_load_hdus=False) as hdul:
+    with _open_complete(path, memmap=True) as hdul:
         names = [h.name for h in hdul]
         if formats.CUBE_DATA_EXT not in names:
             raise ValueError(

@@ -16,6 +16,7 @@ from .application import (
     plot_region_histories,
     plot_sky_map,
     plot_sky_maps,
+    plot_spectra_predictions,
 )
 from .comparison import (
     SCORE_LABELS,
@@ -107,6 +108,7 @@ __all__ = [
     "plot_radial_gradient",
     "plot_cluster_ages",
     "plot_region_histories",
+    "plot_spectra_predictions",
     # chapter 5
     "STAT_LABELS",
     "SCORE_LABELS",

@@ -1,5 +1,6 @@
 """Figures of chapter 4 (application to a galaxy): maps on the sky, the spatial bins, a cube's
-spectra, radial gradients, cluster ages and the histories of a few regions."""
+spectra, radial gradients, cluster ages, the histories of a few regions, and the histories of
+spectra of any instrument against pPXF's."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,6 +17,7 @@ __all__ = [
     "plot_radial_gradient",
     "plot_cluster_ages",
     "plot_region_histories",
+    "plot_spectra_predictions",
 ]
 
 SKY_PANEL_HEIGHT_IN = 3.3  # one row of maps
@@ -376,4 +378,68 @@ def plot_region_histories(age_bins_yr, regions, axs=None):
     lookback_axis(ax2, "[M/H] of the stars formed (dex)", legend=False)
     ax1.get_legend().remove()
     ax1.legend(loc="upper left", bbox_to_anchor=(1.01, 1), title="region ± 1σ")
+    return axs
+
+
+@book_figure
+def plot_spectra_predictions(table, ppxf=None, labels=None, axs=None):
+    """Histories of single spectra (:func:`sfh_ml.predict_spectra`) with pPXF's beside them.
+
+    Left: the mass fraction formed before each look-back time, the network's with its 1-sigma band,
+    pPXF's dashed. Right: mass-weighted log age against mass-weighted [M/H], the network's with their
+    1-sigma errors (filled), pPXF's (open), joined for each spectrum.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        :func:`sfh_ml.predict_spectra`'s table (``sfh_cum``, ``sfh_cum_sigma``, ``mw_log_age``,
+        ``mw_log_age_err``, ``mw_zh``, ``mw_zh_err``; ``meta["age_bins_yr"]``).
+    ppxf : astropy.table.Table, optional
+        :func:`sfh_ml.ppxf_spectra`'s table for the same spectra (``ppxf_sfh``, ``ppxf_mw_log_age``,
+        ``ppxf_mw_zh``).
+    labels : sequence of str, optional
+        One per row (default the table's ``name``).
+    axs : two Axes, optional
+
+    Returns
+    -------
+    axs
+    """
+    if axs is None:
+        _, axs = plt.subplots(1, 2, figsize=(BOOK_WIDTH_IN, 3.6), layout="constrained")
+    ax1, ax2 = axs
+    edges = np.asarray(table.meta["age_bins_yr"], dtype=float)
+    labels = [str(n) for n in table["name"]] if labels is None else list(labels)
+    for k, (row, label) in enumerate(zip(table, labels)):
+        colour = f"C{k}"
+        sig = np.concatenate([[0.0], np.asarray(row["sfh_cum_sigma"], dtype=float)[:-1]])
+        step_band(ax1, edges[:-1], formed_by_edges(row["sfh_cum"]), sig, colour, lw=1.5, label=label)
+        ax2.errorbar(
+            row["mw_log_age"],
+            row["mw_zh"],
+            xerr=row["mw_log_age_err"],
+            yerr=row["mw_zh_err"],
+            fmt="o",
+            color=colour,
+            ms=6,
+        )
+        if ppxf is not None:
+            p = ppxf[k]
+            ax1.step(
+                edges[:-1], formed_by_edges(np.cumsum(p["ppxf_sfh"])), where="post", color=colour, ls="--"
+            )
+            ax2.plot(p["ppxf_mw_log_age"], p["ppxf_mw_zh"], "o", mfc="none", mec=colour, ms=8, mew=1.5)
+            ax2.plot(
+                [row["mw_log_age"], p["ppxf_mw_log_age"]],
+                [row["mw_zh"], p["ppxf_mw_zh"]],
+                color=colour,
+                lw=0.8,
+            )
+    lookback_axis(ax1, "mass fraction formed", legend=False)
+    ax1.set_ylim(-0.02, 1.02)
+    ax1.legend(loc="upper left", title="network ± 1σ" + ("; pPXF dashed" if ppxf is not None else ""))
+    ax2.set_xlabel("mass-weighted log$_{10}$(age / yr)")
+    ax2.set_ylabel("mass-weighted [M/H] (dex)")
+    if ppxf is not None:
+        ax2.set_title("filled: network, open: pPXF")
     return axs

@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 from ..constants import BIRTH_CLOUD_AGE_YR, HALPHA_LABEL, MAX_AGE_YR, TRAINING_SIGMA_KMS, ZH_RANGE
 from ..files import output_lock, tmp_path
+from ..utils import check_positive_int
 from . import schema
 from .dust import CF00_SLOPE, DUST_LAWS
 from .instrument import MUSE_DWAVE_AA, MUSE_N_WAVE, MUSE_WAVE_START_AA, SKY_Z_RANGE
@@ -94,6 +95,12 @@ WORLD_DEFAULTS = dict(
 )
 # spawn_key (chunk, k) of each option's random stream
 _STREAMS = dict(family=1, library_mix=2, flux_calibration=3, lsf_error=4, wave_shift_kms=5, sky_residual=6)
+
+
+# The largest set generate accepts: 10^8 objects are ~3 TB of chunks plus the file (about 30 kB per
+# object), a week of synthesis on 16 cores; more is a typing error (a count of 2**63 would spin for
+# minutes building its list of chunks before any other check).
+MAX_N = 10**8
 
 
 def _pair(value, name):
@@ -228,9 +235,7 @@ class DatasetConfig:
     parametric_frac: float = WORLD_DEFAULTS["parametric_frac"]
 
     def __post_init__(self):
-        if int(self.n) != self.n or self.n <= 0:
-            raise ValueError(f"n must be a positive integer, got {self.n}")
-        self.n = int(self.n)
+        self.n = check_positive_int(self.n, "n", high=MAX_N)  # before anything: 2**63 would spin
         if self.library not in LIBRARIES:
             raise ValueError(f"unknown SSP library {self.library!r}; choose one of {LIBRARIES}")
         self._check_world()
@@ -832,7 +837,8 @@ def generate(config, path, workers=1, progress=True, overwrite=False):
     if int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers}")
     _check_folder(path.parent)
-    with output_lock(path, "sfh-ml generate"):
+    # SIGTERM anywhere in the run ends it like Ctrl-C, so the lock's clean-up runs (never left behind)
+    with _sigterm_as_interrupt(), output_lock(path, "sfh-ml generate"):
         if _is_done(path, config, overwrite, progress):
             return path
         store = _ChunkStore(path, config)
@@ -845,12 +851,12 @@ def generate(config, path, workers=1, progress=True, overwrite=False):
             )
         _check_disk_space(path, config, store)
         store.open()
-        todo = [i for i in range(config.n_chunks) if i not in set(store.done())]
+        done = set(store.done())
+        todo = [i for i in range(config.n_chunks) if i not in done]
         if progress and len(todo) < config.n_chunks:
             print(f"{path.name}: resuming, {config.n_chunks - len(todo)} of {config.n_chunks} chunks done")
-        with _sigterm_as_interrupt():
-            synth = _compute_chunks(config, path, store, todo, workers, progress)
-            _assemble(config, path, store, synth, overwrite)
+        synth = _compute_chunks(config, path, store, todo, workers, progress)
+        _assemble(config, path, store, synth, overwrite)
         store.remove()
     return path
 

@@ -54,7 +54,7 @@ from astropy.io import fits
 
 from ..constants import BIRTH_CLOUD_AGE_YR, C_KMS, FWHM_TO_SIGMA, MAX_AGE_YR
 from ..data import DataError, cache_dir, fetch
-from ..utils import interp_index
+from ..utils import check_wave_aa, interp_index
 from .instrument import broadening_matrix
 
 __all__ = [
@@ -91,14 +91,19 @@ def emiles_fwhm_aa(wave_aa):
     Parameters
     ----------
     wave_aa : ndarray, shape (n_wave,)
-        Wavelength in Angstrom.
+        Wavelength in Angstrom (checked: :func:`sfh_ml.utils.check_wave_aa`).
 
     Returns
     -------
     ndarray, shape (n_wave,)
         FWHM in Angstrom.
+
+    Raises
+    ------
+    ValueError
+        Wavelengths that cannot be Angstrom (a grid in nm, metres, NaN).
     """
-    wave_aa = np.asarray(wave_aa, dtype=float)
+    wave_aa = check_wave_aa(wave_aa)
     fwhm = np.full_like(wave_aa, 2.51)
     fwhm[wave_aa < 3541.4] = 3.0
     red = wave_aa > 8950.0
@@ -340,10 +345,10 @@ def _smooth_bc03(wave_bc, flux_bc):
     """Smooth BC03-MILES to the E-MILES resolution where BC03 is sampled finely enough to be sharper."""
     step = np.gradient(wave_bc)
     fine = (wave_bc > 1500) & (wave_bc < 7400) & (step <= 1.0)
-    fwhm_bc = np.where((wave_bc > 3540.5) & (wave_bc < 7350.2), 2.5, 2.0 * step)  # MILES part 2.5 A
-    sigma = np.sqrt(np.clip(emiles_fwhm_aa(wave_bc) ** 2 - fwhm_bc**2, 0, None)) * FWHM_TO_SIGMA
-    w = wave_bc[fine]
-    op = broadening_matrix(w, w, sigma[fine])
+    w = wave_bc[fine]  # BC03 starts at 91 A, below what an Angstrom check accepts: only these are used
+    fwhm_bc = np.where((w > 3540.5) & (w < 7350.2), 2.5, 2.0 * step[fine])  # MILES part 2.5 A
+    sigma = np.sqrt(np.clip(emiles_fwhm_aa(w) ** 2 - fwhm_bc**2, 0, None)) * FWHM_TO_SIGMA
+    op = broadening_matrix(w, w, sigma)
     out = flux_bc.copy()
     out[..., fine] = (op @ flux_bc[..., fine].reshape(-1, fine.sum()).T).T.reshape(flux_bc[..., fine].shape)
     return out
