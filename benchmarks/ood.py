@@ -45,7 +45,7 @@ from sfh_ml.network.goodness import (
     resynthesis_fit,
 )
 from sfh_ml.network.pretrained import pretrained_paths
-from sfh_ml.synthesis.dataset import DatasetConfig, generate
+from sfh_ml.synthesis import DatasetConfig, generate
 from sfh_ml.utils import as_str
 
 SETS = (("emiles", 10.0), ("emiles", 20.0), ("emiles", 50.0), ("emiles", 100.0), ("bc03", 50.0))

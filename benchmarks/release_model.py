@@ -74,13 +74,13 @@ from sfh_ml.network import (  # noqa: E402
     calibrate_ood,
     evaluate,
     get_metadata,
+    load_data,
     load_model,
     predict,
     pretrained,
     train,
 )
 from sfh_ml.network.card import QUANTITY_LABELS, render_model_card  # noqa: E402
-from sfh_ml.network.training import load_data  # noqa: E402
 from sfh_ml.synthesis import TEST_WORLDS, WORLD_DESCRIPTIONS, photometry  # noqa: E402
 from sfh_ml.synthesis.schema import SCHEMA_VERSION  # noqa: E402
 from sfh_ml.synthesis.ssp import LIBRARY_VERSION, SEAM_AGE_YR, load_library  # noqa: E402

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sfh_ml.synthesis.dataset import DatasetConfig, generate, generate_chunk
+from sfh_ml.synthesis import DatasetConfig, generate, generate_chunk
 
 
 def main(argv=None):

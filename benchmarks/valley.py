@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sfh_ml
 from sfh_ml.network import evaluate
-from sfh_ml.synthesis.dataset import DatasetConfig, generate
+from sfh_ml.synthesis import DatasetConfig, generate
 from sfh_ml.synthesis.ssp import LIBRARY_VARIANTS
 
 QUANTITIES = ("mw_log_age", "lw_log_age", "mw_zh", "lw_zh")

@@ -86,10 +86,9 @@ def score_world(path, networks, ppxf_n, folder, workers, goodness):
     than ``sfh_ml.network.goodness.OOD_AGE_ERROR_DEX`` (bin level) that carry it (NaN when none is),
     and how many those are.
     """
-    from sfh_ml.network import QUALITY_FLAGS, predict
+    from sfh_ml.network import QUALITY_FLAGS, load_data, predict
     from sfh_ml.network.goodness import OOD_AGE_ERROR_DEX as AGE_ERROR_DEX
     from sfh_ml.network.goodness import age_error, flag_rate
-    from sfh_ml.network.training import load_data
 
     data = load_data(path)
     truth = {"sfh": data["sfh"], "zh": data["zh"], **data["mean_truth"]}

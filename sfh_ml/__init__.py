@@ -5,76 +5,54 @@ The package has three wings, one per part of the book:
 * :mod:`sfh_ml.synthesis`: synthetic observations (SSP library, SFHs, dust, nebular emission,
   MUSE and HST) and the synthetic-set files;
 * :mod:`sfh_ml.network`: the networks (v1, v2), training, inference and validation metrics;
-* :mod:`sfh_ml.observations`: real PHANGS data, and spectra of any instrument (``read_spectra``,
-  ``predict_spectra``);
+* :mod:`sfh_ml.observations`: real data: PHANGS cubes and catalogues, and spectra of any instrument;
 
-plus :mod:`sfh_ml.data` (model data), :mod:`sfh_ml.plotting`, :mod:`sfh_ml.constants` and the
-command line, :mod:`sfh_ml.cli`. The synthesis names are imported here directly; the network names
-(``predict``, ``load_model``, ``train``, ``calibrate``, ...) on first use, so that ``import sfh_ml``
-and the data commands do not start Keras; so are the names of spectra of any instrument
-(``read_spectra``, ``predict_spectra``, ...), which live in :mod:`sfh_ml.observations`.
+plus :mod:`sfh_ml.fitting` (pPXF, the reference method), :mod:`sfh_ml.data` (model data),
+:mod:`sfh_ml.plotting`, :mod:`sfh_ml.constants` and the command line, :mod:`sfh_ml.cli`.
+
+The package itself exports the few verbs and nouns a user needs, from a spectrum file to an answer::
+
+    import sfh_ml
+
+    spectra = sfh_ml.read_spectra("spec-1234-56789-0123.fits")  # SDSS, MaNGA, MUSE 1-D, tables
+    table = sfh_ml.predict_spectra(spectra)  # the shipped network: SFH, [M/H], ages, flags
+    table.write("answers.ecsv")
+
+Every name loads on first use (:data:`PUBLIC` says from where), so ``import sfh_ml`` is quick and
+Keras starts only when a network name is used. Everything else lives in the wings.
 """
 
-import importlib
+from ._lazy import lazy_exports
+from .version import __version__
 
-from . import constants
-from .constants import BIRTH_CLOUD_AGE_YR, MAX_AGE_YR, ZH_RANGE
-from .data import DataError, cache_dir, fetch
-from .synthesis import *  # noqa: F403
-from .synthesis import __all__ as _synthesis_all
-from .utils import book_data_dir
+# Public name -> the module that defines it: the one list of what ``sfh_ml`` exports.
+PUBLIC = {
+    # synthetic sets (chapter 1)
+    "DatasetConfig": ".synthesis",
+    "generate": ".synthesis",
+    "read_dataset": ".synthesis",
+    # the network (chapters 2 and 3)
+    "train": ".network",
+    "load_model": ".network",
+    "load_pretrained": ".network",
+    "predict": ".network",
+    "evaluate": ".network",
+    "calibrate": ".network",
+    # real data (chapter 4)
+    "Spectra": ".observations",
+    "read_spectra": ".observations",
+    "predict_spectra": ".observations",
+    "apply_cube": ".observations",
+    "read_application": ".observations",
+    "write_mock_galaxy": ".observations",
+    "decode_quality": ".observations",
+    # model data, and the folder where the chapters keep theirs
+    "book_data_dir": ".utils",
+    "fetch": ".data",
+    "DataError": ".data",
+}
+_MODULES = ("synthesis", "network", "observations", "fitting", "plotting", "constants", "data", "cli")
 
-__version__ = "0.1.0"
+__all__ = ["__version__", *PUBLIC]
 
-_NETWORK = (
-    "build_model",
-    "train",
-    "load_model",
-    "predict",
-    "evaluate",
-    "predict_file",
-    "calibrate",
-    "load_pretrained",
-    "pretrained_info",
-    "pretrained_card",
-    "check_compatible",
-    "get_metadata",
-    "metrics",
-)
-
-_OBSERVATIONS = (
-    "Spectra",
-    "read_spectra",
-    "predict_spectra",
-    "ppxf_spectra",
-    "write_spectra_table",
-)
-
-__all__ = [
-    "__version__",
-    "constants",
-    "BIRTH_CLOUD_AGE_YR",
-    "MAX_AGE_YR",
-    "ZH_RANGE",
-    "DataError",
-    "cache_dir",
-    "fetch",
-    "book_data_dir",
-    *_synthesis_all,
-    *_NETWORK,
-    *_OBSERVATIONS,
-]
-
-
-def __getattr__(name):
-    if name in _NETWORK:
-        return getattr(importlib.import_module(".network", __name__), name)
-    if name in _OBSERVATIONS:
-        return getattr(importlib.import_module(".observations", __name__), name)
-    if name in ("network", "observations", "plotting", "cli"):
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'sfh_ml' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, {**PUBLIC, **{m: f".{m}" for m in _MODULES}})

@@ -285,9 +285,9 @@ _SPECTRUM_OPTIONS = {
 def _cmd_predict_spectra(args):
     """``predict --spectrum``: one table row per spectrum (sfh_ml.predict_spectra), written atomically."""
     from .files import check_output
-    from .observations.spectra import _table_kind, predict_spectra, read_spectra, write_spectra_table
+    from .observations.spectra import predict_spectra, read_spectra, table_kind, write_spectra_table
 
-    _table_kind(args.out)  # every refusal before the work: the suffix, the output file
+    table_kind(args.out)  # every refusal before the work: the suffix, the output file
     check_output(args.out, overwrite=args.overwrite, inputs=args.spectrum)
     if args.goodness or args.filters is not None:
         raise ValueError("--goodness and --filters go with --data (HDF5 sets), not with --spectrum")

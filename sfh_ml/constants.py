@@ -16,11 +16,15 @@ __all__ = [
     "HBETA_LABEL",
     "V_WAVE_AA",
     "TRAINING_SIGMA_KMS",
+    "ARCSEC_PER_RAD",
+    "NMAD_FACTOR",
 ]
 
 C_KMS = 299792.458  # speed of light, km/s
 C_AA_S = 2.99792458e18  # speed of light, Angstrom / s
 FWHM_TO_SIGMA = 1.0 / math.sqrt(8.0 * math.log(2.0))  # sigma = FWHM / 2.3548 for a Gaussian
+ARCSEC_PER_RAD = 180.0 * 3600.0 / math.pi  # 206264.806 arcsec per radian
+NMAD_FACTOR = 1.4826  # normalised median absolute deviation: NMAD = sigma for a Gaussian
 
 # Every history starts 14.1 Gyr ago (the seed's look-back time). The oldest SSP of the library is
 # 12.6 Gyr (E-MILES has no 14.1 Gyr model): it stands for all stars formed 11.2-14.1 Gyr ago.

@@ -80,7 +80,7 @@ ARTEFACTS = {
     ),
     # Eight real MaNGA spectra (DRP v2_4_3; FLUX, IVAR, MASK, SRES, Z) shipped with the MaNGA Data
     # Analysis Pipeline (Westfall et al. 2019) for its tests: the real-spectrum check of pPXF and
-    # the network (sfh_ml.fitting.real_spectra). Fetched only when that check runs.
+    # the network (sfh_ml.observations.real_spectra). Fetched only when that check runs.
     "mangadap": Artefact(
         key="mangadap",
         requirement="sdss-mangadap==4.5.0",

@@ -236,9 +236,18 @@ def is_missing(values):
     ndarray of bool, shape of ``values``
     """
     mask = np.ma.getmaskarray(values) if np.ma.isMaskedArray(values) else False
-    v = np.asarray(np.ma.getdata(values), dtype=float)
+    v = np.asarray(np.ma.getdata(values))
+    if v.dtype not in (np.float32, np.float64):  # float32 stays float32: no float64 copy of a cube
+        v = v.astype(float)
     with np.errstate(invalid="ignore"):
-        return mask | ~np.isfinite(v) | (np.abs(v) >= HUGE_VALUE) | np.isin(v, MISSING_VALUES)
+        missing = ~(np.abs(v) < HUGE_VALUE)  # NaN, inf and fill values in one test
+        lo, hi = min(MISSING_VALUES), max(MISSING_VALUES)
+        candidate = (v >= lo) & (v <= hi)  # the flags are compared only where one could be
+        if np.ndim(v) == 0:
+            missing = missing | np.isin(v, MISSING_VALUES)
+        elif candidate.any():
+            missing[candidate] |= np.isin(v[candidate], MISSING_VALUES)
+    return mask | missing
 
 
 @contextlib.contextmanager

@@ -35,6 +35,13 @@ def check(fn):
 _SYN_GEN = ["--seed", "5", "--chunk-size", "16", "--quiet"]
 
 
+def _synthesis():
+    """The synthesis wing (imported when a case runs, not when the cases are collected)."""
+    import sfh_ml.synthesis
+
+    return sfh_ml.synthesis
+
+
 def _syn_wave_nm():
     import numpy as np
 
@@ -217,7 +224,7 @@ def _syn_resume_after(sig):
 def _syn_check_resumed(result, tmp_path):
     import hashlib
 
-    from sfh_ml.synthesis.dataset import DatasetConfig, generate
+    from sfh_ml.synthesis import DatasetConfig, generate
 
     status, err, kept, computed, out = result
     assert len(kept) >= 3 and kept.isdisjoint(computed)  # the saved chunks are not synthesised again
@@ -310,7 +317,7 @@ def _syn_check_second_refused(result, tmp_path):
 def _syn_stale_lock(tmp_path):
     import socket
 
-    from sfh_ml.synthesis.dataset import DatasetConfig, generate, read_dataset
+    from sfh_ml.synthesis import DatasetConfig, generate, read_dataset
 
     out = tmp_path / "s.h5"
     (tmp_path / "s.h5.lock").write_text(f"{socket.gethostname()} 999999999\n")  # no such process
@@ -319,7 +326,7 @@ def _syn_stale_lock(tmp_path):
 
 
 def _syn_finished_file(tmp_path, n=40):
-    from sfh_ml.synthesis.dataset import DatasetConfig, generate
+    from sfh_ml.synthesis import DatasetConfig, generate
 
     return generate(DatasetConfig(n=n, seed=5, chunk_size=16), tmp_path / "done.h5", progress=False)
 
@@ -344,7 +351,7 @@ def _syn_check_kept(result, tmp_path):
 
 
 def _syn_not_a_set(tmp_path):
-    from sfh_ml.synthesis.dataset import DatasetConfig, generate
+    from sfh_ml.synthesis import DatasetConfig, generate
 
     path = tmp_path / "notes.h5"
     path.write_text("my notes")
@@ -358,30 +365,28 @@ def _syn_disk_too_small(tmp_path):
     from collections import namedtuple
     from unittest import mock
 
-    from sfh_ml.synthesis import dataset
+    from sfh_ml.synthesis import DatasetConfig, generate, store
 
     usage = namedtuple("usage", "total used free")(10**12, 10**12 - 10**8, 10**8)  # 100 MB free
-    with mock.patch.object(dataset.shutil, "disk_usage", return_value=usage):
-        dataset.generate(dataset.DatasetConfig(n=20_000), tmp_path / "big.h5", progress=False)
+    with mock.patch.object(store.shutil, "disk_usage", return_value=usage):
+        generate(DatasetConfig(n=20_000), tmp_path / "big.h5", progress=False)
 
 
 def _syn_disk_fills_up(tmp_path):
     import errno
     from unittest import mock
 
-    from sfh_ml.synthesis import dataset
+    from sfh_ml.synthesis import DatasetConfig, generate, store
 
     def full(self, index, rec):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with mock.patch.object(dataset._ChunkStore, "save", full):
-        dataset.generate(
-            dataset.DatasetConfig(n=40, seed=1, chunk_size=16), tmp_path / "full.h5", progress=False
-        )
+    with mock.patch.object(store.ChunkStore, "save", full):
+        generate(DatasetConfig(n=40, seed=1, chunk_size=16), tmp_path / "full.h5", progress=False)
 
 
 def _syn_other_config_partial(tmp_path):
-    from sfh_ml.synthesis.dataset import DatasetConfig, generate
+    from sfh_ml.synthesis import DatasetConfig, generate
 
     partial = tmp_path / "p.h5.partial"
     partial.mkdir()
@@ -404,7 +409,7 @@ def _syn_edited_file(tmp_path, edit):
 
 def _syn_read(edit, keys=None):
     def scenario(tmp_path):
-        from sfh_ml.synthesis.dataset import read_dataset
+        from sfh_ml.synthesis import read_dataset
 
         read_dataset(_syn_edited_file(tmp_path, edit), keys=keys)
 
@@ -448,12 +453,12 @@ SYNTHESIS_CASES = [
     # (id, scenario(tmp_path), expectation)
     (
         "muse-lsf-wave-in-nm",
-        lambda tmp_path: __import__("sfh_ml").muse_lsf_fwhm(_syn_wave_nm()),
+        lambda tmp_path: _synthesis().muse_lsf_fwhm(_syn_wave_nm()),
         raises(ValueError, r"wave_aa spans 475-934.9, outside 4000-1.05e\+04 Angstrom.*must be in Angstrom"),
     ),
     (
         "attenuation-wave-in-metres",
-        lambda tmp_path: __import__("sfh_ml").attenuation([5.5e-7, 6.5e-7], 0.5),
+        lambda tmp_path: _synthesis().attenuation([5.5e-7, 6.5e-7], 0.5),
         raises(
             ValueError,
             r"wave_aa spans 5.5e-07-6.5e-07, outside 100-1e\+08 Angstrom.*not nm, micron or metres",
@@ -461,54 +466,54 @@ SYNTHESIS_CASES = [
     ),
     (
         "attenuation-grid-in-nm",
-        lambda tmp_path: __import__("sfh_ml").attenuation(__import__("numpy").arange(500.0, 900.0, 0.5), 0.5),
+        lambda tmp_path: _synthesis().attenuation(__import__("numpy").arange(500.0, 900.0, 0.5), 0.5),
         raises(ValueError, r"wave_aa spans 500-899.5, all below 1000 Angstrom: is it in nm\?"),
     ),
     (
         "optical-depth-negative",
-        lambda tmp_path: __import__("sfh_ml").optical_depth([5500.0, 6563.0], [0.3, -0.2]),
+        lambda tmp_path: _synthesis().optical_depth([5500.0, 6563.0], [0.3, -0.2]),
         raises(ValueError, r"tau_v \(V-band optical depth\) must be >= 0, got min -0.2"),
     ),
     (
         "charlot-fall-negative-tau-ism",
-        lambda tmp_path: __import__("sfh_ml").charlot_fall([5500.0], [1e6, 1e9], 0.5, -1.0),
+        lambda tmp_path: _synthesis().charlot_fall([5500.0], [1e6, 1e9], 0.5, -1.0),
         raises(ValueError, r"tau_ism \(V-band optical depth\) must be >= 0"),
     ),
     (
         "total-sigma-negative-dispersion",
-        lambda tmp_path: __import__("sfh_ml").total_sigma_aa(_syn_flux()[0], -50.0),
+        lambda tmp_path: _synthesis().total_sigma_aa(_syn_flux()[0], -50.0),
         raises(ValueError, r"sigma_kms \(velocity dispersion\) must be >= 0 km/s"),
     ),
     (
         "total-sigma-wave-in-nm",
-        lambda tmp_path: __import__("sfh_ml").total_sigma_aa(_syn_wave_nm(), 100.0),
+        lambda tmp_path: _synthesis().total_sigma_aa(_syn_wave_nm(), 100.0),
         raises(ValueError, r"outside 4000-1.05e\+04 Angstrom"),
     ),
     (
         "broadening-negative-sigma",
-        lambda tmp_path: __import__("sfh_ml").broadening_matrix(_syn_flux()[0], _syn_flux()[0], -1.0),
+        lambda tmp_path: _synthesis().broadening_matrix(_syn_flux()[0], _syn_flux()[0], -1.0),
         raises(ValueError, r"sigma_aa \(Gaussian sigma\) must be >= 0 Angstrom"),
     ),
     (
         "broadening-wave-in-nm",
-        lambda tmp_path: __import__("sfh_ml").broadening_matrix(_syn_wave_nm(), _syn_wave_nm(), 0.1),
+        lambda tmp_path: _synthesis().broadening_matrix(_syn_wave_nm(), _syn_wave_nm(), 0.1),
         raises(ValueError, r"wave_in spans 475-934.9, all below 1000 Angstrom: is it in nm\?"),
     ),
     (
         "noise-sigma-snr-zero",
-        lambda tmp_path: __import__("sfh_ml").noise_sigma(_syn_flux()[1], [30.0, 0.0]),
+        lambda tmp_path: _synthesis().noise_sigma(_syn_flux()[1], [30.0, 0.0]),
         raises(ValueError, r"snr \(signal-to-noise ratio\) must be > 0, got min 0"),
     ),
     (
         "add-noise-snr-negative",
-        lambda tmp_path: __import__("sfh_ml").add_noise(
+        lambda tmp_path: _synthesis().add_noise(
             _syn_flux()[1], -5.0, __import__("numpy").random.default_rng(0)
         ),
         raises(ValueError, r"snr \(signal-to-noise ratio\) must be > 0"),
     ),
     (
         "noise-of-negative-spectrum",
-        lambda tmp_path: __import__("sfh_ml").noise_sigma(-_syn_flux()[1], 30.0),
+        lambda tmp_path: _synthesis().noise_sigma(-_syn_flux()[1], 30.0),
         raises(
             ValueError,
             r"flux must be noise-free spectra with a positive mean in the S/N window \(5300-5700 A\)",
@@ -516,12 +521,12 @@ SYNTHESIS_CASES = [
     ),
     (
         "band-weights-wave-in-nm",
-        lambda tmp_path: __import__("sfh_ml").band_weights(__import__("numpy").arange(168.0, 1101.0, 0.09)),
+        lambda tmp_path: _synthesis().band_weights(__import__("numpy").arange(168.0, 1101.0, 0.09)),
         raises(ValueError, r"does not cover HST_WFC3_F275W.*wave_aa must be in Angstrom"),
     ),
     (
         "synthesizer-wave-in-nm",
-        lambda tmp_path: __import__("sfh_ml").Synthesizer(wave_aa=_syn_wave_nm()),
+        lambda tmp_path: _synthesis().Synthesizer(wave_aa=_syn_wave_nm()),
         raises(ValueError, r"wave_aa spans 475-934.9, all below 1000 Angstrom"),
     ),
     (
@@ -549,7 +554,7 @@ SYNTHESIS_CASES = [
     ("data-force-repairs-truncated-file", _syn_in_tmp_cache(_syn_force_repairs), check(_syn_check_repaired)),
     (
         "emiles-resolution-wave-in-nm",
-        lambda tmp_path: __import__("sfh_ml").synthesis.emiles_fwhm_aa(_syn_wave_nm()),
+        lambda tmp_path: _synthesis().emiles_fwhm_aa(_syn_wave_nm()),
         raises(ValueError, r"wave_aa spans 475-934.9, all below 1000 Angstrom: is it in nm\?"),
     ),
 ]
@@ -589,23 +594,20 @@ _NET_CACHE = {}  # the tiny model and its file, built once per session
 def _net_model():
     if "model" in _NET_CACHE:
         return _NET_CACHE["model"]
-    import keras
+    from conftest import build_tiny
 
-    from sfh_ml import network
-
-    keras.utils.set_random_seed(0)
     wave_aa, age_bins_yr = _net_grids()
-    model = network.build_model(
+    model = build_tiny(
         "v2",
         _NET_N_WAVE,
         5,
         _NET_N_BINS,
+        seed=0,
+        adapt=_net_objects(64, seed=1),
         wave_aa=wave_aa,
         age_bins_yr=age_bins_yr,
         filters=_NET_FILTERS,
-        **_NET_TINY,
     )
-    network.adapt(model, *_net_objects(64, seed=1))
     _NET_CACHE["model"] = model
     return model
 
@@ -635,7 +637,7 @@ def _net_write(path, n=32, filters=True, edit=None):
     import h5py
     import numpy as np
 
-    from sfh_ml.synthesis.dataset import SCHEMA_VERSION
+    from sfh_ml.synthesis import SCHEMA_VERSION
 
     rng = np.random.default_rng(2)
     wave_aa, age_bins_yr = _net_grids()
@@ -1454,16 +1456,15 @@ def _app_cube(tmp_path, name="cube.fits"):
     return path if path.exists() else write_test_cube(path)
 
 
+@pytest.fixture(autouse=True)
+def _app_request(request):
+    """The running test's request, so that the scenarios reach the session fixtures on demand."""
+    _APP_CACHE["request"] = request
+
+
 def _app_mock():
-    if "mock" not in _APP_CACHE:
-        import tempfile
-        from pathlib import Path
-
-        from sfh_ml.observations import write_mock_galaxy
-
-        folder = Path(tempfile.mkdtemp(prefix="sfh_ml_mock_"))
-        _APP_CACHE["mock"] = write_mock_galaxy(folder, shape=(20, 20), n_clusters=3, progress=False)
-    return _APP_CACHE["mock"]
+    """The session's small mock galaxy (conftest's ``mock_galaxy``), written on first use."""
+    return _APP_CACHE["request"].getfixturevalue("mock_galaxy")
 
 
 def _app_apply(tmp_path, cube=None, out="out", **kw):
@@ -1575,14 +1576,14 @@ def _app_cli_interrupted(tmp_path):
     import signal
     from unittest import mock
 
-    from sfh_ml.observations import apply as ap
+    from sfh_ml.observations.apply import chunks
 
     model = tmp_path / "tiny.keras"
     model.write_bytes(_net_model_path().read_bytes())
     cube = _app_cube(tmp_path)
     argv = ["apply", "--model", model, "--cube", cube, "--redshift", _APP_Z, "--bins", "grid:2"]
     argv += ["--chunk-bins", "10", "--quiet", "--out", tmp_path / "out"]
-    real = ap._bins_chunk
+    real = chunks._bins_chunk
 
     def interrupted(state, index):
         if index == 1:
@@ -1590,7 +1591,7 @@ def _app_cli_interrupted(tmp_path):
         return real(state, index)
 
     err = io.StringIO()
-    with mock.patch.object(ap, "_bins_chunk", interrupted), contextlib.redirect_stderr(err):
+    with mock.patch.object(chunks, "_bins_chunk", interrupted), contextlib.redirect_stderr(err):
         status = _net_cli(*argv)
     kept = sorted(p.name for p in (tmp_path / "out" / "work").glob("bins_*.npz"))
     return status, err.getvalue(), kept, _net_cli(*argv)

@@ -15,7 +15,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from conftest import TINY_V2  # noqa: E402
+from conftest import build_tiny  # noqa: E402
 from test_training import (  # noqa: E402
     AGE_BINS_YR,
     BIN_LIGHT,
@@ -60,11 +60,10 @@ def mis_scaled(sets):
     with h5py.File(sets["calib"]) as f:
         wave_aa, filters = f["wave_aa"][:], [b.decode() for b in f["filters"][:]]
         spectra, photometry = f["spectra"][:], f["photometry"][:]
-    keras.utils.set_random_seed(3)
-    model = network.build_model(
-        "v2", N_WAVE, N_BANDS, N_BINS, (-1.71, 0.22), wave_aa, AGE_BINS_YR, filters, **TINY_V2
-    )
-    network.adapt(model, spectra, photometry)
+    model = build_tiny(
+        "v2", N_WAVE, N_BANDS, N_BINS, seed=3, adapt=(spectra, photometry), zh_range=(-1.71, 0.22),
+        wave_aa=wave_aa, age_bins_yr=AGE_BINS_YR, filters=filters,
+    )  # fmt: skip
     ones = np.ones(N_BINS)
     model.get_layer("history").set_sigma_scale(MIS_SCALE["sfh_cum"] * ones, MIS_SCALE["zh"] * ones)
     path = sets["folder"] / "mis_scaled.keras"

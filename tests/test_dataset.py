@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from sfh_ml.cli import main
-from sfh_ml.synthesis import dataset, schema
-from sfh_ml.synthesis.dataset import DatasetConfig, generate, generate_chunk, read_dataset
+from sfh_ml.synthesis import DatasetConfig, dataset, generate, generate_chunk, read_dataset, schema
 from sfh_ml.synthesis.instrument import muse_wave
 
 MUSE_WAVE = muse_wave()
@@ -205,11 +204,11 @@ def test_a_stop_during_a_chunk_write_lands_after_the_write():
     import signal
     import time
 
-    from sfh_ml.synthesis.dataset import _signals_held, _sigterm_as_interrupt
+    from sfh_ml.synthesis.pool import signals_held, sigterm_as_interrupt
 
     written = []
-    with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
-        with _signals_held():
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+        with signals_held():
             os.kill(os.getpid(), signal.SIGTERM)  # arrives while the "file" is being written
             time.sleep(0.05)  # an unheld signal would interrupt the write here
             written.append("the whole chunk")

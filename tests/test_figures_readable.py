@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from astropy.wcs import WCS  # noqa: E402
-from conftest import TINY_V1, TINY_V2, make_params  # noqa: E402
+from conftest import build_tiny, make_params  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
 import sfh_ml.plotting as pl  # noqa: E402
@@ -262,14 +262,14 @@ def _gradient():
 
 
 def _batch(family="skew"):
-    from sfh_ml import DenseBasis, SkewNormalBurst
+    from sfh_ml.synthesis import DenseBasis, SkewNormalBurst
 
     rng = np.random.default_rng(5)
     return (SkewNormalBurst() if family == "skew" else DenseBasis(n_tx=3, alpha=1.0)).sample(8, rng)
 
 
 def _synthesis(synth):
-    from sfh_ml import SkewNormalBurst
+    from sfh_ml.synthesis import SkewNormalBurst
 
     population = SkewNormalBurst().sample(1, np.random.default_rng(6))
     params = make_params(1, tau_bc=1.0, tau_ism=0.3, snr=50.0, snr_phot=20.0)
@@ -306,13 +306,9 @@ def _real_check():
 
 def _tiny_model(version):
     pytest.importorskip("keras")
-    from sfh_ml.network import build_model
-
     wave = np.linspace(4750.0, 9350.0, 200)
-    hyper = TINY_V1 if version == "v1" else TINY_V2
-    return build_model(
-        version, wave.size, 5, AGE_BINS_YR.size - 1, wave_aa=wave, age_bins_yr=AGE_BINS_YR, **hyper
-    )
+    n_bins = AGE_BINS_YR.size - 1
+    return build_tiny(version, wave.size, 5, n_bins, wave_aa=wave, age_bins_yr=AGE_BINS_YR, filters=None)
 
 
 def _sky(name):
@@ -354,9 +350,9 @@ CASES = {
         lambda s: pl.plot_photometry(
             s[3],
             s[4][0],
-            __import__("sfh_ml").pivot_wavelengths(),
+            __import__("sfh_ml").synthesis.pivot_wavelengths(),
             s[2]["photometry_noiseless"][0],
-            __import__("sfh_ml").PHANGS_FILTERS,
+            __import__("sfh_ml").synthesis.PHANGS_FILTERS,
         )
     )(_synthesis(synth)),
     "plot_noise": lambda lib, synth: (

@@ -234,22 +234,20 @@ def test_age_is_right_within_0_3_dex():
 def tiny(synthetic, tmp_path_factory):
     """An untrained tiny v2 on the synthetic set's grids (seeded), saved with no thresholds, with
     absurdly small ones and with huge ones (same weights)."""
-    keras = pytest.importorskip("keras")
-    from conftest import TINY_V2
+    pytest.importorskip("keras")
+    from conftest import build_tiny
 
-    keras.utils.set_random_seed(5)
-    n_bins = synthetic["sfh"].shape[1]
-    model = network.build_model(
+    model = build_tiny(
         "v2",
         synthetic["wave_aa"].size,
         len(synthetic["filters"]),
-        n_bins,
+        synthetic["sfh"].shape[1],
+        seed=5,
+        adapt=(synthetic["spectra"], synthetic["photometry"]),
         wave_aa=synthetic["wave_aa"],
         age_bins_yr=synthetic["age_bins_yr"],
         filters=synthetic["filters"],
-        **TINY_V2,
     )
-    network.adapt(model, synthetic["spectra"], synthetic["photometry"])
     folder = tmp_path_factory.mktemp("tiny")
     paths = {}
     for name, table in (("none", None), ("small", SMALL), ("huge", HUGE)):

@@ -333,8 +333,8 @@ def test_spectra_by_age_are_divided_by_their_median_and_offset_by_one():
 
 
 def test_binned_histories_show_the_mass_fractions_in_each_bin():
-    from sfh_ml import SkewNormalBurst
     from sfh_ml.plotting import plot_binned_histories
+    from sfh_ml.synthesis import SkewNormalBurst
 
     batch = SkewNormalBurst().sample(4, np.random.default_rng(11))
     ax_sfh, ax_zh = plot_binned_histories(batch, AGE_BINS_YR, n_show=3)

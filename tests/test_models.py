@@ -1,4 +1,4 @@
-"""Tests of the networks (sfh_ml.models): output contract, serialisation, masking, grids, losses.
+"""Tests of the networks (sfh_ml.network): output contract, serialisation, masking, grids, losses.
 
 Tiny networks on short spectra (400 pixels, 8 age bins) keep the file fast on 2 cores; the toy
 spectra are sums of per-bin templates, so the SFH and [M/H] can be learnt from them.
@@ -13,7 +13,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from conftest import TINY_V1, TINY_V2  # noqa: E402
+from conftest import TINY_V1, build_tiny  # noqa: E402
 
 from sfh_ml import network as models  # noqa: E402
 from sfh_ml.network import inference  # noqa: E402
@@ -28,19 +28,10 @@ TINY = TINY_V1
 
 
 def tiny_model(version, seed=0, **kw):
-    keras.utils.set_random_seed(seed)
-    hyper = TINY_V2 if version == "v2" else TINY
-    return models.build_model(
-        version,
-        N_WAVE,
-        N_BANDS,
-        N_BINS,
-        ZH_RANGE,
-        wave_aa=WAVE_AA,
-        age_bins_yr=AGE_BINS_YR,
-        filters=FILTERS,
-        **{**hyper, **kw},
-    )
+    return build_tiny(
+        version, N_WAVE, N_BANDS, N_BINS, seed=seed,
+        **{"zh_range": ZH_RANGE, "wave_aa": WAVE_AA, "age_bins_yr": AGE_BINS_YR, "filters": FILTERS, **kw},
+    )  # fmt: skip
 
 
 def toy_data(n, seed=0):
@@ -291,7 +282,10 @@ def test_load_model_works_in_a_fresh_process_without_registering_anything(tmp_pa
     # import sfh_ml alone (lazy network names): the custom layers must come with load_model
     path = tmp_path / "m.keras"
     tiny_model("v2").save(path)
-    code = f"import sfh_ml; m = sfh_ml.load_model({str(path)!r}); print(sfh_ml.get_metadata(m)['version'])"
+    code = (
+        f"import sfh_ml; m = sfh_ml.load_model({str(path)!r}); "
+        "print(sfh_ml.network.get_metadata(m)['version'])"
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

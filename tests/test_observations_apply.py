@@ -17,7 +17,6 @@ from astropy.wcs import WCS
 keras = pytest.importorskip("keras")
 
 from test_observations_readers import celestial_keywords  # noqa: E402
-from test_training import TINY  # noqa: E402
 
 from sfh_ml import network  # noqa: E402
 from sfh_ml.cli import main  # noqa: E402
@@ -25,10 +24,11 @@ from sfh_ml.constants import FWHM_TO_SIGMA  # noqa: E402
 from sfh_ml.observations import apply as ap  # noqa: E402
 from sfh_ml.observations import flags as qf  # noqa: E402
 from sfh_ml.observations import formats  # noqa: E402
+from sfh_ml.observations.apply import chunks, outputs  # noqa: E402
 from sfh_ml.observations.hst import hst_spaxel_fluxes, match_psf, reproject_to_spaxels  # noqa: E402
 from sfh_ml.observations.readers import read_hst_image, read_muse_cube  # noqa: E402
 from sfh_ml.synthesis.instrument import muse_wave  # noqa: E402
-from sfh_ml.synthesis.photometry import PHANGS_FILTERS, load_filters  # noqa: E402
+from sfh_ml.synthesis.photometry import load_filters  # noqa: E402
 from sfh_ml.synthesis.sfh import default_age_bins  # noqa: E402
 
 NY = NX = 12
@@ -63,17 +63,8 @@ def write_test_cube(path, ny=NY, nx=NX, seed=0):
 
 
 @pytest.fixture(scope="module")
-def model():
-    return network.build_model(
-        "v2",
-        3681,
-        5,
-        N_AGE_BINS,
-        wave_aa=muse_wave(),
-        age_bins_yr=default_age_bins(),
-        filters=list(PHANGS_FILTERS),
-        **TINY,
-    )
+def model(tiny_v2):
+    return tiny_v2  # conftest: untrained tiny v2 on the MUSE grid, PHANGS bands, default age bins
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +251,7 @@ def test_light_weighted_means_come_from_the_models_light_table_or_are_nan():
 def test_an_interrupted_run_resumes_without_recomputing(model, cube_path, reference, tmp_path, monkeypatch):
     out = tmp_path / "out"
     computed = []
-    original = ap._bins_chunk
+    original = chunks._bins_chunk
 
     def failing(state, index):
         if index == 2:
@@ -268,7 +259,7 @@ def test_an_interrupted_run_resumes_without_recomputing(model, cube_path, refere
         computed.append(index)
         return original(state, index)
 
-    monkeypatch.setattr(ap, "_bins_chunk", failing)
+    monkeypatch.setattr(chunks, "_bins_chunk", failing)
     with pytest.raises(RuntimeError, match="killed"):
         ap.apply_cube(model, cube_path, out, redshift=REDSHIFT, bins="grid:2", chunk_bins=10, progress=False)
     assert computed == [0, 1]
@@ -284,7 +275,7 @@ def test_an_interrupted_run_resumes_without_recomputing(model, cube_path, refere
         ap.apply_cube(model, cube_path, out, redshift=REDSHIFT, bins="grid:3", chunk_bins=10, progress=False)
     computed.clear()
     monkeypatch.setattr(
-        ap, "_bins_chunk", lambda state, index: computed.append(index) or original(state, index)
+        chunks, "_bins_chunk", lambda state, index: computed.append(index) or original(state, index)
     )
     result = ap.apply_cube(
         model, cube_path, out, redshift=REDSHIFT, bins="grid:2", chunk_bins=10, progress=False
@@ -362,10 +353,8 @@ def test_command_line_apply(model, cube_path, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------------------- mock galaxy
 @pytest.fixture(scope="module")
-def mock(tmp_path_factory):
-    from sfh_ml.observations.mock import write_mock_galaxy
-
-    return write_mock_galaxy(tmp_path_factory.mktemp("mock"), shape=(20, 20), n_clusters=3, progress=False)
+def mock(mock_galaxy):
+    return mock_galaxy  # conftest: 20 x 20 spaxels, 3 clusters, seed 0
 
 
 def test_mock_galaxy_end_to_end(model, mock, tmp_path):
@@ -429,7 +418,7 @@ def test_image_photometry_matches_the_cube_spectra(mock):
 
 
 def test_tables_written_in_blocks_read_back_whole(model, cube_path, reference, tmp_path, monkeypatch):
-    monkeypatch.setattr(ap, "ECSV_BLOCK_ROWS", 7)  # 36 bins: 6 blocks, the last one short
+    monkeypatch.setattr(outputs, "ECSV_BLOCK_ROWS", 7)  # 36 bins: 6 blocks, the last one short
     out = tmp_path / "out"
     ap.apply_cube(model, cube_path, out, redshift=REDSHIFT, bins="grid:2", chunk_bins=10, progress=False)
     blocks = Table.read(out / "bins.ecsv")
@@ -452,3 +441,17 @@ def test_quality_bits_are_distinct():
     bits = list(ap.quality_bits().values())
     assert len(set(bits)) == len(bits) and all(b & (b - 1) == 0 for b in bits)
     assert qf.OUTSIDE_CUBE < 1 << ap.NETWORK_FLAG_SHIFT
+
+
+def test_apply_cube_takes_its_options_as_a_config_or_as_keywords_not_both(
+    model, cube_path, reference, tmp_path
+):
+    config = ap.ApplyConfig(redshift=REDSHIFT, bins="grid:2", chunk_bins=10, progress=False)
+    with pytest.raises(TypeError, match="not both"):
+        ap.apply_cube(model, cube_path, tmp_path / "both", config=config, bins="grid:3")
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['redshfit'\\]"):
+        ap.apply_cube(model, cube_path, tmp_path / "typo", redshfit=REDSHIFT)
+    with pytest.raises(ValueError, match="chunk_bins must be >= 1"):
+        ap.ApplyConfig(redshift=REDSHIFT, chunk_bins=0)
+    ap.apply_cube(model, cube_path, tmp_path / "out", config=config)
+    assert_same_outputs(tmp_path / "out", reference.out_dir)

@@ -15,7 +15,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from conftest import TINY_V2  # noqa: E402
+from conftest import build_tiny  # noqa: E402
 
 from sfh_ml import network  # noqa: E402
 from sfh_ml.cli import main  # noqa: E402
@@ -41,12 +41,10 @@ def objects(n, seed=0):
 
 
 def tiny_network(seed):
-    keras.utils.set_random_seed(seed)
-    model = network.build_model(
-        "v2", N_WAVE, 5, N_BINS, wave_aa=WAVE_AA, age_bins_yr=AGE_BINS_YR, filters=FILTERS, **TINY_V2
-    )
-    network.adapt(model, *objects(64, seed=seed + 10))
-    return model
+    return build_tiny(
+        "v2", N_WAVE, 5, N_BINS, seed=seed, adapt=objects(64, seed=seed + 10),
+        wave_aa=WAVE_AA, age_bins_yr=AGE_BINS_YR, filters=FILTERS,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from astropy.io import fits
 from conftest import make_params
 
 from sfh_ml.fitting import build_templates, emission_line_mask, fit_spectrum
-from sfh_ml.fitting.real_spectra import manga_test_spectra_path, real_spectra_check
 from sfh_ml.observations import read_manga_spectra
+from sfh_ml.observations.real_spectra import manga_test_spectra_path, real_spectra_check
 from sfh_ml.synthesis.sfh import SkewNormalBurst
 
 

@@ -15,20 +15,15 @@ from scipy.optimize import curve_fit
 
 import sfh_ml
 from sfh_ml.constants import C_KMS, FWHM_TO_SIGMA
-from sfh_ml.fitting import manga_test_spectra_path, ppxf_sdss_spectrum_path
 from sfh_ml.observations import flags as qf
+from sfh_ml.observations import manga_test_spectra_path, ppxf_sdss_spectrum_path
 from sfh_ml.observations.spectra import SDSS_DLOGLAM, measure_kinematics, prepare_observed, read_spectra
 from sfh_ml.synthesis.instrument import muse_lsf_fwhm, muse_wave
 
 keras = pytest.importorskip("keras")
 ppxf = pytest.importorskip("ppxf")
 
-from test_training import TINY  # noqa: E402
-
-from sfh_ml import network  # noqa: E402
 from sfh_ml.cli import main  # noqa: E402
-from sfh_ml.synthesis.photometry import PHANGS_FILTERS  # noqa: E402
-from sfh_ml.synthesis.sfh import default_age_bins  # noqa: E402
 
 SDSS_FILES = [ppxf_sdss_spectrum_path(g) for g in ("NGC3522", "NGC3073")]
 HALPHA_VAC_AA, HALPHA_AIR_AA = 6564.61, 6562.80  # H-alpha in vacuum and in standard air (Morton 2000)
@@ -101,17 +96,8 @@ def line_spectrum(wave, centre, fwhm, depth=-0.5, seed=0, snr=1e4):
 
 
 @pytest.fixture(scope="module")
-def model():
-    return network.build_model(
-        "v2",
-        3681,
-        5,
-        default_age_bins().size - 1,
-        wave_aa=muse_wave(),
-        age_bins_yr=default_age_bins(),
-        filters=list(PHANGS_FILTERS),
-        **TINY,
-    )
+def model(tiny_v2):
+    return tiny_v2  # conftest: untrained tiny v2 on the MUSE grid, PHANGS bands, default age bins
 
 
 def table_spectra(n=3, medium="air"):

@@ -12,7 +12,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from conftest import TINY_V2  # noqa: E402
+from conftest import TINY_V2, build_tiny  # noqa: E402
 
 from sfh_ml import network as models  # noqa: E402
 from sfh_ml.cli import build_parser  # noqa: E402
@@ -72,14 +72,14 @@ def weights_of(model):
 
 # ----------------------------------------------------------------------------------------- data
 def test_load_data_reads_the_schema_and_a_subset(toy_file):
-    data = training.load_data(toy_file, n_max=20)
+    data = models.load_data(toy_file, n_max=20)
     assert data["spectra"].shape == (20, N_WAVE) and data["spectra"].dtype == np.float32
     assert data["photometry"].shape == (20, N_BANDS) and data["sfh"].shape == data["zh"].shape == (20, N_BINS)
     assert data["filters"] == [f.decode() for f in FILTERS] and data["zh_range"] == ZH_RANGE
     np.testing.assert_allclose(data["sfh"].sum(1), 1.0, atol=1e-5)
     with h5py.File(toy_file) as f:
         np.testing.assert_array_equal(data["spectra"], f["spectra"][:20])
-    noiseless = training.load_data(toy_file, n_max=20, noiseless=True)
+    noiseless = models.load_data(toy_file, n_max=20, noiseless=True)
     assert not np.array_equal(noiseless["spectra"], data["spectra"])
 
 
@@ -88,9 +88,9 @@ def test_load_data_names_what_is_missing(tmp_path):
     with h5py.File(path, "w") as f:
         f["spectra"] = np.ones((3, 10), np.float32)
     with pytest.raises(ValueError, match=r"bad\.h5 lacks a dataset.*required: \['wave_aa'"):
-        training.load_data(path)
+        models.load_data(path)
     with pytest.raises(FileNotFoundError, match="nothing.h5"):
-        training.load_data(tmp_path / "nothing.h5")
+        models.load_data(tmp_path / "nothing.h5")
 
 
 def test_split_is_deterministic_disjoint_and_complete():
@@ -160,7 +160,7 @@ def test_augmentation_cuts_the_ends_and_the_sky_windows_of_a_redshifted_observat
 
 
 def test_batches_depend_only_on_seed_epoch_and_index(toy_file):
-    data = training.load_data(toy_file)
+    data = models.load_data(toy_file)
     idx = np.arange(50)
     a = training.HistoryDataset(data, idx, batch_size=16, seed=1, augment={})
     b = training.HistoryDataset(data, idx, batch_size=16, seed=1, augment={})
@@ -245,7 +245,7 @@ def test_a_set_without_a_light_table_trains_a_model_without_one_and_says_so(tmp_
     path = write_toy_file(tmp_path / "old.h5", 24)
     with h5py.File(path, "r+") as f:
         del f["bin_light"], f["zh_grid"]
-    assert training.load_data(path)["bin_light"] is None
+    assert models.load_data(path)["bin_light"] is None
     with pytest.warns(UserWarning, match="no light table"):
         result = training.train(path, out_path=tmp_path / "old.keras", epochs=1, **RUN)
     assert models.get_metadata(result.model)["bin_light"] is None
@@ -256,7 +256,7 @@ def test_a_set_without_a_light_table_trains_a_model_without_one_and_says_so(tmp_
         f["bin_light"] = np.where(np.arange(N_BINS)[:, None] == 3, 0.0, BIN_LIGHT)  # a bin without light
         f["zh_grid"] = ZH_GRID
     with pytest.raises(ValueError, match=r"old\.h5: datasets 'bin_light' / 'zh_grid'.*> 0"):
-        training.load_data(path)
+        models.load_data(path)
 
 
 def test_training_adapts_the_input_standardisation(runs):
@@ -300,7 +300,7 @@ def test_training_on_other_grids_is_refused(runs, tmp_path):
 # ----------------------------------------------------------------------------------------- evaluation
 def test_evaluate_gives_zero_error_for_a_perfect_predictor(runs, toy_file, monkeypatch):
     out, _, _, _, _ = runs
-    data = training.load_data(toy_file)
+    data = models.load_data(toy_file)
 
     def perfect(model, spectra, photometry, batch_size=1024, **kwargs):
         assert np.array_equal(spectra, data["spectra"])  # rows in the file's order
@@ -344,12 +344,11 @@ def well_trained(toy_file, tmp_path_factory):
 def test_evaluate_a_trained_model_beats_an_untrained_one(well_trained, toy_file):
     trained = models.evaluate(well_trained, toy_file)
     # The same architecture, untrained, with its input standardisation fitted to the same data.
-    data = training.load_data(toy_file)
-    keras.utils.set_random_seed(1)
-    untrained = models.build_model(
-        "v2", N_WAVE, N_BANDS, N_BINS, ZH_RANGE, data["wave_aa"], AGE_BINS_YR, data["filters"], **TINY
-    )
-    models.adapt(untrained, data["spectra"], data["photometry"])
+    data = models.load_data(toy_file)
+    untrained = build_tiny(
+        "v2", N_WAVE, N_BANDS, N_BINS, seed=1, adapt=(data["spectra"], data["photometry"]),
+        zh_range=ZH_RANGE, wave_aa=data["wave_aa"], age_bins_yr=AGE_BINS_YR, filters=data["filters"],
+    )  # fmt: skip
     fresh = models.evaluate(untrained, toy_file)
     assert trained["n_objects"] == fresh["n_objects"] == 64 and trained["n_unusable"] == 0
     # measured: cumulative-SFH MAE 0.059 trained, 0.13 untrained; mean-age MAE 0.06-0.09 dex against 0.34
@@ -365,7 +364,7 @@ def test_predict_file_writes_predictions_and_identifiers(runs, toy_file, tmp_pat
     out, a, _, _, _ = runs
     pred_path = tmp_path / "pred.h5"
     models.predict_file(out / "a.keras", toy_file, pred_path, chunk=24)  # several chunks
-    data = training.load_data(toy_file)
+    data = models.load_data(toy_file)
     expected = models.predict(a.model, data["spectra"], data["photometry"])
     with h5py.File(pred_path) as f, h5py.File(toy_file) as src:
         for key in ("sfh", "sfh_cum", "sfh_cum_sigma", "zh", "zh_sigma"):
@@ -468,7 +467,7 @@ def test_the_book_s_progress_bar_counts_every_batch_and_shows_the_validation_err
     result = training.train(toy_file, out_path=tmp_path / "m.keras", epochs=2, **{**RUN, "verbose": "tqdm"})
     err = capsys.readouterr().err
     last = err.replace("\r", "\n").strip().splitlines()[-1]
-    n = len(training.load_data(toy_file)["sfh"])
+    n = len(models.load_data(toy_file)["sfh"])
     train_idx, _ = training.split_indices(n, RUN["val_fraction"], 42)  # train()'s default seed
     steps = -(-len(train_idx) // RUN["batch_size"])  # batches per epoch, the last one partial
     assert f"{2 * steps}/{2 * steps}" in last, last

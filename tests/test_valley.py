@@ -7,7 +7,7 @@ import pytest
 
 from sfh_ml.cli import main
 from sfh_ml.data import DataError
-from sfh_ml.synthesis.dataset import DatasetConfig, generate, read_dataset
+from sfh_ml.synthesis import DatasetConfig, generate, read_dataset
 from sfh_ml.synthesis.ssp import YOUNG_LOG_AGE, library_path, load_library
 
 

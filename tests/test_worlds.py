@@ -9,6 +9,7 @@ import pytest
 from sfh_ml.constants import C_KMS, FWHM_TO_SIGMA, MAX_AGE_YR, ZH_RANGE
 from sfh_ml.synthesis import (
     PHANGS_FILTERS,
+    DatasetConfig,
     DoublePowerLaw,
     ExponentialTau,
     LibraryMix,
@@ -20,16 +21,18 @@ from sfh_ml.synthesis import (
     charlot_fall,
     dust_curve,
     flux_calibration_error,
+    generate,
+    generate_chunk,
     load_library,
     muse_lsf_fwhm,
     muse_wave,
     parametric_families,
     pivot_wavelengths,
+    read_dataset,
     shift_spectra,
     sky_residuals,
     smc_curve,
 )
-from sfh_ml.synthesis.dataset import DatasetConfig, generate, generate_chunk, read_dataset
 from sfh_ml.synthesis.dust import CF00_SLOPE, attenuation_curve, transmission
 from sfh_ml.synthesis.parametric import DelayedTauBurst
 from sfh_ml.synthesis.sfh import default_age_bins

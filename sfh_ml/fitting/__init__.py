@@ -9,9 +9,11 @@
 * :mod:`~sfh_ml.fitting.regul`: choosing the regularisation (Delta chi^2 = sqrt(2 N));
 * :mod:`~sfh_ml.fitting.compare`: pPXF against the networks on the same held-out sets (scores,
   tables, speeds);
-* :mod:`~sfh_ml.fitting.real_spectra`: the network and pPXF on the same real (MaNGA) spectra;
 * :mod:`~sfh_ml.fitting.kinematics`: stellar velocity and dispersion of real spectra (pPXF), for
   their preparation (:func:`sfh_ml.predict_spectra`).
+
+The network and pPXF on the same real spectra (:mod:`sfh_ml.observations.real_spectra`) live with
+the readers of those spectra, in the observations wing, which builds on this one.
 """
 
 from .batch import SCALAR_KEYS, fit_arrays, fit_file, to_predictions
@@ -37,14 +39,6 @@ from .compare import (
 from .fit import DEFAULT_REGUL, TAU_V_BOUNDS, cf00_screen, fit_spectrum
 from .kinematics import KINEMATICS_DEGREE, KINEMATICS_KEYS, fit_kinematics, kinematics_templates
 from .lines import emission_line_mask, masked_lines_aa
-from .real_spectra import (
-    MANGA_TEST_SPECTRA,
-    PPXF_SDSS_GALAXIES,
-    manga_test_spectra_path,
-    ppxf_sdss_spectrum_path,
-    real_spectra_check,
-    spectrum_bands,
-)
 from .regul import REGUL_GRID, regul_by_delta_chi2
 from .templates import DEFAULT_LOG_U, PPXFTemplates, build_templates, log_rebin_spectra
 from .weights import binned_histories, ssp_histories, ssp_means
@@ -56,12 +50,6 @@ __all__ = [
     "to_predictions",
     "DEFAULT_REGUL",
     "TAU_V_BOUNDS",
-    "MANGA_TEST_SPECTRA",
-    "manga_test_spectra_path",
-    "PPXF_SDSS_GALAXIES",
-    "ppxf_sdss_spectrum_path",
-    "real_spectra_check",
-    "spectrum_bands",
     "cf00_screen",
     "fit_spectrum",
     "KINEMATICS_DEGREE",

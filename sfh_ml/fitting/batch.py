@@ -14,7 +14,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from ..synthesis.dataset import read_dataset
+from ..synthesis import read_dataset
 from ..synthesis.photometry import PHANGS_FILTERS
 from ..synthesis.ssp import load_library
 from ..synthesis.synthesizer import v_band_flux

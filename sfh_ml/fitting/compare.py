@@ -157,8 +157,8 @@ def network_speed(model, spectra, photometry, n_spectra):
 
 def load_networks(shipped=True, model_paths=()):
     """Method name -> Keras model: ``network (shipped)`` and ``network (<file stem>)`` per path."""
-    from .. import load_pretrained
     from ..network import load_model
+    from ..network.pretrained import load_pretrained
 
     networks = {"network (shipped)": load_pretrained()} if shipped else {}
     for path in model_paths:

@@ -27,7 +27,7 @@ import time
 import numpy as np
 from ppxf.ppxf import ppxf
 
-from ..synthesis.dataset import DatasetConfig
+from ..synthesis import DatasetConfig
 from ..synthesis.dust import attenuation_curve
 from ..utils import is_missing
 from .templates import log_rebin_spectra

@@ -4,9 +4,11 @@
 * :mod:`~sfh_ml.network.losses`: Gaussian NLL losses and point-error metrics;
 * :mod:`~sfh_ml.network.architectures`: v1 (four branches) and v2 (attention, one decoder);
 * :mod:`~sfh_ml.network.metadata`: the grids a model was trained for, and the check against data;
+* :mod:`~sfh_ml.network.loading`: ``load_model`` (a saved network) and ``load_data`` (a labelled
+  training set), read alike by training and inference;
 * :mod:`~sfh_ml.network.training`: data feeding, augmentation, resumable training;
-* :mod:`~sfh_ml.network.inference`: ``load_model``, ``predict`` (with a quality flag per object),
-  ``evaluate``, ``predict_file``;
+* :mod:`~sfh_ml.network.inference`: ``predict`` (with a quality flag per object), ``evaluate``,
+  ``predict_file``;
 * :mod:`~sfh_ml.network.calibration`: ``calibrate``, the sigma factors fitted on a held-out set, and
   ``calibrate_ood``, the thresholds of the out-of-distribution flag;
 * :mod:`~sfh_ml.network.goodness`: ``resynthesis_fit``, each prediction re-synthesised and scored
@@ -20,7 +22,7 @@ Keras starts only when a network name is used. :func:`load_model` registers the 
 before loading, so saved models load without ``custom_objects``.
 """
 
-import importlib
+from .._lazy import lazy_exports
 
 # Public name -> the submodule that defines it.
 _EXPORTS = {
@@ -28,18 +30,16 @@ _EXPORTS = {
     **dict.fromkeys(
         (
             "PREDICTION_KEYS",
-            "QUALITY_FLAGS",
-            "QUALITY_NO_NOISE",
-            "QUALITY_OUT_OF_DISTRIBUTION",
-            "QUALITY_UNUSABLE",
-            "ModelFileError",
             "NoUsableObjectError",
             "evaluate",
-            "load_model",
             "predict",
             "predict_file",
         ),
         "inference",
+    ),
+    **dict.fromkeys(("ModelFileError", "load_data", "load_model"), "loading"),
+    **dict.fromkeys(
+        ("QUALITY_FLAGS", "QUALITY_NO_NOISE", "QUALITY_OUT_OF_DISTRIBUTION", "QUALITY_UNUSABLE"), "quality"
     ),
     **dict.fromkeys(("calibrate", "calibrate_ood", "sigma_scale_factors"), "calibration"),
     **dict.fromkeys(
@@ -68,7 +68,6 @@ _EXPORTS = {
             "TrainingError",
             "TrainingResult",
             "augment_batch",
-            "load_data",
             "split_indices",
             "train",
         ),
@@ -78,13 +77,6 @@ _EXPORTS = {
 __all__ = ["metrics", *_EXPORTS]
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    if name == "metrics":
-        return importlib.import_module(".metrics", __name__)
-    raise AttributeError(f"module 'sfh_ml.network' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(
+    __name__, {"metrics": ".metrics", **{k: f".{v}" for k, v in _EXPORTS.items()}}
+)

@@ -44,12 +44,12 @@ from .inference import (
     _band_order,
     _goodness,
     describe_quality,
-    load_model,
     mask_missing,
     predict,
 )
+from .loading import load_data, load_model
 from .metadata import check_compatible, get_metadata
-from .training import _atomic_save_model, load_data
+from .training import _atomic_save_model
 
 __all__ = [
     "TARGET_COVERAGE",
@@ -151,7 +151,7 @@ def _coverage(pred, truth):
 
 
 def _checked_set(model, meta, model_path, path, filters, n_max):
-    """A labelled set (:func:`~sfh_ml.network.training.load_data`) on the model's grids and bands;
+    """A labelled set (:func:`~sfh_ml.network.loading.load_data`) on the model's grids and bands;
     ValueError naming the file and the model otherwise."""
     data = load_data(path, n_max=n_max)
     bands = _band_order(data["filters"], filters, path, meta)

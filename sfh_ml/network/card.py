@@ -24,7 +24,7 @@ A dict (all numbers plain floats or ints; ``None`` where not measured). Required
     :func:`sfh_ml.network.calibrate_ood`; None or absent: the module default).
 ``training`` * : dict
     ``n_train`` * (spectra), ``dataset_config`` (the training set's
-    :class:`~sfh_ml.synthesis.dataset.DatasetConfig` as a dict; its ``seed`` is the data seed),
+    :class:`~sfh_ml.synthesis.config.DatasetConfig` as a dict; its ``seed`` is the data seed),
     ``seed`` * (seed of the weights, split and augmentation; member ``i`` uses ``seed + i``),
     ``epochs`` (maximum), ``batch_size``, ``learning_rate``, ``patience``, ``val_fraction``,
     ``augment`` (bool), ``epochs_run``, ``best_epoch`` and ``stopped`` (why training ended; lists,

@@ -20,7 +20,7 @@ into a spectrum:
    bands' pivot wavelengths in this search;
 3. the best point is synthesised exactly (spectrum and fluxes) and scored: ``chi2_pixel``, the
    chi-square per unmasked pixel against the observed noise (emission lines masked with
-   :func:`sfh_ml.fitting.lines.emission_line_mask`), and ``phot_residual``, (obs - model) / err per
+   :func:`sfh_ml.synthesis.lines.emission_line_mask`), and ``phot_residual``, (obs - model) / err per
    band, with their rms ``phot_rms``.
 
 The out-of-distribution score
@@ -71,7 +71,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ..constants import BIRTH_CLOUD_AGE_YR
+from ..synthesis.dust import attenuation_curve, transmission
+from ..synthesis.lines import emission_line_mask
+from ..synthesis.photometry import pivot_wavelengths
 from ..synthesis.sfh import closed_edges, time_overlap
+from ..synthesis.ssp import load_library
+from ..synthesis.synthesizer import SynthesisParams, Synthesizer
 from ..utils import check_positive_int
 
 __all__ = [
@@ -212,9 +217,6 @@ class BinnedHistory:
 @functools.lru_cache(maxsize=4)
 def _synthesizer(wave_bytes, filters, library_variant):
     """A Synthesizer on the given grid over the dispersion nodes (built once per process)."""
-    from ..synthesis import Synthesizer
-    from ..synthesis.ssp import load_library
-
     wave_aa = np.frombuffer(wave_bytes, dtype=np.float64)
     library = load_library(variant=library_variant)
     return Synthesizer(library, wave_aa, filters, sigma_kms=(SIGMA_NODES_KMS[0], SIGMA_NODES_KMS[-1]))
@@ -223,9 +225,6 @@ def _synthesizer(wave_bytes, filters, library_variant):
 @functools.lru_cache(maxsize=4)
 def _fit_mask(wave_bytes, library_variant):
     """Pixels fitted (True): away from the emission lines the generator draws."""
-    from ..fitting.lines import emission_line_mask
-    from ..synthesis.ssp import load_library
-
     wave_aa = np.frombuffer(wave_bytes, dtype=np.float64)
     return emission_line_mask(load_library(variant=library_variant), wave_aa)
 
@@ -409,8 +408,6 @@ def fit_ood_thresholds(
 
 
 def _params(n, sigma_kms, tau_ism=0.0, tau_bc=0.0):
-    from ..synthesis import SynthesisParams
-
     return SynthesisParams(
         tau_bc=np.broadcast_to(tau_bc, (n,)),
         tau_ism=np.broadcast_to(tau_ism, (n,)),
@@ -427,9 +424,6 @@ def _dust_grid(synth):
 
     Returns ``(a_ism, a_bc, p_ism, p_bc, tau_ism, tau_bc)``: (G, n_wave) x 2, (G, n_bands) x 2, (G,) x 2.
     """
-    from ..synthesis.dust import attenuation_curve, transmission
-    from ..synthesis.photometry import pivot_wavelengths
-
     ti, tb = (g.ravel() for g in np.meshgrid(TAU_ISM_GRID, TAU_BC_GRID, indexing="ij"))
     k_wave = attenuation_curve(synth.wave_aa)
     k_phot = attenuation_curve(pivot_wavelengths(list(synth.filters)))

@@ -1,4 +1,4 @@
-"""Inference: load a trained network, predict histories, evaluate against truth, predict files.
+"""Inference: predict histories, evaluate against truth, predict files.
 
 :func:`predict` takes arrays in physical units. Before the network sees them, missing values are
 masked (:func:`mask_missing`) and every object gets a quality flag (:func:`quality_flags`, a bit
@@ -13,7 +13,6 @@ import functools
 import json
 import math
 import os
-from pathlib import Path
 
 import h5py
 import keras
@@ -24,18 +23,27 @@ from ..files import check_output, tmp_path
 from ..utils import MISSING_VALUES, as_str, check_positive_int, is_missing, pixel_edges
 from . import metrics
 from .goodness import GOODNESS_KEYS
+from .loading import ModelFileError, load_data, load_model  # noqa: F401  (ModelFileError: older imports)
 from .metadata import check_compatible, get_metadata
-from .training import load_data
+from .quality import (
+    QUALITY_FEW_PIXELS,
+    QUALITY_FLAGS,
+    QUALITY_MISSING_BANDS,
+    QUALITY_NEGATIVE_SPECTRUM,
+    QUALITY_NO_NOISE,
+    QUALITY_NO_SPECTRUM,
+    QUALITY_OUT_OF_DISTRIBUTION,
+    QUALITY_PHOTOMETRY_SCALE,
+    QUALITY_UNUSABLE,
+)
 
 __all__ = [
-    "load_model",
     "predict",
     "evaluate",
     "predict_file",
     "mask_missing",
     "quality_flags",
     "describe_quality",
-    "ModelFileError",
     "NoUsableObjectError",
     "PREDICTION_KEYS",
     "QUALITY_FLAGS",
@@ -52,37 +60,11 @@ __all__ = [
 
 PREDICTION_KEYS = ("sfh", "sfh_cum", "sfh_cum_sigma", "zh", "zh_sigma")
 READ_CHUNK = 16384  # rows read from HDF5 at a time
-XLA_BACKENDS = ("tensorflow", "jax")  # backends whose predict loops compile with XLA when asked
-QUALITY_BLOCK = 4096  # rows per block in the photometry check (bounds its temporary arrays)
+# Rows masked and checked at a time (mask_missing, quality_flags): a block's temporaries (a few MB on
+# the MUSE grid) stay in the CPU caches, which makes the checks ~3x faster than on whole arrays.
+QUALITY_BLOCK = 256
 
 # ----------------------------------------------------------------------------------------- quality
-# Per-object quality flags: a bit mask, 0 = good.
-QUALITY_NO_SPECTRUM = 1  # no usable pixel: all NaN, inf, zero or missing-value flags
-QUALITY_FEW_PIXELS = 2  # fewer than MIN_VALID_FRACTION of the pixels usable (training masks at most ~25 %)
-QUALITY_NEGATIVE_SPECTRUM = 4  # more than half the usable pixels < 0 (median < 0): not a flux density
-QUALITY_PHOTOMETRY_SCALE = 8  # a band differs from the spectrum's level by > PHOT_SCALE_TOLERANCE: units?
-QUALITY_MISSING_BANDS = 16  # at least one band missing (NaN, <= 0, a flag): predicted without it
-# The re-synthesised prediction misses the data by more than the own world allows (ood_score > 1,
-# sfh_ml.network.goodness): set only when the goodness of fit is asked for; informative.
-QUALITY_OUT_OF_DISTRIBUTION = 32
-# The goodness of fit was asked for but the object could not be scored: no pixel with a finite flux
-# and a finite noise > 0 (chi2_pixel and ood_score NaN). Informative: the prediction stands.
-QUALITY_NO_NOISE = 64
-QUALITY_FLAGS = {
-    "no_spectrum": QUALITY_NO_SPECTRUM,
-    "few_pixels": QUALITY_FEW_PIXELS,
-    "negative_spectrum": QUALITY_NEGATIVE_SPECTRUM,
-    "photometry_scale": QUALITY_PHOTOMETRY_SCALE,
-    "missing_bands": QUALITY_MISSING_BANDS,
-    "out_of_distribution": QUALITY_OUT_OF_DISTRIBUTION,
-    "no_noise": QUALITY_NO_NOISE,
-}
-# Objects with any of these bits get NaN predictions; QUALITY_MISSING_BANDS,
-# QUALITY_OUT_OF_DISTRIBUTION and QUALITY_NO_NOISE only inform.
-QUALITY_UNUSABLE = (
-    QUALITY_NO_SPECTRUM | QUALITY_FEW_PIXELS | QUALITY_NEGATIVE_SPECTRUM | QUALITY_PHOTOMETRY_SCALE
-)
-
 MIN_VALID_FRACTION = 0.5  # fewer usable pixels than this fraction: QUALITY_FEW_PIXELS
 # Band flux over the spectrum's mean flux density in the band: outside [1/30, 30] the two cannot be
 # the same object in the same units (dust, apertures and partial overlap move it by tens of per cent).
@@ -108,18 +90,41 @@ def mask_missing(spectra, photometry):
     spectra, photometry : ndarray, float32
         Copies with NaN where the input was missing.
     """
-    spectra, photometry = _nan_filled(spectra), _nan_filled(photometry)  # copies, float32
-    spectra[is_missing(spectra) | (spectra == 0)] = np.nan
+    return _masked_spectra(spectra), _masked_photometry(photometry)
+
+
+def _masked_spectra(spectra):
+    """A float32 copy of spectra with NaN where missing or exactly 0 (see :func:`mask_missing`)."""
+    spectra = _nan_filled(spectra)
+    for block in [spectra] if spectra.ndim != 2 else _row_blocks(spectra):  # views: masked in place
+        block[_missing_pixels(block)] = np.nan
+    return spectra
+
+
+def _missing_pixels(spectra):
+    """Where :func:`mask_missing` puts NaN in spectra (any shape): missing values and exact zeros."""
+    return is_missing(spectra) | (spectra == 0)
+
+
+def _masked_photometry(photometry):
+    """A float32 copy of photometry with NaN where missing or <= 0 (see :func:`mask_missing`)."""
+    photometry = _nan_filled(photometry)
     with np.errstate(invalid="ignore"):
         photometry[is_missing(photometry) | ~(photometry > 0)] = np.nan
-    return spectra, photometry
+    return photometry
 
 
-def _nan_filled(values, dtype=np.float32):
-    """A copy of ``values`` as a plain array, the masked entries of a MaskedArray as NaN."""
+def _row_blocks(values):
+    """Views of :data:`QUALITY_BLOCK` rows each of a 2-D array."""
+    return [values[start : start + QUALITY_BLOCK] for start in range(0, len(values), QUALITY_BLOCK)]
+
+
+def _nan_filled(values, dtype=np.float32, copy=True):
+    """``values`` as a plain array (a copy unless ``copy`` is False and no conversion is needed), the
+    masked entries of a MaskedArray as NaN."""
     if np.ma.isMaskedArray(values):
         return np.ma.filled(np.ma.asarray(values).astype(dtype), np.nan)
-    return np.array(values, dtype=dtype)
+    return np.array(values, dtype=dtype) if copy else np.asarray(values, dtype=dtype)
 
 
 @functools.lru_cache(maxsize=8)
@@ -143,25 +148,18 @@ def _band_overlap(filters, wave_bytes):
     return weights.astype(np.float32), totals.astype(np.float32)
 
 
-def _photometry_ratio(spectra, photometry, wave_aa, filters):
-    """Band flux over the spectrum's photon-weighted mean flux in the band's overlap, (n, n_bands).
+def _photometry_ratio(block, valid, photometry, overlap):
+    """Band flux over the spectrum's photon-weighted mean flux in the band's overlap, (b, n_bands).
 
-    NaN where a band is missing, unknown to pyphot, or covered by usable pixels for less than
-    :data:`MIN_BAND_OVERLAP` of its throughput.
+    ``block`` (b, n_wave) are spectra, ``valid`` their usable pixels, ``photometry`` (b, n_bands)
+    their fluxes and ``overlap`` what :func:`_band_overlap` gives. NaN where a band is missing or
+    covered by usable pixels for less than :data:`MIN_BAND_OVERLAP` of its throughput.
     """
-    ratio = np.full(photometry.shape, np.nan, dtype=np.float32)  # (n, n_bands)
-    overlap = _band_overlap(tuple(filters), np.asarray(wave_aa, dtype=np.float64).tobytes())
-    if overlap is None:
-        return ratio
     weights, totals = overlap  # (n_bands, n_wave), (n_bands,)
-    for start in range(0, len(spectra), QUALITY_BLOCK):
-        block = spectra[start : start + QUALITY_BLOCK]  # (b, n_wave)
-        valid = np.isfinite(block)
-        covered = valid.astype(np.float32) @ weights.T  # (b, n_bands)
-        level = np.where(valid, block, 0.0) @ weights.T / np.maximum(covered, np.finfo(np.float32).tiny)
-        level[covered < MIN_BAND_OVERLAP * totals] = np.nan
-        ratio[start : start + QUALITY_BLOCK] = photometry[start : start + QUALITY_BLOCK] / level
-    return ratio
+    covered = valid.astype(np.float32) @ weights.T  # (b, n_bands)
+    level = np.where(valid, block, 0.0) @ weights.T / np.maximum(covered, np.finfo(np.float32).tiny)
+    level[covered < MIN_BAND_OVERLAP * totals] = np.nan
+    return photometry / level
 
 
 def quality_flags(spectra, photometry, wave_aa=None, filters=None, min_valid_fraction=MIN_VALID_FRACTION):
@@ -191,20 +189,41 @@ def quality_flags(spectra, photometry, wave_aa=None, filters=None, min_valid_fra
         :data:`QUALITY_NEGATIVE_SPECTRUM` (median of the usable pixels < 0),
         :data:`QUALITY_PHOTOMETRY_SCALE` and :data:`QUALITY_MISSING_BANDS` (informative only).
     """
+    return _quality_flags(spectra, photometry, _overlap_of(wave_aa, filters), min_valid_fraction)
+
+
+def _overlap_of(wave_aa, filters):
+    """:func:`_band_overlap` of the bands on the grid (cached), or None without them: no photometry
+    check (None too for a band pyphot lacks)."""
+    if wave_aa is None or filters is None:
+        return None
+    return _band_overlap(tuple(filters), np.asarray(wave_aa, dtype=np.float64).tobytes())
+
+
+def _quality_flags(spectra, photometry, overlap, min_valid_fraction, raw=False):
+    """:func:`quality_flags`, block by block; ``overlap`` from :func:`_band_overlap` (None: no
+    photometry check). ``raw``: the spectra are not masked yet, and the pixels :func:`mask_missing`
+    would set to NaN count as missing (the same flags, without a masked copy of the spectra)."""
     n, n_wave = spectra.shape
-    valid = np.isfinite(spectra)  # (n, n_wave)
-    n_valid = valid.sum(axis=1)  # (n,)
-    n_negative = (spectra < 0).sum(axis=1)  # NaN compares False
+    n_valid, n_negative = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)  # (n,)
+    ratio = np.full(photometry.shape, np.nan, dtype=np.float32)  # (n, n_bands)
+    for start in range(0, n, QUALITY_BLOCK):
+        rows = slice(start, start + QUALITY_BLOCK)
+        block = spectra[rows]  # (b, n_wave)
+        valid = ~_missing_pixels(block) if raw else np.isfinite(block)
+        negative = (block < 0) & valid if raw else block < 0  # NaN compares False
+        n_valid[rows] = np.count_nonzero(valid, axis=1)
+        n_negative[rows] = np.count_nonzero(negative, axis=1)
+        if overlap is not None:
+            ratio[rows] = _photometry_ratio(block, valid, photometry[rows], overlap)
     flags = np.zeros(n, dtype=np.int32)
     flags[n_valid == 0] |= QUALITY_NO_SPECTRUM
     flags[(n_valid > 0) & (n_valid < min_valid_fraction * n_wave)] |= QUALITY_FEW_PIXELS
     flags[(n_valid > 0) & (2 * n_negative > n_valid)] |= QUALITY_NEGATIVE_SPECTRUM
     flags[np.isnan(photometry).any(axis=1)] |= QUALITY_MISSING_BANDS
-    if wave_aa is not None and filters is not None:
-        ratio = _photometry_ratio(spectra, photometry, wave_aa, filters)  # (n, n_bands)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            off = np.abs(np.log10(ratio)) > math.log10(PHOT_SCALE_TOLERANCE)  # NaN -> False
-        flags[off.any(axis=1)] |= QUALITY_PHOTOMETRY_SCALE
+    with np.errstate(invalid="ignore", divide="ignore"):
+        off = np.abs(np.log10(ratio)) > math.log10(PHOT_SCALE_TOLERANCE)  # NaN -> False
+    flags[off.any(axis=1)] |= QUALITY_PHOTOMETRY_SCALE
     return flags
 
 
@@ -217,54 +236,8 @@ def describe_quality(quality):
 
 
 # ----------------------------------------------------------------------------------------- models
-class ModelFileError(OSError):
-    """A model file exists but cannot be read as an sfh_ml network (damaged, truncated, or another file)."""
-
-
 class NoUsableObjectError(ValueError):
     """Not one object of the input is usable (see :data:`QUALITY_UNUSABLE`)."""
-
-
-def load_model(path):
-    """Load a network saved by :func:`sfh_ml.network.train` (``.keras``), custom layers included.
-
-    Importing this module registers the custom layers with Keras, so the caller needs nothing else
-    (``import sfh_ml; sfh_ml.load_model("v2.keras")``).
-
-    Parameters
-    ----------
-    path : str or Path
-
-    Returns
-    -------
-    keras.Model
-
-    Raises
-    ------
-    FileNotFoundError
-        No file at ``path``.
-    ModelFileError
-        The file is damaged (truncated, overwritten), not a Keras file, or not an sfh_ml network.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such model file: {path}")
-    try:
-        model = keras.models.load_model(path)
-    except Exception as err:  # Keras reports a broken zip as anything from "File not found" to KeyError
-        raise ModelFileError(
-            f"the model file {path} is damaged or not a Keras model ({type(err).__name__}: {err}); "
-            "copy it again or re-train it"
-        ) from err
-    try:
-        get_metadata(model)
-    except ValueError as err:
-        raise ModelFileError(f"the model file {path} holds no sfh_ml network: {err}") from None
-    if not model.compiled and keras.backend.backend() in XLA_BACKENDS:
-        # A file saved without its optimizer loads uncompiled, and Keras then predicts without XLA:
-        # 2,900 instead of 5,300 spectra/s for v2 on 2 CPU cores (benchmarks/inference.py).
-        model.jit_compile = True
-    return model
 
 
 def _load_model(model_or_path):
@@ -281,8 +254,9 @@ def _first(model):
 
 def _check_inputs(meta, spectra, photometry, batch_size):
     check_positive_int(batch_size, "batch_size (--batch-size)")
-    spectra = np.atleast_2d(_nan_filled(spectra))  # masked entries: missing, as NaN
-    photometry = np.atleast_2d(_nan_filled(photometry))
+    # no copy of the spectra (predict masks them batch by batch); masked entries: missing, as NaN
+    spectra = np.atleast_2d(_nan_filled(spectra, copy=False))
+    photometry = np.atleast_2d(_nan_filled(photometry, copy=False))
     if spectra.size == 0 or len(spectra) == 0:
         raise ValueError(
             f"no spectra to predict (spectra has shape {spectra.shape}): give at least one spectrum "
@@ -303,11 +277,36 @@ def _check_inputs(meta, spectra, photometry, batch_size):
     return spectra, photometry
 
 
-def _predict_one(model, spectra, photometry, batch_size, verbose):
-    """One network's mass fractions, cumulative sigma, [M/H] and its sigma, each (n, n_bins); the
-    sigmas times the model's calibration factors (1 where it has none)."""
-    inputs = {"spectrum": spectra, "photometry": photometry}
-    out = model.predict(inputs, batch_size=batch_size, verbose=verbose)
+def _predict_members(models, spectra, photometry, rows, batch_size, verbose):
+    """Each network's raw outputs ``{"sfh", "zh"}`` (n_rows, n_bins, 2) on the objects ``rows``.
+
+    ``spectra`` (n, n_wave) are not masked yet (:func:`mask_missing` is applied here), ``photometry``
+    (n, n_bands) is. Silent (``verbose=0``), each batch is gathered and masked into one buffer and
+    goes through every member's compiled predict step (``predict_on_batch``): the same batches and
+    graph as ``model.predict``, without its tf.data pipeline, and without a masked copy of all the
+    spectra (a fresh allocation of that size costs up to a third of the network's time once
+    TensorFlow has run).
+    """
+    if verbose:  # Keras's progress bar comes with model.predict
+        x = {"spectrum": _masked_spectra(spectra[rows]), "photometry": photometry[rows]}
+        return [model.predict(x, batch_size=batch_size, verbose=verbose) for model in models]
+    buffer = np.empty((min(batch_size, rows.size), spectra.shape[1]), dtype=np.float32)
+    outputs = [[] for _ in models]  # per member, per batch
+    for start in range(0, rows.size, batch_size):
+        index = rows[start : start + batch_size]
+        batch = buffer[: index.size]
+        np.take(spectra, index, axis=0, out=batch, mode="clip")  # "clip": not buffered; index is valid
+        for block in _row_blocks(batch):
+            block[_missing_pixels(block)] = np.nan
+        x = {"spectrum": batch, "photometry": photometry[index]}
+        for member, model in zip(outputs, models):
+            member.append(model.predict_on_batch(x))
+    return [{key: np.concatenate([b[key] for b in member]) for key in ("sfh", "zh")} for member in outputs]
+
+
+def _calibrated(model, out):
+    """One network's mass fractions, cumulative sigma, [M/H] and its sigma, each (n, n_bins), from its
+    raw outputs ``out``; the sigmas times the model's calibration factors (1 where it has none)."""
     sfh, zh = (np.asarray(out[k], dtype=np.float64) for k in ("sfh", "zh"))  # (n, n_bins, 2)
     meta = get_metadata(model)
     scale = lambda key: 1.0 if meta[key] is None else meta[key]  # (n_bins,)
@@ -398,16 +397,15 @@ def predict(
     check_compatible(models[0], wave_aa, None, filters)
     if goodness and noise is None:
         raise ValueError("goodness=True needs the noise of the spectra (noise=)")
-    spectra, photometry = _check_inputs(meta, spectra, photometry, batch_size)
-    spectra, photometry = mask_missing(spectra, photometry)
-    all_spectra, all_photometry = spectra, photometry  # (n, ...): the rows below may be a subset
-    quality = quality_flags(spectra, photometry, meta["wave_aa"], meta["filters"], min_valid_fraction)
+    spectra, photometry = _check_inputs(meta, spectra, photometry, batch_size)  # spectra: not copied
+    photometry = _masked_photometry(photometry)
+    overlap = _overlap_of(meta["wave_aa"], meta["filters"])
+    quality = _quality_flags(spectra, photometry, overlap, min_valid_fraction, raw=True)
     usable = (quality & QUALITY_UNUSABLE) == 0  # (n,)
     out = {key: np.full((len(spectra), meta["n_bins"]), np.nan) for key in PREDICTION_KEYS}
     if usable.any():
-        if not usable.all():
-            spectra, photometry = spectra[usable], photometry[usable]
-        members = [_predict_one(m, spectra, photometry, batch_size, verbose) for m in models]
+        raw = _predict_members(models, spectra, photometry, np.flatnonzero(usable), batch_size, verbose)
+        members = [_calibrated(m, r) for m, r in zip(models, raw)]
         sfh, cum_sigma, zh, zh_sigma = (np.stack(v) for v in zip(*members))  # (n_models, n_usable, n_bins)
         cum = np.cumsum(sfh, axis=-1)
         out["sfh"][usable] = sfh.mean(0)
@@ -416,7 +414,7 @@ def predict(
         out["zh"][usable] = zh.mean(0)
         out["zh_sigma"][usable] = np.sqrt(np.mean(zh_sigma**2, 0) + zh.var(0))
     if goodness:
-        scores = _goodness(meta, out, all_spectra, noise, all_photometry, photometry_err)
+        scores = _goodness(meta, out, _masked_spectra(spectra), noise, photometry, photometry_err)
         out.update(scores)
         quality[scores["ood_score"] > 1] |= QUALITY_OUT_OF_DISTRIBUTION  # NaN compares False
         # predicted, yet not scored: no pixel with a usable noise (NaN, inf or <= 0 everywhere)
@@ -510,7 +508,7 @@ def evaluate(
     dict
         :func:`sfh_ml.network.metrics.evaluate_predictions` over the usable objects (bin and exact
         levels; the exact one against the file's per-object truths, see
-        :data:`sfh_ml.network.training.MEAN_TRUTH_KEYS`), plus ``model`` (version), ``data``
+        :data:`sfh_ml.network.loading.MEAN_TRUTH_KEYS`), plus ``model`` (version), ``data``
         (path), ``n_unusable`` (objects left out), ``quality`` (counts per flag, see
         :func:`describe_quality`), ``light_table`` (where the light table of the light-weighted
         means came from: ``"model"``, ``"data"`` when the model has none, or None: skipped) and

@@ -21,6 +21,8 @@ absolute deviation (``NMAD = 1.4826 * median(|d - median(d)|)``) and as the stan
 import numpy as np
 from scipy.special import erf
 
+from ..constants import NMAD_FACTOR
+
 __all__ = [
     "YOUNGEST_AGE_YR",
     "YOUNG_AGE_YR",
@@ -77,7 +79,6 @@ EXACT_TRUTH_KEYS = {
 # Where an open S/N bin is drawn: (0, a) at a / OPEN_END_FACTOR, (b, inf) at b * OPEN_END_FACTOR
 # (about half a bin beyond the finite edge for the default bins, which grow by factors of 2 to 2.5).
 OPEN_END_FACTOR = 1.5
-NMAD_FACTOR = 1.4826  # NMAD = sigma for a Gaussian
 
 
 def bin_centres_yr(age_bins_yr):

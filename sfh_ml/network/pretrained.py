@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from ..files import atomic_write_text
+from ..version import __version__
 
 __all__ = [
     "PRETRAINED_DIR",
@@ -419,8 +420,6 @@ def write_manifest(folder, default, members=None):
     ValueError
         No members, or a member that is not a ``.keras`` file.
     """
-    from .. import __version__
-
     folder = Path(folder)
     members = [f"{default}.keras"] if members is None else [str(m) for m in members]
     if not members:

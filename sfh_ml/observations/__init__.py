@@ -1,8 +1,9 @@
 """Part 4 of the book: real observations (PHANGS-MUSE cubes, PHANGS-HST catalogues and images, and
 spectra of any instrument: :mod:`~sfh_ml.observations.spectra`).
 
-Readers of the real file formats, spatial binning and the application of a trained network live
-here; see the application chapter.
+Readers of the real file formats, spatial binning and the application of a trained network to a
+cube (:mod:`~sfh_ml.observations.apply`) live here; see the application chapter. So does the
+network-against-pPXF check on real spectra (:mod:`~sfh_ml.observations.real_spectra`, chapter 5).
 """
 
 from .analysis import (
@@ -23,9 +24,18 @@ from .analysis import (
     usable_objects,
 )
 from .apertures import ApertureSpectra, aperture_spectra, aperture_weights
-from .apply import ApplyResult, apply_cube, run_chunk, summarise_histories
-from .binning import SpatialBins, continuum_snr, grid_bins, no_bins, voronoi_bins, weighted_sums
-from .flags import FLAG_BITS, flag_names
+from .apply import ApplyConfig, ApplyResult, apply_cube, run_chunk, summarise_histories
+from .binning import (
+    SpatialBins,
+    continuum_snr,
+    grid_bins,
+    make_bins,
+    no_bins,
+    parse_bins,
+    voronoi_bins,
+    weighted_sums,
+)
+from .flags import FLAG_BITS, decode_quality, flag_names, quality_bits
 from .hst import HstSpaxelFluxes, hst_spaxel_fluxes, match_psf, muse_psf_fwhm, reproject_to_spaxels
 from .mock import MockGalaxy, load_mock_truth, mock_paths, write_mock_galaxy
 from .prepare import (
@@ -56,6 +66,14 @@ from .readers import (
     read_maps,
     read_muse_cube,
     vacuum_to_air,
+)
+from .real_spectra import (
+    MANGA_TEST_SPECTRA,
+    PPXF_SDSS_GALAXIES,
+    manga_test_spectra_path,
+    ppxf_sdss_spectrum_path,
+    real_spectra_check,
+    spectrum_bands,
 )
 from .redshift import check_redshift, mean_spectrum, measure_redshift
 from .spectra import (
@@ -93,7 +111,9 @@ __all__ = [
     "SpatialBins",
     "continuum_snr",
     "grid_bins",
+    "make_bins",
     "no_bins",
+    "parse_bins",
     "voronoi_bins",
     "weighted_sums",
     # mock
@@ -102,6 +122,7 @@ __all__ = [
     "mock_paths",
     "write_mock_galaxy",
     # apply
+    "ApplyConfig",
     "ApplyResult",
     "apply_cube",
     "run_chunk",
@@ -114,7 +135,9 @@ __all__ = [
     "reproject_to_spaxels",
     # flags
     "FLAG_BITS",
+    "decode_quality",
     "flag_names",
+    "quality_bits",
     # prepare
     "SKY_LINE_WINDOWS_AA",
     "PreparedSpectra",
@@ -130,6 +153,13 @@ __all__ = [
     "sky_line_mask",
     "to_rest_frame",
     "total_redshift",
+    # the network and pPXF on real spectra
+    "MANGA_TEST_SPECTRA",
+    "PPXF_SDSS_GALAXIES",
+    "manga_test_spectra_path",
+    "ppxf_sdss_spectrum_path",
+    "real_spectra_check",
+    "spectrum_bands",
     # redshift
     "check_redshift",
     "mean_spectrum",
@@ -146,12 +176,12 @@ __all__ = [
     "MANGA_FLUX_UNIT",
     "MangaSpectra",
     "read_manga_spectra",
-    # spectra of any instrument
+    # spectra of any instrument (the subpackage's constants and table_kind stay there)
     "Spectra",
-    "read_spectra",
-    "prepare_observed",
     "measure_kinematics",
-    "predict_spectra",
     "ppxf_spectra",
+    "predict_spectra",
+    "prepare_observed",
+    "read_spectra",
     "write_spectra_table",
 ]

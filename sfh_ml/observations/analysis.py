@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import ARCSEC_PER_RAD, NMAD_FACTOR
 from . import flags as qf
 from .binning import SpatialBins
 
 __all__ = [
-    "ARCSEC_PER_RAD",
     "ApplicationOutputs",
     "RadialProfile",
     "GradientFit",
@@ -42,8 +42,6 @@ __all__ = [
     "pick_regions",
 ]
 
-ARCSEC_PER_RAD = 206264.806
-NMAD_FACTOR = 1.4826  # normalised median absolute deviation: the standard deviation of a Gaussian
 MEDIAN_ERROR_FACTOR = 1.2533  # error of a median of n Gaussian values: sqrt(pi / 2) sigma / sqrt(n)
 CLUSTER_TOLERANCE_DEX = 0.3  # age agreement within a factor of 2: the usual bar for SED-fit cluster ages
 
@@ -485,7 +483,7 @@ def cluster_age_agreement(age_myr, reference_age_myr, usable=None, tolerance_dex
 
 # ----------------------------------------------------------------------------------------- flags
 def _bits():
-    from .apply import quality_bits
+    from .flags import quality_bits
 
     return quality_bits()
 
@@ -498,22 +496,21 @@ def usable_objects(quality, exclude=("LOW_SNR",)):
     quality : array-like of int, shape (...)
         The ``QUALITY`` map or the tables' ``quality`` column.
     exclude : sequence of str
-        Names of :func:`~sfh_ml.observations.apply.quality_bits` that also disqualify (default:
+        Names of :func:`~sfh_ml.observations.flags.quality_bits` that also disqualify (default:
         low S/N). ``()`` keeps everything the network predicted for.
 
     Returns
     -------
     ndarray of bool, shape (...)
     """
-    from ..network import QUALITY_UNUSABLE
-    from .apply import NETWORK_FLAG_SHIFT
+    from .apply.outputs import usable_mask
 
     bits = _bits()
     unknown = sorted(set(exclude) - set(bits))
     if unknown:
         raise ValueError(f"unknown flag names {unknown}: use names of {sorted(bits)}")
     q = np.asarray(quality, dtype=np.int64)
-    ok = ((q >> NETWORK_FLAG_SHIFT) & QUALITY_UNUSABLE) == 0
+    ok = usable_mask(q)
     ok &= (q & qf.NO_DATA) == 0
     for name in exclude:
         ok &= (q & bits[name]) == 0

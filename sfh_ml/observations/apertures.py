@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sfh_ml.constants import FWHM_TO_SIGMA
-
+from ..constants import FWHM_TO_SIGMA
 from .binning import weighted_sums
 
 __all__ = ["ApertureSpectra", "aperture_spectra", "aperture_weights"]

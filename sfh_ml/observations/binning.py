@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
-from sfh_ml.synthesis.instrument import SNR_WINDOW_AA
+from ..synthesis.instrument import SNR_WINDOW_AA
 
 __all__ = [
     "SpatialBins",
@@ -24,6 +24,8 @@ __all__ = [
     "grid_bins",
     "no_bins",
     "weighted_sums",
+    "parse_bins",
+    "make_bins",
 ]
 
 MAX_VOXELS = 2**25  # cube values read at a time (x 4 bytes each for float32: 128 MB per array)
@@ -551,3 +553,86 @@ def no_bins(mask, signal=None, noise=None):
     bin_id = np.full(mask.shape, -1, dtype=np.int64)
     bin_id[mask] = np.arange(int(mask.sum()))
     return SpatialBins(bin_id, _bin_snr(bin_id, signal, noise, int(mask.sum())), "none")
+
+
+# ----------------------------------------------------------------------------------------- choice
+def parse_bins(text):
+    """Read a binning choice: ``"voronoi:50"`` -> ("voronoi", 50.0); ``"grid:4"`` -> ("grid", 4);
+    ``"none"`` -> ("none", None).
+
+    Parameters
+    ----------
+    text : str
+        ``"voronoi:S/N"`` (adaptive bins to a target S/N per pixel), ``"grid:N"`` (N x N spaxels)
+        or ``"none"`` (one bin per spaxel); case and surrounding blanks do not matter.
+
+    Returns
+    -------
+    kind : {"voronoi", "grid", "none"}
+    value : float, int or None
+        The target S/N, the grid's side in spaxels, or None.
+
+    Raises
+    ------
+    ValueError
+        Anything else, naming the three forms.
+    """
+    text = str(text).strip().lower()
+    kind, _, value = text.partition(":")
+    try:
+        if kind == "voronoi" and float(value) > 0:
+            return kind, float(value)
+        if kind == "grid" and int(value) >= 1 and float(value) == int(value):
+            return kind, int(value)
+    except ValueError:
+        pass
+    if kind == "none" and not value:
+        return kind, None
+    raise ValueError(
+        f"bins {text!r} not understood: use 'voronoi:S/N' (e.g. voronoi:50), 'grid:N' (N x N spaxels, "
+        "e.g. grid:4) or 'none' (one bin per spaxel)"
+    )
+
+
+def make_bins(signal, noise, bins="voronoi:30", source="the cube"):
+    """Spatial bins of a cube from its continuum signal and noise, by a choice as text.
+
+    The one place where a binning choice becomes bins: :func:`~sfh_ml.observations.apply_cube` and
+    the book use it. Spaxels with NaN signal or noise, or noise <= 0, are left out (bin -1).
+
+    Parameters
+    ----------
+    signal, noise : ndarray, shape (ny, nx)
+        Mean flux and noise per pixel of each spaxel in the continuum window, from
+        :func:`continuum_snr` (any flux unit, the same for both).
+    bins : str
+        ``"voronoi:S/N"``, ``"grid:N"`` or ``"none"`` (:func:`parse_bins`).
+    source : str
+        What the maps come from, for the error message (e.g. the cube's path).
+
+    Returns
+    -------
+    SpatialBins
+
+    Raises
+    ------
+    ValueError
+        An unknown choice, maps of different shapes, or no usable spaxel at all.
+    """
+    kind, value = parse_bins(bins)
+    signal, noise = np.asarray(signal, dtype=float), np.asarray(noise, dtype=float)
+    if signal.shape != noise.shape or signal.ndim != 2:
+        raise ValueError(
+            f"signal {signal.shape} and noise {noise.shape} must be maps of the same shape (ny, nx)"
+        )
+    usable = np.isfinite(signal) & np.isfinite(noise) & (noise > 0)
+    if not usable.any():
+        raise ValueError(
+            f"{source}: no spaxel has finite flux and positive variance in the continuum window: an "
+            "empty cube?"
+        )
+    if kind == "voronoi":
+        return voronoi_bins(signal, noise, value)
+    if kind == "grid":
+        return grid_bins(signal.shape, value, mask=usable, signal=signal, noise=noise)
+    return no_bins(usable, signal=signal, noise=noise)

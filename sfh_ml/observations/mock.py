@@ -45,9 +45,8 @@ import numpy as np
 from scipy.special import ndtr
 from tqdm import tqdm
 
-from sfh_ml.constants import C_KMS, FWHM_TO_SIGMA, HALPHA_LABEL, MAX_AGE_YR, V_WAVE_AA, ZH_RANGE
-from sfh_ml.files import check_output, tmp_path
-
+from ..constants import ARCSEC_PER_RAD, C_KMS, FWHM_TO_SIGMA, HALPHA_LABEL, MAX_AGE_YR, V_WAVE_AA, ZH_RANGE
+from ..files import check_output, tmp_path
 from . import formats as fmt
 from .binning import continuum_snr
 from .prepare import MW_LAW, MW_R_V, SKY_LINE_WINDOWS_AA, mw_transmission
@@ -57,7 +56,6 @@ __all__ = ["MockGalaxy", "mock_paths", "write_mock_galaxy", "load_mock_truth", "
 DEFAULT_NAME = "MOCKGAL"
 HALPHA_MAPS_LINE = fmt.MAPS_LINES[3]  # HA6562
 DEFAULT_CENTRE_DEG = (150.1, 2.2)  # RA, Dec of the galaxy's centre (an empty patch of sky)
-ARCSEC_PER_RAD = 206264.806
 CM_PER_MPC = 3.0856775814913673e24
 UNIT_CGS = 1e-20  # the cube's BUNIT is 10**(-20) erg/s/cm2/A
 
@@ -177,7 +175,7 @@ def _celestial_header(shape, pixel_arcsec, centre_deg, naxis=2):
 
 def _cube_header(shape, wave_aa, centre_deg):
     """The DATA/STAT header of a MUSE cube: celestial WCS and the air-wavelength axis."""
-    from sfh_ml.synthesis.instrument import MUSE_DWAVE_AA
+    from ..synthesis.instrument import MUSE_DWAVE_AA
 
     h = _celestial_header(shape, fmt.MUSE_SPAXEL_ARCSEC, centre_deg, naxis=3)
     h["CTYPE3"], h["CUNIT3"] = fmt.AIR_CTYPE, "Angstrom"
@@ -258,7 +256,7 @@ def _gaussian_image(shape, x0, y0, fwhm_pix):
 
 def _ebv(tau_v):
     """E(B-V) (mag) of a screen of V optical depth ``tau_v`` with the synthesizer's attenuation law."""
-    from sfh_ml.synthesis.dust import optical_depth
+    from ..synthesis.dust import optical_depth
 
     tau_b, tau_vv = optical_depth(np.array([B_WAVE_AA, V_WAVE_AA]), np.asarray(tau_v, dtype=float)).T
     return MAG_PER_TAU * (tau_b - tau_vv)
@@ -269,7 +267,7 @@ def _ebv(tau_v):
 
 def _params(tau_ism, sigma_kms):
     """Synthesis parameters: the given ISM optical depths and dispersions, the mock's other values."""
-    from sfh_ml.synthesis import SynthesisParams
+    from ..synthesis import SynthesisParams
 
     one = np.ones(np.size(tau_ism))
     return SynthesisParams(
@@ -285,7 +283,7 @@ def _params(tau_ism, sigma_kms):
 
 def _disc_model(shape, r_d_arcsec, cfg):
     """Per-spaxel disc populations, kinematics and dust (flattened, row-major)."""
-    from sfh_ml.synthesis import SkewNormalBurst
+    from ..synthesis import SkewNormalBurst
 
     ny, nx = shape
     y, x = np.mgrid[0:ny, 0:nx]
@@ -363,7 +361,7 @@ def _place_clusters(n, shape, r_d_arcsec, cfg, rng):
 
 def _cluster_model(n, shape, r_d_arcsec, cfg, rng, disc):
     """Star clusters: single bursts of known age and mass at the local disc's [M/H], dust, velocity."""
-    from sfh_ml.synthesis import SkewNormalBurst
+    from ..synthesis import SkewNormalBurst
 
     ages, xy = _place_clusters(n, shape, r_d_arcsec, cfg, rng)
     ny, nx = shape
@@ -636,8 +634,8 @@ def _model_spectra(disc, clus, cfg, library, progress):
     spaxel by spaxel, scaled from L_sun/A per M_sun to the cube's unit, the clusters spread by the
     MUSE PSF, and the Milky Way foreground applied.
     """
-    from sfh_ml.synthesis import Synthesizer, load_library, muse_wave
-    from sfh_ml.synthesis.nebular import L_SUN_ERG_S
+    from ..synthesis import Synthesizer, load_library, muse_wave
+    from ..synthesis.nebular import L_SUN_ERG_S
 
     shape, z_sys = cfg["shape"], cfg["redshift"]
     wave = muse_wave()
@@ -762,7 +760,7 @@ def _maps_file(disc, clus, model, cube, truth, cfg):
     """The DAP-like MAPS: measured S/N and H-alpha error, true kinematics, dust and populations."""
     from astropy.io import fits
 
-    from sfh_ml.synthesis.dust import optical_depth
+    from ..synthesis.dust import optical_depth
 
     shape, wave, stat, covered = cfg["shape"], model["wave"], cube["stat"], cube["covered"]
     cel = _celestial_header(shape, fmt.MUSE_SPAXEL_ARCSEC, cfg["centre_deg"])
@@ -817,7 +815,7 @@ def _hst_images(disc, clus, model, cfg, rng, paths):
     from astropy.wcs import WCS
     from scipy.ndimage import map_coordinates
 
-    from sfh_ml.synthesis import PHANGS_FILTERS, pivot_wavelengths
+    from ..synthesis import PHANGS_FILTERS, pivot_wavelengths
 
     shape, n_cl = cfg["shape"], cfg["n_clusters"]
     hst_scale = fmt.HST_PIXEL_ARCSEC
@@ -865,7 +863,7 @@ def _catalogue(clus, model, hst):
     from astropy.io import fits
     from astropy.table import Table
 
-    from sfh_ml.synthesis import flam_to_mjy
+    from ..synthesis import flam_to_mjy
 
     col = fmt.CATALOGUE_COLUMNS
     n = clus["age_yr"].size
@@ -937,7 +935,7 @@ def _cube_file(cube, cfg):
     """The MUSE cube: primary header, DATA, STAT (variance) and DQ with celestial + spectral WCS."""
     from astropy.io import fits
 
-    from sfh_ml.synthesis import muse_wave
+    from ..synthesis import muse_wave
 
     primary = fits.PrimaryHDU()
     ph = primary.header

@@ -31,6 +31,7 @@ __all__ = [
     "MAX_SPAXELS_PER_CHUNK",
     "vacuum_to_air",
     "parse_flux_unit",
+    "wavelength_axis",
     "MuseCube",
     "read_muse_cube",
     "DapMaps",
@@ -323,7 +324,7 @@ class MuseCube:
         self.close()
 
 
-def _wavelength_axis(header, path, wave_frame, axis=3):
+def wavelength_axis(header, path, wave_frame, axis=3):
     """Channel wavelengths (air, Angstrom) and the frame the file had, from the spectral keywords of
     FITS axis ``axis`` (3 in a cube, 1 in a 1-D spectrum)."""
     a = int(axis)
@@ -444,7 +445,7 @@ def read_muse_cube(path, wave_frame=None, max_spaxels_per_chunk=MAX_SPAXELS_PER_
                     raise ValueError(f"{path}: '{ext}' has shape {other_shape}, 'DATA' has {shape}")
         has_dq = formats.CUBE_DQ_EXT in names
     flux_unit = parse_flux_unit(header.get("BUNIT"), path)
-    wave_aa, file_frame = _wavelength_axis(header, path, wave_frame)
+    wave_aa, file_frame = wavelength_axis(header, path, wave_frame)
     wcs = _celestial_wcs(header, path, "cube")
 
     chunks = _cube_chunks(shape, max_spaxels_per_chunk)
@@ -862,7 +863,7 @@ class MangaSpectra:
 def read_manga_spectra(path):
     """Read MaNGA DRP spectra stored as image extensions ``WAVE``, ``FLUX``, ``IVAR``, ``MASK``,
     ``SRES`` and ``Z`` (the layout of the test spectra of the MaNGA DAP, see
-    :func:`sfh_ml.fitting.manga_test_spectra_path`).
+    :func:`sfh_ml.observations.manga_test_spectra_path`).
 
     Parameters
     ----------

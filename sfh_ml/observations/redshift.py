@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, median_filter
 
-from ..constants import C_KMS
+from ..constants import C_KMS, NMAD_FACTOR
 from ..synthesis.instrument import SKY_LINE_WINDOWS_AA
 
 __all__ = [
@@ -135,7 +135,7 @@ def _robust_significance(score):
     if finite.sum() < 10:
         return None, 0.0
     med = np.median(score[finite])
-    mad = 1.4826 * np.median(np.abs(score[finite] - med))
+    mad = NMAD_FACTOR * np.median(np.abs(score[finite] - med))
     k = int(np.nanargmax(score))
     return k, float((score[k] - med) / mad) if mad > 0 else 0.0
 
@@ -214,7 +214,7 @@ def measure_redshift(wave_aa, flux, z_range=SEARCH_Z, step_kms=STEP_KMS):
 
     # emission: residuals above the continuum in robust sigmas, smoothed to a line's width
     resid = np.where(on, filled - cont, 0.0)
-    scatter = 1.4826 * np.median(np.abs(resid[on] - np.median(resid[on])))
+    scatter = NMAD_FACTOR * np.median(np.abs(resid[on] - np.median(resid[on])))
     if scatter > 0:
         resid = gaussian_filter1d(resid / scatter, LINE_SIGMA_KMS / step_kms)
         k, sig = _robust_significance(_emission_score(x, resid, z_grid))

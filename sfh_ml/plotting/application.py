@@ -395,8 +395,8 @@ def plot_spectra_predictions(table, ppxf=None, labels=None, axs=None):
         :func:`sfh_ml.predict_spectra`'s table (``sfh_cum``, ``sfh_cum_sigma``, ``mw_log_age``,
         ``mw_log_age_err``, ``mw_zh``, ``mw_zh_err``; ``meta["age_bins_yr"]``).
     ppxf : astropy.table.Table, optional
-        :func:`sfh_ml.ppxf_spectra`'s table for the same spectra (``ppxf_sfh``, ``ppxf_mw_log_age``,
-        ``ppxf_mw_zh``).
+        :func:`sfh_ml.observations.ppxf_spectra`'s table for the same spectra (``ppxf_sfh``,
+        ``ppxf_mw_log_age``, ``ppxf_mw_zh``).
     labels : sequence of str, optional
         One per row (default the table's ``name``).
     axs : two Axes, optional

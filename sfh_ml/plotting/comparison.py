@@ -349,7 +349,7 @@ def plot_real_spectra_check(result, axs=None):
     Parameters
     ----------
     result : dict
-        From :func:`sfh_ml.fitting.real_spectra_check` (``network_*``, ``ppxf_*``, ``usable``, ``snr``).
+        From :func:`sfh_ml.observations.real_spectra_check` (``network_*``, ``ppxf_*``, ``usable``, ``snr``).
     axs : pair of Axes, optional
 
     Returns

@@ -495,7 +495,7 @@ def plot_dataset_overview(data, fig=None):
     Parameters
     ----------
     data : dict
-        Returned by :func:`sfh_ml.synthesis.dataset.read_dataset`: ``family``, ``mw_log_age``,
+        Returned by :func:`sfh_ml.synthesis.store.read_dataset`: ``family``, ``mw_log_age``,
         ``lw_log_age``, ``mw_zh``, ``age_bins_yr``, ``sfh``, ``tau_bc``, ``tau_ism``, ``snr``.
     fig : Figure, optional
         Where to draw the 3 x 2 panels (a new one at the book width if omitted).
@@ -553,7 +553,7 @@ def plot_spectra_by_age(data, n_show=6, ax=None, clip=3.0):
     Parameters
     ----------
     data : dict
-        :func:`sfh_ml.synthesis.dataset.read_dataset` output with ``wave_aa`` (Angstrom),
+        :func:`sfh_ml.synthesis.store.read_dataset` output with ``wave_aa`` (Angstrom),
         ``spectra`` (n_obj, n_wave) and ``mw_log_age``.
     n_show : int
         Number of spectra, spread evenly in the order of mass-weighted age.

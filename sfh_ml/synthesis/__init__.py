@@ -13,22 +13,20 @@ From star formation histories to MUSE spectra and HST fluxes, and the synthetic-
 * :mod:`~sfh_ml.synthesis.synthesizer`: all of it together, vectorised over objects;
 * :mod:`~sfh_ml.synthesis.perturbations`: observational errors of held-out sets (flux calibration,
   wavelength shift, sky residuals; the LSF error is part of the synthesis);
+* :mod:`~sfh_ml.synthesis.lines`: the emission lines the synthesizer draws, and the mask that
+  leaves them out of fits;
+* :mod:`~sfh_ml.synthesis.config`: what defines a synthetic set (:class:`DatasetConfig`);
 * :mod:`~sfh_ml.synthesis.dataset`: seeded, resumable generation of synthetic sets into HDF5;
+* :mod:`~sfh_ml.synthesis.pool`: the worker processes of a run, its stops by signal, its progress;
+* :mod:`~sfh_ml.synthesis.store`: the chunks of a run on disk, the HDF5 file and its reader;
 * :mod:`~sfh_ml.synthesis.worlds`: test worlds, held-out sets made unlike the training sets;
 * :mod:`~sfh_ml.synthesis.schema`: their file format, one table (datasets, shapes, units, attributes).
 
 Nothing here imports Keras.
 """
 
-from .dataset import (
-    FAMILIES,
-    LIBRARIES,
-    SCHEMA_VERSION,
-    DatasetConfig,
-    generate,
-    generate_chunk,
-    read_dataset,
-)
+from .config import FAMILIES, LIBRARIES, DatasetConfig
+from .dataset import generate, generate_chunk
 from .dust import (
     DUST_LAWS,
     attenuation,
@@ -52,6 +50,7 @@ from .parametric import (
 )
 from .perturbations import draw_lsf_scale, flux_calibration_error, shift_spectra, sky_residuals
 from .photometry import PHANGS_FILTERS, band_flux, band_weights, flam_to_mjy, mjy_to_flam, pivot_wavelengths
+from .schema import SCHEMA_VERSION
 from .sfh import (
     ChemicalEvolution,
     ConstantSFH,
@@ -62,6 +61,7 @@ from .sfh import (
     default_age_bins,
 )
 from .ssp import SSPLibrary, build_library, emiles_fwhm_aa, library_path, load_library
+from .store import read_dataset
 from .synthesizer import LibraryMix, SynthesisParams, Synthesizer
 from .worlds import TEST_WORLDS, WORLD_DESCRIPTIONS, world_config
 

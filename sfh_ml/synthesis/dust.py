@@ -2,7 +2,7 @@
 the other curves the diffuse ISM may follow in held-out sets.
 
 The training sets use the CF00 power law for both screens (birth clouds and diffuse ISM). Held-out
-"worlds" (:class:`sfh_ml.synthesis.dataset.DatasetConfig`, ``dust_law``) may give the ISM screen
+"worlds" (:class:`sfh_ml.synthesis.config.DatasetConfig`, ``dust_law``) may give the ISM screen
 another curve: the Calzetti et al. (2000) starburst law or the SMC-bar extinction curve of Gordon
 et al. (2003), the birth clouds keeping the CF00 power law. Every curve is tau(lambda) / tau_V,
 normalised to exactly 1 at 5500 A, so ``tau_ism`` keeps its meaning (the V-band optical depth) and

@@ -2,7 +2,7 @@
 
 Each function perturbs a batch of spectra on a linear wavelength grid (the MUSE grid), vectorised
 over objects; :func:`sfh_ml.synthesis.dataset.generate_chunk` applies them when a
-:class:`~sfh_ml.synthesis.dataset.DatasetConfig` asks for them:
+:class:`~sfh_ml.synthesis.config.DatasetConfig` asks for them:
 
 * an LSF-width error is part of the synthesis (:class:`~sfh_ml.synthesis.synthesizer.SynthesisParams`,
   ``lsf_scale``, drawn by :func:`draw_lsf_scale`);

@@ -33,6 +33,7 @@ from ..constants import BIRTH_CLOUD_AGE_YR, C_KMS, FWHM_TO_SIGMA, HBETA_LABEL, V
 from ..utils import check_wave_aa, interp_weights
 from .dust import CF00_SLOPE, attenuation_curve, dust_curve, transmission
 from .instrument import broadening_matrix, muse_lsf_fwhm, muse_wave, noise_sigma, total_sigma_aa
+from .lines import LINE_MIN_HBETA_RATIO
 from .nebular import add_lines
 from .photometry import PHANGS_FILTERS, band_weights
 from .sfh import closed_edges, time_overlap
@@ -424,12 +425,16 @@ class Synthesizer:
             self._line_k_ism = dust_curve(self.library.line_wave_aa, law, slope)
 
     def _lines_on_the_grid(self):
-        """Lines drawn on the spectra: near the grid, and reaching 1e-4 of H-beta somewhere (33 for MUSE)."""
+        """Lines drawn on the spectra: near the grid, and reaching
+        :data:`~sfh_ml.synthesis.lines.LINE_MIN_HBETA_RATIO` of H-beta somewhere (33 for MUSE)."""
         lib, w = self.library, self.wave_aa
         lines = lib.line_wave_aa
         margin = 10 * (muse_lsf_fwhm(w[-1]) + 500.0 / C_KMS * w[-1])
         hb = lib.line_index(HBETA_LABEL)
-        strong = np.max(lib.line_lum / lib.line_lum[..., hb : hb + 1].clip(1e-30), axis=(0, 1, 2)) > 1e-4
+        strong = (
+            np.max(lib.line_lum / lib.line_lum[..., hb : hb + 1].clip(1e-30), axis=(0, 1, 2))
+            > LINE_MIN_HBETA_RATIO
+        )
         return np.flatnonzero((lines > w[0] - margin) & (lines < w[-1] + margin) & strong)
 
     def bin_light(self, age_bins_yr, zh_grid=None, closed=True):

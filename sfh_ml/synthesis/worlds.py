@@ -3,7 +3,7 @@
 A network trained on one generator meets spectra made otherwise (Wang et al. 2023 call the gap
 between synthetic training data and real observations the synthetic valley; the poster's "future
 work"). Each world changes one thing of the default training population (:class:`DatasetConfig`)
-and keeps every other draw (see the ``world_rng`` streams of :mod:`sfh_ml.synthesis.dataset`), so the
+and keeps every other draw (see :meth:`sfh_ml.synthesis.config.DatasetConfig.world_rng`), so the
 difference of a network's scores between ``"own"`` and a world is the effect of that one thing:
 
 * ``"own"``: the training population itself (held out by its seed);
@@ -17,7 +17,7 @@ difference of a network's scores between ``"own"`` and a world is the effect of 
   (:mod:`sfh_ml.synthesis.perturbations`).
 """
 
-from .dataset import DatasetConfig
+from .config import DatasetConfig
 
 __all__ = ["TEST_WORLDS", "WORLD_DESCRIPTIONS", "world_config"]
 

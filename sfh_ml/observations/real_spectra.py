@@ -21,10 +21,14 @@ import numpy as np
 
 from ..constants import TRAINING_SIGMA_KMS
 from ..data import fetch
+from ..fitting.batch import fit_arrays
+from ..fitting.fit import DEFAULT_REGUL, MIN_GOOD_FRACTION
 from ..synthesis.photometry import band_weights
 from ..synthesis.ssp import load_library
-from .batch import fit_arrays
-from .fit import DEFAULT_REGUL, MIN_GOOD_FRACTION
+from . import flags as qf
+from .binning import continuum_snr
+from .prepare import SIGMA_TOLERANCE_KMS, broaden_to_model, prepare_spectra, to_rest_frame
+from .readers import read_manga_spectra
 
 __all__ = [
     "MANGA_TEST_SPECTRA",
@@ -149,19 +153,8 @@ def real_spectra_check(
         (NaN where not usable); ``network_quality`` (the flags of :func:`sfh_ml.network.predict`),
         ``prepare_flags`` (:mod:`sfh_ml.observations.flags`); ``n_bands`` (bands the network got).
     """
-    # Keras and the readers are imported here, not with the module: the Dask workers of the pPXF
-    # fits import sfh_ml.fitting and should not start Keras.
-    from ..network import QUALITY_UNUSABLE, get_metadata, load_pretrained, predict
+    from ..network import QUALITY_UNUSABLE, get_metadata, load_pretrained, predict  # Keras: on first use
     from ..network.metrics import mean_quantities
-    from ..observations import (
-        broaden_to_model,
-        continuum_snr,
-        prepare_spectra,
-        read_manga_spectra,
-        to_rest_frame,
-    )
-    from ..observations import flags as qf
-    from ..observations.prepare import SIGMA_TOLERANCE_KMS
 
     if spectra is None:
         spectra = read_manga_spectra(manga_test_spectra_path(progress=progress))
