@@ -81,7 +81,7 @@ from sfh_ml.network import (  # noqa: E402
     train,
 )
 from sfh_ml.network.card import QUANTITY_LABELS, render_model_card  # noqa: E402
-from sfh_ml.synthesis import TEST_WORLDS, WORLD_DESCRIPTIONS, photometry  # noqa: E402
+from sfh_ml.synthesis import TEST_WORLDS, TRAINING_WORLD, WORLD_DESCRIPTIONS, photometry  # noqa: E402
 from sfh_ml.synthesis.schema import SCHEMA_VERSION  # noqa: E402
 from sfh_ml.synthesis.ssp import LIBRARY_VERSION, SEAM_AGE_YR, load_library  # noqa: E402
 
@@ -100,19 +100,8 @@ TEST_SETS = {
     "S/N 10-100": (6, SNR_RANGE),
 }
 ABLATION_SETS = ("S/N 10", "S/N 20", "S/N 50")
-# Domain randomisation of the training set (issue 10; ``--no-randomisation`` leaves it out): stars of
-# E-MILES and BC03 mixed with a weight uniform in 0-1 per object, 30 % of the histories from the
-# parametric families, and observational errors at about half the "observational" test world's
-# (sfh_ml.synthesis.TEST_WORLDS). The calibration and test sets stay the project's own world.
-TRAINING_WORLD = dict(
-    library="mix",
-    library_mix=(0.0, 1.0),
-    parametric_frac=0.3,
-    flux_calibration=0.02,
-    lsf_error=0.05,
-    wave_shift_kms=5.0,
-    sky_residual=1.0,
-)
+# Domain randomisation of the training set (``--no-randomisation`` leaves it out): one home, in
+# sfh_ml.synthesis.worlds.
 OOD_NODES = 4  # S/N bins of the out-of-distribution thresholds fitted on the calibration set (10-100)
 VALLEY_SNR = 50.0  # S/N per pixel of the test worlds' sets (their seed: worlds.SEED)
 VAL_FRACTION = 0.1  # held out of the training set for early stopping and the best epoch

@@ -7,6 +7,14 @@ thing it changes. On each: the shipped network and any ``--model`` networks (all
 without HST on the first ``--ppxf-n`` objects (``sfh_ml.fitting``, cached), and, with ``--goodness``,
 the fraction of objects the re-synthesis score flags (:mod:`sfh_ml.network.goodness`).
 
+``--leave-out AXIS ...`` runs the leave-one-out protocol (issue 18): for each axis of
+:data:`sfh_ml.synthesis.AXES` (or ``all``: every axis randomised, :data:`sfh_ml.synthesis.TRAINING_WORLD`)
+a v2 network trained on ``--loo-n`` spectra of the training world with that axis left out
+(:func:`sfh_ml.synthesis.leave_out_world`; S/N 10-100, seed 7200, ``--epochs``, early stopping), each
+then scored on every world beside the others: a left-out network meets its axis's test worlds as a
+shift it has not seen. Sets and networks are kept in ``--out`` and reused; an interrupted training
+resumes.
+
 ``--train N`` first runs the domain-randomisation experiment: two v2 networks of the same size,
 seed and epochs, one trained on ``N`` default (E-MILES) spectra, one on ``N`` spectra whose stars mix
 E-MILES and BC03 with a random weight per object (``DatasetConfig(library="mix")``), both scored on
@@ -17,7 +25,8 @@ young-dominated objects' log-age bias) and writes ``worlds.csv`` (the rows of
 :func:`sfh_ml.network.metrics.score_rows` with ``method`` and ``world``) and ``worlds.md`` to ``--out``.
 
     python benchmarks/worlds.py [--n 1000] [--snr 50] [--ppxf-n 100] [--workers 2] [--goodness]
-        [--train 30000 --epochs 12 --library-mix 0:1] [--model PATH ...] [--worlds own bc03 ...] [--out DIR]
+        [--train 30000 --epochs 12 --library-mix 0:1] [--leave-out all library ... --loo-n 50000]
+        [--model PATH ...] [--worlds own bc03 ...] [--out DIR]
 """
 
 import argparse
@@ -34,9 +43,11 @@ from sfh_ml.files import atomic_write_text  # noqa: E402
 from sfh_ml.fitting import DEFAULT_REGUL, ppxf_fits  # noqa: E402
 from sfh_ml.network.metrics import SCORE_COLUMNS, score_rows  # noqa: E402
 from sfh_ml.synthesis import (  # noqa: E402
+    AXES,
     TEST_WORLDS,
     DatasetConfig,
     generate,
+    leave_out_world,
     read_dataset,
     world_config,
 )
@@ -74,6 +85,31 @@ def train_pair(folder, n, epochs, workers, library_mix=(0.0, 1.0)):
         if not model.exists():
             train(data, version="v2", out_path=model, epochs=epochs, seed=42, verbose=2)
         out[f"network ({tag} {n // 1000}k)"] = model
+    return out
+
+
+def leave_out_networks(folder, axes, n, epochs, workers):
+    """The leave-one-out networks, trained once (resumed if interrupted): label -> .keras path.
+
+    ``axes``: keys of :data:`AXES` or ``"all"``; each network is trained on ``n`` spectra of
+    :func:`leave_out_world` (S/N 10-100, seed :data:`TRAIN_SEED`).
+    """
+    from sfh_ml.network import train
+
+    out = {}
+    for axis in axes:
+        tag = "all" if axis == "all" else f"no-{axis}"
+        world = leave_out_world(None if axis == "all" else axis)
+        config = DatasetConfig(n=n, seed=TRAIN_SEED, snr=(10.0, 100.0), chunk_size=CHUNK_SIZE, **world)
+        if axis != "all" and world == leave_out_world(None):
+            print(f"{axis}: not randomised in the training world; its network is the all-axes one")
+            tag = "all"
+        data = Path(folder) / f"loo_{tag}_n{n}_seed{TRAIN_SEED}.h5"
+        model = Path(folder) / f"v2_loo_{tag}_n{n}_e{epochs}.keras"
+        if not model.exists():
+            generate(config, data, workers=workers, progress=True)
+            train(data, version="v2", out_path=model, epochs=epochs, seed=42, verbose=2)
+        out[f"{tag} ({n // 1000}k)"] = model
     return out
 
 
@@ -175,6 +211,11 @@ def main(argv=None):
     parser.add_argument(
         "--library-mix", default="0:1", help="E-MILES share of the mixed training set, MIN:MAX (uniform)"
     )
+    parser.add_argument(
+        "--leave-out", nargs="*", default=[], metavar="AXIS", choices=["all", *AXES],
+        help="leave-one-out networks: 'all' (every axis randomised) and/or axes of sfh_ml.synthesis.AXES",
+    )  # fmt: skip
+    parser.add_argument("--loo-n", type=int, default=50_000, help="training spectra per left-out network")
     parser.add_argument("--model", nargs="*", default=[], metavar="PATH")
     parser.add_argument("--no-shipped", action="store_true")
     parser.add_argument("--worlds", nargs="*", default=list(TEST_WORLDS), choices=list(TEST_WORLDS))
@@ -189,6 +230,10 @@ def main(argv=None):
     if args.train:
         mix = tuple(float(v) for v in args.library_mix.split(":"))
         for name, path in train_pair(folder, args.train, args.epochs, args.workers, mix).items():
+            networks[name] = load_model(path)
+    if args.leave_out:
+        loo = leave_out_networks(folder, args.leave_out, args.loo_n, args.epochs, args.workers)
+        for name, path in loo.items():
             networks[name] = load_model(path)
     rows, flagged, hits = [], {}, {}
     for world in args.worlds:

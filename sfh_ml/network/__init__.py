@@ -13,6 +13,8 @@
   ``calibrate_ood``, the thresholds of the out-of-distribution flag;
 * :mod:`~sfh_ml.network.goodness`: ``resynthesis_fit``, each prediction re-synthesised and scored
   against the data, the out-of-distribution flag of ``predict(..., goodness=True)``;
+* :mod:`~sfh_ml.network.trust`: the trust score (is this answer right?) and the wrong-redshift check
+  of ``predict(..., trust=True)``;
 * :mod:`~sfh_ml.network.metrics`: accuracy against synthetic truth (pure numpy);
 * :mod:`~sfh_ml.network.pretrained`: ``load_pretrained``, the network that ships in ``sfh_ml/pretrained/``
   (digests checked on load); :mod:`~sfh_ml.network.card`: its model card.
@@ -39,7 +41,18 @@ _EXPORTS = {
     ),
     **dict.fromkeys(("ModelFileError", "load_data", "load_model"), "loading"),
     **dict.fromkeys(
-        ("QUALITY_FLAGS", "QUALITY_NO_NOISE", "QUALITY_OUT_OF_DISTRIBUTION", "QUALITY_UNUSABLE"), "quality"
+        (
+            "QUALITY_FLAGS",
+            "QUALITY_NO_NOISE",
+            "QUALITY_OUT_OF_DISTRIBUTION",
+            "QUALITY_UNTRUSTED",
+            "QUALITY_UNUSABLE",
+            "QUALITY_WRONG_REDSHIFT",
+        ),
+        "quality",
+    ),
+    **dict.fromkeys(
+        ("fit_trust", "redshift_offset", "trust_features", "trust_score", "wrong_redshift"), "trust"
     ),
     **dict.fromkeys(("calibrate", "calibrate_ood", "sigma_scale_factors"), "calibration"),
     **dict.fromkeys(

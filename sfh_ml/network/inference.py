@@ -22,6 +22,7 @@ from tqdm import tqdm
 from ..files import check_output, tmp_path
 from ..utils import MISSING_VALUES, as_str, check_positive_int, is_missing, pixel_edges
 from . import metrics
+from . import trust as trust_lib
 from .goodness import GOODNESS_KEYS
 from .loading import ModelFileError, load_data, load_model  # noqa: F401  (ModelFileError: older imports)
 from .metadata import check_compatible, get_metadata
@@ -34,7 +35,9 @@ from .quality import (
     QUALITY_NO_SPECTRUM,
     QUALITY_OUT_OF_DISTRIBUTION,
     QUALITY_PHOTOMETRY_SCALE,
+    QUALITY_UNTRUSTED,
     QUALITY_UNUSABLE,
+    QUALITY_WRONG_REDSHIFT,
 )
 
 __all__ = [
@@ -46,15 +49,6 @@ __all__ = [
     "describe_quality",
     "NoUsableObjectError",
     "PREDICTION_KEYS",
-    "QUALITY_FLAGS",
-    "QUALITY_UNUSABLE",
-    "QUALITY_NO_SPECTRUM",
-    "QUALITY_FEW_PIXELS",
-    "QUALITY_NEGATIVE_SPECTRUM",
-    "QUALITY_PHOTOMETRY_SCALE",
-    "QUALITY_MISSING_BANDS",
-    "QUALITY_OUT_OF_DISTRIBUTION",
-    "QUALITY_NO_NOISE",
     "MISSING_VALUES",
 ]
 
@@ -327,6 +321,8 @@ def predict(
     goodness=False,
     noise=None,
     photometry_err=None,
+    trust=False,
+    trust_params=None,
 ):
     """Predict SFHs and [M/H] histories with uncertainties, and a quality flag per object.
 
@@ -373,6 +369,15 @@ def predict(
     photometry_err : array, shape (n, n_bands), optional
         1-sigma errors of the fluxes; without them the fluxes stay out of the fit and ``phot_rms``
         is NaN.
+    trust : bool
+        Also score how far to trust each answer (:mod:`sfh_ml.network.trust`; one more pass of the
+        network, without the fluxes): ``trust`` in [0, 1], :data:`QUALITY_UNTRUSTED` below the
+        parameters' threshold. With ``goodness`` also the wrong-redshift check
+        (:func:`sfh_ml.network.trust.redshift_offset`): ``redshift_offset_kms``, and
+        :data:`QUALITY_WRONG_REDSHIFT` where the features match the model best away from lag 0.
+    trust_params : dict, optional
+        :func:`sfh_ml.network.trust.fit_trust` output (default
+        :data:`sfh_ml.network.trust.TRUST_PARAMS`, fitted for the shipped network).
 
     Returns
     -------
@@ -384,7 +389,8 @@ def predict(
         exception is raised when no object is usable: check ``quality``. With ``goodness``, also
         :data:`~sfh_ml.network.goodness.GOODNESS_KEYS`, shape (n,) each (NaN where not fitted):
         ``chi2_pixel`` (chi-square per fitted pixel), ``phot_rms`` (rms of (obs - model) / err
-        over the bands), ``ood_score`` (> 1: out of distribution).
+        over the bands), ``ood_score`` (> 1: out of distribution). With ``trust``: ``trust`` (n,),
+        NaN where not predicted; with ``goodness`` too, ``redshift_offset_kms`` (n,).
     """
     models = list(model) if isinstance(model, list | tuple) else [model]
     meta = get_metadata(models[0])
@@ -413,8 +419,17 @@ def predict(
         out["sfh_cum_sigma"][usable] = np.sqrt(np.mean(cum_sigma**2, 0) + cum.var(0))
         out["zh"][usable] = zh.mean(0)
         out["zh_sigma"][usable] = np.sqrt(np.mean(zh_sigma**2, 0) + zh.var(0))
+    if trust:
+        out["trust"] = _trust(models, meta, out, spectra, photometry, usable, batch_size, trust_params)
+        threshold = (trust_params or trust_lib.TRUST_PARAMS)["threshold"]
+        quality[out["trust"] < threshold] |= QUALITY_UNTRUSTED  # NaN compares False
     if goodness:
-        scores = _goodness(meta, out, _masked_spectra(spectra), noise, photometry, photometry_err)
+        masked = _masked_spectra(spectra)
+        scores = _goodness(meta, out, masked, noise, photometry, photometry_err, models=trust)
+        if trust:
+            offset = trust_lib.redshift_offset(masked, noise, scores.pop("model_spectra"), meta["wave_aa"])
+            out["redshift_offset_kms"] = offset["offset_kms"]
+            quality[trust_lib.wrong_redshift(offset)] |= QUALITY_WRONG_REDSHIFT
         out.update(scores)
         quality[scores["ood_score"] > 1] |= QUALITY_OUT_OF_DISTRIBUTION  # NaN compares False
         # predicted, yet not scored: no pixel with a usable noise (NaN, inf or <= 0 everywhere)
@@ -423,9 +438,26 @@ def predict(
     return out
 
 
-def _goodness(meta, pred, spectra, noise, photometry, photometry_err, keys=GOODNESS_KEYS):
+def _trust(models, meta, out, spectra, photometry, usable, batch_size, params):
+    """The trust score of each object (n,), NaN where not predicted: a second pass without the fluxes."""
+    if params is None and trust_lib.TRUST_PARAMS is None:
+        raise ValueError("no trust parameters: fit them with sfh_ml.network.trust.fit_trust")
+    score = np.full(len(spectra), np.nan)
+    rows = np.flatnonzero(usable)
+    if rows.size:
+        no_phot = np.full_like(photometry, np.nan)
+        raw = _predict_members(models, spectra, no_phot, rows, batch_size, 0)
+        sfh = np.mean([_calibrated(m, r)[0] for m, r in zip(models, raw)], axis=0)
+        mine = {key: out[key][rows] for key in ("sfh", "sfh_cum_sigma", "zh_sigma")}
+        features = trust_lib.trust_features(mine, {"sfh": sfh}, meta["age_bins_yr"])
+        score[rows] = trust_lib.trust_score(features, params)
+    return score
+
+
+def _goodness(meta, pred, spectra, noise, photometry, photometry_err, keys=GOODNESS_KEYS, models=False):
     """``keys`` (default :data:`GOODNESS_KEYS`) of :func:`sfh_ml.network.goodness.resynthesis_fit`,
-    each (n,), with the OOD thresholds of the model ``meta`` describes (the module's if it has none)."""
+    each (n,), with the OOD thresholds of the model ``meta`` describes (the module's if it has none);
+    with ``models`` also ``model_spectra`` (n, n_wave)."""
     from .goodness import resynthesis_fit
 
     n = len(spectra)
@@ -451,8 +483,12 @@ def _goodness(meta, pred, spectra, noise, photometry, photometry_err, keys=GOODN
         meta["filters"],
         meta["age_bins_yr"],
         ood_thresholds=meta.get("ood_thresholds"),
+        return_models=models,
     )
-    return {key: np.asarray(fit[key], dtype=np.float64).reshape(n) for key in keys}
+    out = {key: np.asarray(fit[key], dtype=np.float64).reshape(n) for key in keys}
+    if models:
+        out["model_spectra"] = fit["model_spectra"]
+    return out
 
 
 def _band_order(file_filters, filters, data_path, meta):

@@ -12,6 +12,8 @@ __all__ = [
     "QUALITY_MISSING_BANDS",
     "QUALITY_OUT_OF_DISTRIBUTION",
     "QUALITY_NO_NOISE",
+    "QUALITY_UNTRUSTED",
+    "QUALITY_WRONG_REDSHIFT",
     "QUALITY_FLAGS",
     "QUALITY_UNUSABLE",
 ]
@@ -28,6 +30,13 @@ QUALITY_OUT_OF_DISTRIBUTION = 32
 # The goodness of fit was asked for but the object could not be scored: no pixel with a finite flux
 # and a finite noise > 0 (chi2_pixel and ood_score NaN). Informative: the prediction stands.
 QUALITY_NO_NOISE = 64
+# The trust score (sfh_ml.network.trust) is below its threshold: the mass-weighted age is likely off
+# by more than 0.3 dex. Set only when the trust score is asked for; informative.
+QUALITY_UNTRUSTED = 128
+# The spectrum's features match its re-synthesised prediction best at a velocity lag of more than
+# 300 km/s (sfh_ml.network.trust.wrong_redshift): the redshift it was brought to the rest frame with
+# is likely wrong. Set only with the trust score and the goodness of fit; informative.
+QUALITY_WRONG_REDSHIFT = 256
 QUALITY_FLAGS = {
     "no_spectrum": QUALITY_NO_SPECTRUM,
     "few_pixels": QUALITY_FEW_PIXELS,
@@ -36,9 +45,11 @@ QUALITY_FLAGS = {
     "missing_bands": QUALITY_MISSING_BANDS,
     "out_of_distribution": QUALITY_OUT_OF_DISTRIBUTION,
     "no_noise": QUALITY_NO_NOISE,
+    "untrusted": QUALITY_UNTRUSTED,
+    "wrong_redshift": QUALITY_WRONG_REDSHIFT,
 }
 # Objects with any of these bits get NaN predictions; QUALITY_MISSING_BANDS,
-# QUALITY_OUT_OF_DISTRIBUTION and QUALITY_NO_NOISE only inform.
+# QUALITY_OUT_OF_DISTRIBUTION, QUALITY_NO_NOISE, QUALITY_UNTRUSTED and QUALITY_WRONG_REDSHIFT only inform.
 QUALITY_UNUSABLE = (
     QUALITY_NO_SPECTRUM | QUALITY_FEW_PIXELS | QUALITY_NEGATIVE_SPECTRUM | QUALITY_PHOTOMETRY_SCALE
 )

@@ -7,7 +7,7 @@ mask. 0 means nothing was found wrong. Add a bit here (the next free power of tw
 
 The outputs' ``QUALITY`` (maps) and ``quality`` (tables) hold these bits in bits 0-7 and the
 network's own quality bits (:data:`sfh_ml.network.QUALITY_FLAGS`) shifted by
-:data:`NETWORK_FLAG_SHIFT` (bits 8-15); :func:`quality_bits` names them all and
+:data:`NETWORK_FLAG_SHIFT` (bits 8 and up); :func:`quality_bits` names them all and
 :func:`decode_quality` turns values into names.
 """
 

@@ -63,7 +63,7 @@ from .sfh import (
 from .ssp import SSPLibrary, build_library, emiles_fwhm_aa, library_path, load_library
 from .store import read_dataset
 from .synthesizer import LibraryMix, SynthesisParams, Synthesizer
-from .worlds import TEST_WORLDS, WORLD_DESCRIPTIONS, world_config
+from .worlds import AXES, TEST_WORLDS, TRAINING_WORLD, WORLD_DESCRIPTIONS, leave_out_world, world_config
 
 __all__ = [
     "FAMILIES",
@@ -124,7 +124,10 @@ __all__ = [
     "LibraryMix",
     "SynthesisParams",
     "Synthesizer",
+    "AXES",
     "TEST_WORLDS",
+    "TRAINING_WORLD",
+    "leave_out_world",
     "WORLD_DESCRIPTIONS",
     "world_config",
 ]

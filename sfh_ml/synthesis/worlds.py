@@ -19,7 +19,14 @@ difference of a network's scores between ``"own"`` and a world is the effect of 
 
 from .config import DatasetConfig
 
-__all__ = ["TEST_WORLDS", "WORLD_DESCRIPTIONS", "world_config"]
+__all__ = [
+    "AXES",
+    "TEST_WORLDS",
+    "TRAINING_WORLD",
+    "WORLD_DESCRIPTIONS",
+    "leave_out_world",
+    "world_config",
+]
 
 TEST_WORLDS = {
     "own": {},
@@ -69,3 +76,53 @@ def world_config(world, n, seed, snr=50.0, **overrides):
     if world not in TEST_WORLDS:
         raise ValueError(f"unknown test world {world!r}; choose one of {sorted(TEST_WORLDS)}")
     return DatasetConfig(n=n, seed=seed, snr=snr, **{**TEST_WORLDS[world], **overrides})
+
+
+# Domain randomisation of the shipped network's training set (issue 10): stars of E-MILES and BC03
+# mixed with a weight uniform in 0-1 per object, 30 % of the histories from the parametric families,
+# and observational errors at about half the "observational" test world's. Calibration and test sets
+# stay the project's own world.
+TRAINING_WORLD = dict(
+    library="mix",
+    library_mix=(0.0, 1.0),
+    parametric_frac=0.3,
+    flux_calibration=0.02,
+    lsf_error=0.05,
+    wave_shift_kms=5.0,
+    sky_residual=1.0,
+)
+
+# The axes of the training world, for the leave-one-out protocol (issue 18): the options of
+# TRAINING_WORLD that randomise each one (left at the generator's default when the axis is left out)
+# and the test worlds that vary it. An axis with no option is not randomised in TRAINING_WORLD: its
+# left-out network is the all-axes one, and its test worlds are unseen shifts for every network.
+AXES = {
+    "library": {"options": ("library", "library_mix"), "worlds": ("bc03",)},
+    "histories": {"options": ("parametric_frac",), "worlds": ("parametric",)},
+    "dust": {"options": (), "worlds": ("calzetti", "smc")},
+    "birth_cloud": {"options": (), "worlds": ("birth_cloud_3myr",)},
+    "observational": {
+        "options": ("flux_calibration", "lsf_error", "wave_shift_kms", "sky_residual"),
+        "worlds": ("observational",),
+    },
+}
+
+
+def leave_out_world(axis=None):
+    """The :class:`DatasetConfig` options of the training world with one axis left out.
+
+    Parameters
+    ----------
+    axis : str or None
+        A key of :data:`AXES`; None: every axis randomised (:data:`TRAINING_WORLD`).
+
+    Returns
+    -------
+    dict
+        Keyword arguments of :class:`DatasetConfig` (the left-out axis at the generator's default).
+    """
+    if axis is None:
+        return dict(TRAINING_WORLD)
+    if axis not in AXES:
+        raise ValueError(f"unknown axis {axis!r}; choose one of {sorted(AXES)}")
+    return {k: v for k, v in TRAINING_WORLD.items() if k not in AXES[axis]["options"]}

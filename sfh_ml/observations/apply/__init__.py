@@ -31,7 +31,7 @@
 Quality flag of every output object (``QUALITY``): the bits of :mod:`sfh_ml.observations.flags`
 (bits 0-7: no data, low coverage, too broad, no kinematics, negative flux, low S/N, outside the cube)
 OR the network's quality flags (:data:`sfh_ml.network.QUALITY_FLAGS`) shifted left by
-:data:`~sfh_ml.observations.flags.NETWORK_FLAG_SHIFT` (bits 8-15). Predictions are NaN where the
+:data:`~sfh_ml.observations.flags.NETWORK_FLAG_SHIFT` (bits 8 and up). Predictions are NaN where the
 network found the object unusable; the other bits inform. With ``goodness`` each prepared
 spectrum's prediction is re-synthesised and scored against it (:mod:`sfh_ml.network.goodness`, with
 the prepared variance): the maps get ``OOD_SCORE`` and ``CHI2_PIXEL``, the tables ``chi2_pixel``,

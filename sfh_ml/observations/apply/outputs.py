@@ -7,7 +7,7 @@ by :func:`result_table`.
 
 Quality flag of every output object (``QUALITY``): the bits of :mod:`sfh_ml.observations.flags`
 (bits 0-7) OR the network's quality flags shifted left by
-:data:`~sfh_ml.observations.flags.NETWORK_FLAG_SHIFT` (bits 8-15) (:func:`combine_quality`).
+:data:`~sfh_ml.observations.flags.NETWORK_FLAG_SHIFT` (bits 8 and up) (:func:`combine_quality`).
 """
 
 import hashlib
