@@ -13,11 +13,16 @@ world (:data:`sfh_ml.synthesis.TEST_WORLDS`, S/N 10-100 log-uniform, seed 7400):
 * the cost per spectrum of ``predict(..., trust=True)`` and of ``predict(..., goodness=True,
   trust=True)`` beside ``predict`` alone (one run, same cores).
 
+``--mock`` also runs ``sfh_ml.apply_cube`` (goodness and trust, Voronoi S/N 30 bins) on the
+project's mock galaxy (:func:`sfh_ml.write_mock_galaxy`, 60 x 60 spaxels) with its redshift and with
+redshifts off by :data:`MOCK_DZ` (the cube's own redshift check switched off), and prints the
+fraction of usable bins flagged ``NETWORK_WRONG_REDSHIFT`` and ``NETWORK_UNTRUSTED`` in each run.
+
 ``--fit`` also fits the parameters on all the worlds together and prints them (the value of
 :data:`sfh_ml.network.trust.TRUST_PARAMS` for the shipped network). Sets and features are cached in
 ``--out``.
 
-    python benchmarks/trust.py [--model PATH] [--n 1500] [--workers 2] [--fit] [--out DIR]
+    python benchmarks/trust.py [--model PATH] [--n 1500] [--workers 2] [--fit] [--mock] [--out DIR]
 """
 
 import argparse
@@ -38,6 +43,39 @@ from sfh_ml.synthesis import TEST_WORLDS, generate, read_dataset, world_config  
 SEED = 7400  # the trust benchmark's sets: a seed no training, calibration or test set uses
 SNR_RANGE = (10.0, 100.0)
 DZ_RANGES = ((0.005, 0.01), (0.01, 0.02), (0.02, 0.05))
+MOCK_DZ = (0.0, 0.005, -0.005, 0.01, 0.02, 0.05)
+
+
+def mock_runs(model, folder):
+    """Rows ``{dz, n_usable, wrong_redshift, untrusted}`` of apply_cube on the mock galaxy."""
+    from astropy.table import Table
+
+    from sfh_ml import apply_cube, write_mock_galaxy
+    from sfh_ml.observations import quality_bits
+
+    mock_dir = folder / "mock"
+    mock_dir.mkdir(exist_ok=True)
+    mock = write_mock_galaxy(mock_dir, overwrite=True, progress=False)
+    z = mock.params["redshift"]
+    bits = quality_bits()
+    rows = []
+    for dz in MOCK_DZ:
+        out = folder / f"mock_apply_dz{dz:+g}"
+        apply_cube(
+            model, mock.cube, out, maps_path=mock.maps, redshift=z + dz, ebv_mw=mock.params["ebv_mw"],
+            bins="voronoi:30", goodness=True, trust=True, check_redshift=False, overwrite=True,
+            progress=False,
+        )  # fmt: skip
+        bins = Table.read(out / "bins.ecsv")
+        q = np.asarray(bins["quality"])
+        usable = np.isfinite(np.asarray(bins["mw_log_age"]))
+        rows.append({
+            "dz": dz,
+            "n_usable": int(usable.sum()),
+            "wrong_redshift": float(np.mean((q[usable] & bits["NETWORK_WRONG_REDSHIFT"]) > 0)),
+            "untrusted": float(np.mean((q[usable] & bits["NETWORK_UNTRUSTED"]) > 0)),
+        })  # fmt: skip
+    return rows
 
 
 def auc(score, positive, negative):
@@ -137,6 +175,7 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fit", action="store_true", help="fit on all worlds and print the parameters")
     parser.add_argument("--no-cost", action="store_true", help="skip the cost measurement")
+    parser.add_argument("--mock", action="store_true", help="also the wrong-redshift runs on the mock cube")
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "sfh_ml_trust"))
     args = parser.parse_args(argv)
     import sfh_ml
@@ -206,6 +245,14 @@ def main(argv=None):
         record["seconds_per_spectrum"] = spent
         lines += ["", "| run | ms per spectrum |", "|---|---|"]
         lines += [f"| {name} | {1e3 * s:.3f} |" for name, s in spent.items()]
+    if args.mock:
+        record["mock"] = mock_runs(model, folder)
+        lines += ["", "Mock galaxy (apply_cube, Voronoi S/N 30, its redshift + dz):", ""]
+        lines += ["| dz | usable bins | wrong-redshift flag | untrusted |", "|---|---|---|---|"]
+        lines += [
+            f"| {r['dz']:+g} | {r['n_usable']} | {r['wrong_redshift']:.3f} | {r['untrusted']:.3f} |"
+            for r in record["mock"]
+        ]
     if args.fit:
         record["params"] = all_params
         lines += ["", "Fitted on all worlds (TRUST_PARAMS):", "", "    " + json.dumps(all_params)]

@@ -308,6 +308,7 @@ def _cmd_predict_spectra(args):
         sigma_kms=args.sigma,
         ebv_mw=args.ebv_mw or 0.0,
         batch_size=args.batch_size,
+        trust=args.trust,
     )
     write_spectra_table(table, args.out, overwrite=args.overwrite, inputs=args.spectrum)
     n_usable = int(sum(table["usable"]))
@@ -339,6 +340,7 @@ def _cmd_predict(args):
         filters=args.filters,
         overwrite=args.overwrite,
         goodness=args.goodness,
+        trust=args.trust,
     )
     flagged = {k: v for k, v in summary["quality"].items() if k != "good"}
     print(
@@ -370,6 +372,7 @@ def _cmd_apply(args):
             muse_fwhm_arcsec=args.muse_fwhm,
             keep_work=args.keep_work,
             goodness=args.goodness,
+            trust=args.trust,
             check_redshift=not args.no_redshift_check,
         )
     except KeyboardInterrupt:  # Ctrl-C (SIGINT): one line, no traceback; the finished chunks stay
@@ -572,6 +575,13 @@ def build_parser():
         help="re-synthesise each prediction and score its fit (chi2_pixel, phot_rms, ood_score; the "
         "out_of_distribution flag); needs 'noise' or 'ivar' in the input (default: off)",
     )
+    p.add_argument(
+        "--trust",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="score how far to trust each answer (trust in 0-1, the untrusted flag; with --goodness, "
+        "and always with --spectrum, also the wrong-redshift check) (default: off)",
+    )
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("apply", help="maps and tables of a MUSE cube (+ MAPS, HST images, catalogue)")
@@ -604,6 +614,13 @@ def build_parser():
         default=False,
         help="re-synthesise each prediction and score its fit: OOD_SCORE and CHI2_PIXEL maps, the "
         "out_of_distribution flag (default: off; it more than doubles the time of a run)",
+    )
+    p.add_argument(
+        "--trust",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="score how far to trust each answer: TRUST map, trust column, the untrusted flag; with "
+        "--goodness also the wrong-redshift check (default: off)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output folder")

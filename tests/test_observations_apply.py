@@ -455,3 +455,34 @@ def test_apply_cube_takes_its_options_as_a_config_or_as_keywords_not_both(
         ap.ApplyConfig(redshift=REDSHIFT, chunk_bins=0)
     ap.apply_cube(model, cube_path, tmp_path / "out", config=config)
     assert_same_outputs(tmp_path / "out", reference.out_dir)
+
+
+def test_trust_gives_a_map_a_column_and_its_flags(model, mock, tmp_path):
+    from sfh_ml.network.trust import TRUST_PARAMS
+
+    p = mock.params
+    ap.apply_cube(
+        model,
+        mock.cube,
+        tmp_path / "out",
+        maps_path=mock.maps,
+        redshift=p["redshift"],
+        ebv_mw=p["ebv_mw"],
+        bins="grid:4",
+        progress=False,
+        goodness=True,
+        trust=True,
+    )
+    bins = Table.read(tmp_path / "out" / "bins.ecsv")
+    usable = np.isfinite(bins["mw_log_age"])
+    assert usable.sum() >= 10
+    trust = np.asarray(bins["trust"])
+    assert np.all((trust[usable] >= 0) & (trust[usable] <= 1)) and np.isnan(trust[~usable]).all()
+    bits = qf.quality_bits()
+    untrusted = (np.asarray(bins["quality"]) & bits["NETWORK_UNTRUSTED"]) > 0
+    np.testing.assert_array_equal(untrusted[usable], trust[usable] < TRUST_PARAMS["threshold"])
+    assert str(bins["redshift_offset_kms"].unit) == "km / s"
+    with fits.open(tmp_path / "out" / "maps.fits") as hdul:
+        image = hdul["TRUST"].data
+        painted = image[hdul["BIN_ID"].data == np.flatnonzero(usable)[0]]
+    np.testing.assert_allclose(painted, trust[usable][0], rtol=1e-6)

@@ -74,3 +74,14 @@ def test_network_and_ppxf_agree_on_real_galaxies_and_flag_the_bad_spectra():
     diff_zh = res["network_mw_zh"][bright] - res["ppxf_mw_zh"][bright]
     assert np.max(np.abs(diff_age)) < 0.25 and np.max(np.abs(diff_zh)) < 0.2
     assert np.all((res["ppxf_sigma_kms"][bright] > 50) & (res["ppxf_sigma_kms"][bright] < 350))
+    # The trust score: every usable spectrum has one; none of the real galaxies is off in redshift
+    # (the DRP's redshifts are right), and the same spectra moved by dz = 0.01 are caught.
+    assert np.all((res["trust"][res["usable"]] >= 0) & (res["trust"][res["usable"]] <= 1))
+    assert not res["wrong_redshift"][res["usable"]].any()
+    assert np.all(np.abs(res["redshift_offset_kms"][bright]) < 300)
+
+
+def test_real_spectra_at_a_wrong_redshift_are_flagged():
+    res = real_spectra_check(progress=False, redshift_error=0.01)  # a user's mistake
+    bright = res["snr"] > 50
+    assert bright.sum() >= 4 and res["wrong_redshift"][bright].mean() >= 0.75

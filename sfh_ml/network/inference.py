@@ -639,12 +639,13 @@ def _noise_of(src, start, stop):
         return 1.0 / np.sqrt(src["ivar"][start:stop].astype(np.float64))
 
 
-def _write_predictions(model, meta, src, dst, bands, batch_size, chunk, goodness=False):
+def _write_predictions(model, meta, src, dst, bands, batch_size, chunk, goodness=False, trust=False):
     """Predict ``src`` chunk by chunk into ``dst``; returns the quality flags, shape (n,)."""
     n = src["spectra"].shape[0]
     for key in PREDICTION_KEYS:
         dst.create_dataset(key, (n, meta["n_bins"]), dtype=np.float32)
-    extra = ("mw_log_age_pred", "mw_zh_pred") + (GOODNESS_KEYS if goodness else ())
+    trust_keys = trust_lib.TRUST_KEYS if trust and goodness else trust_lib.TRUST_KEYS[:1] if trust else ()
+    extra = ("mw_log_age_pred", "mw_zh_pred") + (GOODNESS_KEYS if goodness else ()) + trust_keys
     for key in extra:
         dst.create_dataset(key, (n,), dtype=np.float32)
     quality = np.zeros(n, dtype=np.int32)
@@ -661,11 +662,14 @@ def _write_predictions(model, meta, src, dst, bands, batch_size, chunk, goodness
                 goodness=True,
                 noise=_noise_of(src, start, stop),
                 photometry_err=err,
+                trust=trust,
             )
             for key in GOODNESS_KEYS:
                 dst[key][start:stop] = pred[key]
         else:
-            pred = predict(model, spectra, photometry, batch_size)
+            pred = predict(model, spectra, photometry, batch_size, trust=trust)
+        for key in trust_keys:
+            dst[key][start:stop] = pred[key]
         for key in PREDICTION_KEYS:
             dst[key][start:stop] = pred[key]
         with np.errstate(invalid="ignore"):  # NaN rows of unusable objects stay NaN
@@ -693,6 +697,7 @@ def predict_file(
     filters=None,
     overwrite=False,
     goodness=False,
+    trust=False,
 ):
     """Predict every object of an HDF5 file and write the predictions to another (atomically).
 
@@ -707,7 +712,9 @@ def predict_file(
     input's per-object 1-D datasets (identifiers, S/N, true scalars); its attribute
     ``sigma_calibrated`` says whether the sigmas carry the model's calibration factors. With
     ``goodness``, also ``chi2_pixel``, ``phot_rms`` and ``ood_score`` (n,) float32 (see
-    :func:`predict`), and :data:`QUALITY_OUT_OF_DISTRIBUTION` in ``quality``.
+    :func:`predict`), and :data:`QUALITY_OUT_OF_DISTRIBUTION` in ``quality``. With ``trust``,
+    ``trust`` (n,) float32 and :data:`QUALITY_UNTRUSTED`; with both, also ``redshift_offset_kms``
+    and :data:`QUALITY_WRONG_REDSHIFT`.
 
     Parameters
     ----------
@@ -725,6 +732,8 @@ def predict_file(
         Score each prediction's re-synthesis against the data (:func:`predict`): the input needs
         ``noise`` or ``ivar`` (n, n_wave), and ``photometry_err`` (n, n_bands) for the fluxes to
         enter (synthetic sets have all of them).
+    trust : bool
+        Score how far to trust each answer (:func:`predict`).
 
     Returns
     -------
@@ -771,7 +780,7 @@ def predict_file(
             if goodness and "noise" not in src and "ivar" not in src:
                 raise ValueError(f"{data_path} has neither 'noise' nor 'ivar': the goodness of fit needs one")
             with h5py.File(tmp, "w") as dst:
-                quality = _write_predictions(model, meta, src, dst, bands, batch_size, chunk, goodness)
+                quality = _write_predictions(model, meta, src, dst, bands, batch_size, chunk, goodness, trust)
                 dst.attrs.update(model_path="; ".join(paths) if paths else _first(model).name)
                 dst.attrs.update(model_version=str(meta["version"]), data_path=str(data_path))
                 dst.attrs["sigma_calibrated"] = _is_calibrated(meta)

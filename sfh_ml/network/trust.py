@@ -41,6 +41,7 @@ from ..constants import C_KMS
 from .metrics import mean_log_age
 
 __all__ = [
+    "TRUST_KEYS",
     "TRUST_FEATURES",
     "TRUST_PARAMS",
     "RIGHT_AGE_DEX",
@@ -57,6 +58,8 @@ __all__ = [
     "wrong_redshift",
 ]
 
+# What predict(..., trust=True) adds, per object (redshift_offset_kms: with the goodness of fit only)
+TRUST_KEYS = ("trust", "redshift_offset_kms")
 RIGHT_AGE_DEX = 0.15  # a right answer: mass-weighted log age within this of the truth (bin level)
 WRONG_AGE_DEX = 0.3  # a wrong one: off by more than this
 FALSE_ALARM = 0.15  # the fraction of right answers the fitted threshold flags (calibration worlds)

@@ -124,6 +124,7 @@ def real_spectra_check(
     min_snr=MIN_SNR,
     library=None,
     progress=True,
+    redshift_error=0.0,
 ):
     """Mean ages and [M/H] of real spectra from the network and from pPXF, side by side.
 
@@ -142,6 +143,9 @@ def real_spectra_check(
     library : SSPLibrary, optional
         The templates' library (default :func:`sfh_ml.synthesis.ssp.load_library`).
     progress : bool
+    redshift_error : float
+        Added to every spectrum's redshift before it is brought to the rest frame: a user's mistake,
+        to see the wrong-redshift check at work (0: the spectra's own redshifts).
 
     Returns
     -------
@@ -151,9 +155,20 @@ def real_spectra_check(
         against the MUSE-resolution templates), ``ppxf_chi2``; for each of ``mw_log_age``,
         ``lw_log_age`` (log10 yr), ``mw_zh``, ``lw_zh`` (dex): ``ppxf_<key>`` and ``network_<key>``
         (NaN where not usable); ``network_quality`` (the flags of :func:`sfh_ml.network.predict`),
-        ``prepare_flags`` (:mod:`sfh_ml.observations.flags`); ``n_bands`` (bands the network got).
+        ``prepare_flags`` (:mod:`sfh_ml.observations.flags`); ``n_bands`` (bands the network got);
+        the network's trust score (:mod:`sfh_ml.network.trust`): ``trust`` (in [0, 1]),
+        ``untrusted`` (bool: below the threshold), ``redshift_offset_kms`` and ``wrong_redshift``
+        (bool: the spectrum's features match the network's answer best away from its redshift);
+        ``verdict`` (str): "no answer" (not usable), "wrong redshift?", "untrusted" or "trusted".
     """
-    from ..network import QUALITY_UNUSABLE, get_metadata, load_pretrained, predict  # Keras: on first use
+    from ..network import (  # Keras: on first use
+        QUALITY_UNTRUSTED,
+        QUALITY_UNUSABLE,
+        QUALITY_WRONG_REDSHIFT,
+        get_metadata,
+        load_pretrained,
+        predict,
+    )
     from ..network.metrics import mean_quantities
 
     if spectra is None:
@@ -163,8 +178,9 @@ def real_spectra_check(
     wave_model = meta["wave_aa"]
     sigma_model, sigma_max = TRAINING_SIGMA_KMS
     n = len(spectra)
+    z = np.asarray(spectra.z, dtype=float) + float(redshift_error)
     rest = prepare_spectra(
-        spectra.wave_aa, spectra.flux, spectra.var, wave_model, sigma_model_kms=sigma_model, z_sys=spectra.z
+        spectra.wave_aa, spectra.flux, spectra.var, wave_model, sigma_model_kms=sigma_model, z_sys=z
     )
     signal, noise = continuum_snr(rest.flux.T, rest.var.T, wave_model)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -205,11 +221,24 @@ def real_spectra_check(
     )
     out["prepare_flags"][~np.isfinite(out["ppxf_sigma_kms"])] |= qf.NO_KINEMATICS
     out["prepare_flags"][too_broad] |= qf.TOO_BROAD
-    wave_rest, flux_rest, var_rest = to_rest_frame(spectra.wave_aa, spectra.flux, spectra.var, spectra.z)
+    wave_rest, flux_rest, var_rest = to_rest_frame(spectra.wave_aa, spectra.flux, spectra.var, z)
     phot, _ = spectrum_bands(wave_rest, flux_rest, var_rest, meta["filters"])
     out["n_bands"] = np.isfinite(phot).sum(axis=1)
-    pred = predict(model, flux, phot, wave_aa=wave_model, filters=meta["filters"])
+    pred = predict(
+        model,
+        flux,
+        phot,
+        wave_aa=wave_model,
+        filters=meta["filters"],
+        trust=True,
+        goodness=True,
+        noise=np.sqrt(var),
+    )
     out["network_quality"] = pred["quality"]
+    out["trust"] = pred["trust"]
+    out["redshift_offset_kms"] = pred["redshift_offset_kms"]
+    out["untrusted"] = (pred["quality"] & QUALITY_UNTRUSTED) > 0
+    out["wrong_redshift"] = (pred["quality"] & QUALITY_WRONG_REDSHIFT) > 0
     means = mean_quantities(pred["sfh"], pred["zh"], meta["age_bins_yr"], meta["bin_light"], meta["zh_grid"])
     usable = (
         fit_ok
@@ -221,4 +250,9 @@ def real_spectra_check(
         out[f"network_{key}"] = np.where(usable, means[key], np.nan)
         out[f"ppxf_{key}"] = np.where(usable, out[f"ppxf_{key}"], np.nan)
     out["usable"] = usable
+    out["verdict"] = np.select(
+        [~usable, out["wrong_redshift"], out["untrusted"]],
+        ["no answer", "wrong redshift?", "untrusted"],
+        default="trusted",
+    )
     return out

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ...network.goodness import GOODNESS_KEYS
+from ...network.trust import TRUST_KEYS
 from ..binning import SpatialBins, continuum_snr
 from ..prepare import SIGMA_TOLERANCE_KMS, prepare_spectra
 from ..readers import read_muse_cube
@@ -109,7 +110,7 @@ class _State:
                 ebv_mw=opt["ebv_mw"],
                 sigma_obs_kms=sigma_kms[sl] if sigma_kms is not None else None,
             )
-            goodness = opt.get("goodness", False)
+            goodness, trust = opt.get("goodness", False), opt.get("trust", False)
             with _PREDICT_LOCK:
                 pred = predict(
                     self.model,
@@ -118,10 +119,12 @@ class _State:
                     batch_size=opt["batch_size"],
                     wave_aa=wave_model,
                     goodness=goodness,
+                    trust=trust,
                     noise=np.sqrt(prep.var) if goodness else None,
                     photometry_err=None if photometry_err is None else photometry_err[sl],
                 )
             keys = PREDICTION_KEYS + (GOODNESS_KEYS if goodness else ())
+            keys += tuple(k for k in TRUST_KEYS if k in pred)
             part = {k: np.asarray(pred[k], dtype=np.float64) for k in keys}
             part["network_quality"] = np.asarray(pred["quality"], dtype=np.int64)
             part["flags"] = prep.flags.astype(np.int64)

@@ -100,6 +100,11 @@ class ApplyConfig:
         Re-synthesise each prediction and score it against the prepared spectrum
         (:func:`sfh_ml.network.predict` with ``goodness``): ``OOD_SCORE`` and ``CHI2_PIXEL`` maps,
         ``chi2_pixel``, ``phot_rms`` and ``ood_score`` columns, ``NETWORK_OUT_OF_DISTRIBUTION`` flags.
+    trust : bool
+        Score how far to trust each answer (:func:`sfh_ml.network.predict` with ``trust``): a
+        ``TRUST`` map and ``trust`` column in [0, 1] and the ``NETWORK_UNTRUSTED`` flag; with
+        ``goodness`` also the wrong-redshift check (``redshift_offset_kms`` column, the
+        ``NETWORK_WRONG_REDSHIFT`` flag).
     check_redshift : bool
         Measure the redshift of the cube's mean spectrum (emission lines or stellar absorption,
         :func:`sfh_ml.observations.redshift.check_redshift`) and refuse a ``redshift`` more than
@@ -130,6 +135,7 @@ class ApplyConfig:
     batch_size: int = DEFAULT_BATCH_SIZE
     keep_work: bool = False
     goodness: bool = False
+    trust: bool = False
     check_redshift: bool = True
 
     def __post_init__(self):
@@ -192,7 +198,8 @@ def run_options(config, cube_path, fingerprint, model_file, sigma_model_kms, wor
     -------
     dict
         The input files' identities (path, size, modification time), the model, and the options
-        that decide the outputs; ``goodness`` only when asked for (runs without it resume as before).
+        that decide the outputs; ``goodness`` and ``trust`` only when asked for (runs without them resume
+        as before).
     """
     options = {
         "version": OPTIONS_VERSION,
@@ -216,6 +223,8 @@ def run_options(config, cube_path, fingerprint, model_file, sigma_model_kms, wor
     }
     if config.goodness:  # only then: runs without it keep the options (and resume) as before
         options["goodness"] = True
+    if config.trust:  # likewise
+        options["trust"] = True
     return options
 
 

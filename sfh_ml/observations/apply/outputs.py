@@ -20,6 +20,7 @@ import numpy as np
 
 from ...files import tmp_path
 from ...network.goodness import GOODNESS_KEYS
+from ...network.trust import TRUST_KEYS
 from .. import flags as qf
 from ..binning import SpatialBins
 from ..flags import NETWORK_FLAG_SHIFT, quality_bits
@@ -190,7 +191,8 @@ def result_table(
 
     Columns, in order: ``columns``; the predictions (``sfh``, ``sfh_cum``, ``sfh_cum_sigma``, ``zh``,
     ``zh_sigma``, shape (n, n_bins), float32); the goodness of fit (``chi2_pixel``, ``phot_rms``,
-    ``ood_score``) if computed; ``summary``; ``photometry`` (in ``flux_unit``), ``coverage``,
+    ``ood_score``) and the trust score (``trust``, ``redshift_offset_kms``) if computed; ``summary``;
+    ``photometry`` (in ``flux_unit``), ``coverage``,
     ``quality``; ``photometry_err`` if given.
 
     Parameters
@@ -234,7 +236,7 @@ def result_table(
         t[k] = v
     for k in PREDICTION_KEYS:  # float32: the network's own precision, half the size of the tables
         t[k] = res[k].astype(np.float32)
-    for k in GOODNESS_KEYS:  # the goodness of fit, if computed
+    for k in GOODNESS_KEYS + TRUST_KEYS:  # the goodness of fit and the trust score, if computed
         if k in res:
             t[k] = res[k].astype(np.float32)
     for k, v in summary.items():
@@ -249,6 +251,8 @@ def result_table(
         t[k].description = "dex"
     for k in ("mw_log_age", "lw_log_age"):
         t[k].description = "log10(age / yr)"
+    if "redshift_offset_kms" in t.colnames:
+        t["redshift_offset_kms"].unit = "km / s"
     for k, unit in (units or {}).items():
         t[k].unit = unit
     t.meta.update(
@@ -345,7 +349,7 @@ def _maps_hdus(bins, setup, bins_res, summ, cards, wcs_header):
     hdus.append(fits.ImageHDU(bins.bin_id.astype(np.int32), header=wcs_header, name="BIN_ID"))
     quality_map = bins.paint(bins_res["quality"], fill=qf.NO_DATA).astype(np.int32)
     hdus.append(fits.ImageHDU(quality_map, header=wcs_header, name="QUALITY"))
-    for key in ("ood_score", "chi2_pixel"):  # the goodness of fit, if computed
+    for key in ("ood_score", "chi2_pixel", "trust"):  # the goodness of fit and the trust, if computed
         if key in bins_res:
             image = bins.paint(bins_res[key]).astype(np.float32)
             hdus.append(fits.ImageHDU(image, header=wcs_header, name=key.upper()))

@@ -74,6 +74,7 @@ def predict_spectra(
     batch_size=1024,
     library=None,
     sigma_max_kms=SIGMA_MODEL_MAX_KMS,
+    trust=False,
 ):
     """SFHs and [M/H] histories of spectra of any instrument, one table row per spectrum.
 
@@ -100,6 +101,11 @@ def predict_spectra(
     sigma_max_kms : float
         The highest stellar dispersion of the training spectra: effective dispersions beyond it get
         ``TOO_BROAD`` (and NaN predictions).
+    trust : bool
+        Also score how far to trust each answer and check the redshift
+        (:func:`sfh_ml.network.predict` with ``trust`` and ``goodness``): ``trust`` and
+        ``redshift_offset_kms`` columns, the goodness of fit's ``chi2_pixel``, ``phot_rms`` and
+        ``ood_score``, and the ``NETWORK_UNTRUSTED`` and ``NETWORK_WRONG_REDSHIFT`` flags.
 
     Returns
     -------
@@ -113,7 +119,8 @@ def predict_spectra(
         unusable or where its preparation set a bit of :data:`UNUSABLE_FLAGS`. ``meta``: the age
         bins, the quality bits, the options.
     """
-    from ...network import PREDICTION_KEYS, get_metadata, predict
+    from ...network import GOODNESS_KEYS, PREDICTION_KEYS, get_metadata, predict
+    from ...network.trust import TRUST_KEYS
 
     n = len(spectra)
     z = rest_frame_redshifts(spectra)  # refusals before any work
@@ -166,9 +173,18 @@ def predict_spectra(
         phot = np.asarray(photometry, dtype=float).reshape(n, meta["n_bands"])
         phot_source = "given (photometry=)"
     pred = predict(
-        models, prep.flux, phot, batch_size=batch_size, wave_aa=wave_model, filters=meta["filters"]
+        models,
+        prep.flux,
+        phot,
+        batch_size=batch_size,
+        wave_aa=wave_model,
+        filters=meta["filters"],
+        trust=trust,
+        goodness=trust,
+        noise=np.sqrt(prep.var) if trust else None,
     )
-    res = {k: np.array(pred[k], dtype=np.float64) for k in PREDICTION_KEYS}
+    keys = PREDICTION_KEYS + ((*GOODNESS_KEYS, *TRUST_KEYS) if trust else ())
+    res = {k: np.array(pred[k], dtype=np.float64) for k in keys}
     res["network_quality"] = np.asarray(pred["quality"], dtype=np.int64)
     res["flags"] = prep.flags
     res["coverage"] = prep.coverage
