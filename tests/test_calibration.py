@@ -100,6 +100,9 @@ def test_calibration_brings_the_coverage_of_an_independent_set_to_one_sigma(sets
         assert result["coverage_before"][name]["1sigma"]["all"] == pytest.approx(
             before[name]["all"], abs=0.06
         )
+    # and the 2-sigma interval holds 95.45 % there (tail factors fitted on the calibrated sigmas)
+    for name in ("sfh_cum", "zh_mass_weighted"):
+        assert result["coverage_after"][name]["2sigma"]["all"] == pytest.approx(0.9545, abs=0.005)
     json.dumps(result, allow_nan=False)
     assert result["n_objects"] == 3000 and result["pooled_bins"]["sigma_scale_sfh_cum"] == [N_BINS - 1]
 
@@ -189,6 +192,34 @@ def test_the_factors_are_the_ratio_of_true_to_predicted_errors_in_each_bin():
     assert error_scale[0] < fit["sigma_scale_sfh_cum"][-1] < error_scale[-2]
 
 
+def test_heavy_tails_get_tail_factors_that_make_the_2_sigma_interval_hold_95_percent():
+    """Student-t errors (3 degrees of freedom): 1 sigma calibrated to 68.3 %, the 2-sigma interval
+    must be wider than 2 sigma, by the t distribution's quantile ratio, to hold 95.45 %."""
+    from scipy import stats
+
+    rng = np.random.default_rng(7)
+    n = 40000
+    pred, truth = _gaussian(n, 1.0, seed=8)
+    t = rng.standard_t(3, (n, N_BINS))
+    pred["zh"] = truth["zh"] + pred["zh_sigma"] * t
+    scale = calibration.sigma_scale_factors(pred, truth)["sigma_scale_zh"]
+    pred["zh_sigma"] = pred["zh_sigma"] * scale
+    tail = (
+        calibration.sigma_scale_factors(pred, truth, target=calibration.TWO_SIGMA_COVERAGE)["sigma_scale_zh"]
+        / 2
+    )
+    q = lambda p: stats.t.ppf(0.5 + p / 2, 3)  # noqa: E731  |t| quantile
+    expected = q(calibration.TWO_SIGMA_COVERAGE) / q(calibration.TARGET_COVERAGE) / 2
+    assert expected > 1.3  # heavy: 2 sigma would hold far less than 95 %
+    np.testing.assert_allclose(tail, expected, rtol=0.1)
+    pred["zh_2sigma"] = 2 * pred["zh_sigma"] * tail
+    cov = metrics.target_coverage(pred, truth)["zh"]
+    assert cov["1sigma"]["all"] == pytest.approx(0.683, abs=0.01)
+    assert cov["2sigma"]["all"] == pytest.approx(0.9545, abs=0.01)
+    plain = metrics.coverage(pred["zh"], pred["zh_sigma"], truth["zh"])["2sigma"]["all"]
+    assert plain < 0.93  # without the tail factors
+
+
 def test_bins_where_no_mass_formed_take_the_pooled_zh_factor():
     rng = np.random.default_rng(2)
     sfh = rng.dirichlet(np.ones(N_BINS), 3000)
@@ -208,10 +239,14 @@ def test_an_old_model_config_loads_uncalibrated_and_without_a_light_table():
     restored = HistoryHead.from_config(config)
     np.testing.assert_allclose(restored.bin_light, BIN_LIGHT)
     assert restored.sigma_scale_zh == [2.0] * N_BINS
+    assert "tail_scale_zh" not in config  # none set: the config is as before they existed
     for key in ("bin_light", "zh_grid", "sigma_scale_sfh_cum", "sigma_scale_zh"):
         del config[key]  # as written before these existed
     old = HistoryHead.from_config(config)
     assert old.bin_light is old.zh_grid is old.sigma_scale_sfh_cum is old.sigma_scale_zh is None
+    assert old.tail_scale_sfh_cum is old.tail_scale_zh is None
+    head.set_tail_scale(np.ones(N_BINS), 1.5 * np.ones(N_BINS))
+    assert HistoryHead.from_config(head.get_config()).tail_scale_zh == [1.5] * N_BINS
     with pytest.raises(ValueError, match="sigma_scale_zh must be 8 finite factors > 0"):
         head.set_sigma_scale(None, np.zeros(N_BINS))
     with pytest.raises(ValueError, match="bin_light and zh_grid go together"):

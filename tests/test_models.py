@@ -124,8 +124,19 @@ def test_save_and_load_give_identical_predictions_and_metadata(version, data, tm
 def test_predict_returns_consistent_arrays(data):
     spectra, photometry, _, _ = data
     pred = models.predict(tiny_model("v2"), spectra, photometry, batch_size=16)
-    assert set(pred) == {"sfh", "sfh_cum", "sfh_cum_sigma", "zh", "zh_sigma", "quality"}
-    assert all(pred[k].shape == (64, N_BINS) for k in models.PREDICTION_KEYS)
+    assert set(pred) == {
+        "sfh",
+        "sfh_cum",
+        "sfh_cum_sigma",
+        "zh",
+        "zh_sigma",
+        "quality",
+        *models.INTERVAL_KEYS,
+    }
+    assert all(pred[k].shape == (64, N_BINS) for k in models.PREDICTION_KEYS + models.INTERVAL_KEYS)
+    # a model without tail factors: the 2-sigma half-widths are 2 sigma
+    np.testing.assert_allclose(pred["sfh_cum_2sigma"], 2 * pred["sfh_cum_sigma"], rtol=1e-12)
+    np.testing.assert_allclose(pred["zh_2sigma"], 2 * pred["zh_sigma"], rtol=1e-12)
     assert pred["quality"].shape == (64,) and not pred["quality"].any()  # clean toy spectra: all good
     np.testing.assert_allclose(pred["sfh_cum"], np.cumsum(pred["sfh"], axis=1), atol=1e-12)
     assert np.all(pred["sfh_cum_sigma"] > 0) and np.all(pred["zh_sigma"] > 0)

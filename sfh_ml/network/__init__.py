@@ -31,6 +31,7 @@ _EXPORTS = {
     **dict.fromkeys(("DEFAULT_HYPER", "VERSIONS", "adapt", "build_model", "compile_model"), "architectures"),
     **dict.fromkeys(
         (
+            "INTERVAL_KEYS",
             "PREDICTION_KEYS",
             "NoUsableObjectError",
             "evaluate",

@@ -8,7 +8,12 @@ takes as factor ``s_k`` the ``z`` below which 68.27 % of the set lies (:func:`si
 with the weights of :func:`sfh_ml.network.metrics.coverage_targets`: every object alike for the
 cumulative SFH, the true mass fraction of the bin for [M/H] (a bin where an object formed no stars
 says nothing about its [M/H]). Multiplying ``sigma_k`` by ``s_k`` makes the 1-sigma coverage 0.683
-on the calibration set in every bin, and on new objects drawn alike. A bin with fewer than
+on the calibration set in every bin, and on new objects drawn alike. The errors have heavier tails
+than a Gaussian's (the cumulative SFH's youngest bins most: a few young objects far off, many old
+ones with almost no young mass), so 2 sigma would hold far fewer than 95 %: the same fit at 95.45 %
+on the calibrated sigmas gives tail factors ``t_k`` (``tail_scale_sfh_cum``, ``tail_scale_zh``),
+and ``predict`` returns the 2-sigma half-widths ``2 t_k sigma_k`` (``sfh_cum_2sigma``,
+``zh_2sigma``). A bin with fewer than
 :data:`MIN_EFFECTIVE_OBJECTS` effective objects (``(sum w)^2 / sum w^2``) takes the factor pooled
 over all bins; so does the last bin of the cumulative SFH (1 by construction, weight 0).
 
@@ -53,6 +58,7 @@ from .training import _atomic_save_model
 
 __all__ = [
     "TARGET_COVERAGE",
+    "TWO_SIGMA_COVERAGE",
     "MIN_OBJECTS",
     "MIN_EFFECTIVE_OBJECTS",
     "sigma_scale_factors",
@@ -61,6 +67,7 @@ __all__ = [
 ]
 
 TARGET_COVERAGE = float(metrics.gaussian_coverage(1.0))  # 0.6827: a Gaussian within 1 sigma
+TWO_SIGMA_COVERAGE = float(metrics.gaussian_coverage(2.0))  # 0.9545: within 2 sigma
 # Usable objects a calibration set needs: the 1-sigma coverage of one bin from n objects scatters by
 # sqrt(0.683 * 0.317 / n), 0.03 at n = 200.
 MIN_OBJECTS = 200
@@ -141,8 +148,7 @@ def sigma_scale_factors(pred, truth, target=TARGET_COVERAGE, min_effective=MIN_E
 def _coverage(pred, truth):
     """1- and 2-sigma coverage of each target, overall and per bin (JSON-able; None: no weight)."""
     out = {}
-    for name, (p, sigma, true, weights) in metrics.coverage_targets(pred, truth).items():
-        cov = metrics.coverage(p, sigma, true, weights=weights)
+    for name, cov in metrics.target_coverage(pred, truth).items():
         out[name] = {
             k: {"all": v["all"], "per_bin": [None if np.isnan(x) else float(x) for x in v["per_bin"]]}
             for k, v in cov.items()
@@ -188,9 +194,10 @@ def calibrate(model_path, calib_path, out_path, overwrite=False, n_max=None, bat
     dict
         ``model``, ``data``, ``out`` (paths), ``n_objects`` (usable objects used), ``n_unusable``,
         ``quality`` (counts per flag), ``sigma_scale_sfh_cum`` and ``sigma_scale_zh`` (the factors
-        now in the model, lists of n_bins floats), ``pooled_bins``, and ``coverage_before`` /
-        ``coverage_after`` on the calibration set (``sfh_cum``, ``zh``, ``zh_mass_weighted``: within
-        1 and 2 sigma, overall and per bin).
+        now in the model, lists of n_bins floats), ``tail_scale_sfh_cum`` and ``tail_scale_zh`` (the
+        factors of the 2-sigma half-widths, fitted on the calibrated sigmas), ``pooled_bins``, and
+        ``coverage_before`` / ``coverage_after`` on the calibration set (``sfh_cum``, ``zh``,
+        ``zh_mass_weighted``: within 1 sigma and the 2-sigma interval, overall and per bin).
 
     Raises
     ------
@@ -218,11 +225,18 @@ def calibrate(model_path, calib_path, out_path, overwrite=False, n_max=None, bat
     before = _coverage(pred, truth)
     pred["sfh_cum_sigma"] = pred["sfh_cum_sigma"] * fit["sigma_scale_sfh_cum"]
     pred["zh_sigma"] = pred["zh_sigma"] * fit["sigma_scale_zh"]
+    # the 2-sigma half-widths, fitted on the calibrated sigmas: 95.45 % of the truths within 2 s t sigma
+    tails = sigma_scale_factors(pred, truth, target=TWO_SIGMA_COVERAGE)
+    tails = {name: tails[name] / 2.0 for name in SCALED_TARGETS}
+    pred["sfh_cum_2sigma"] = 2.0 * pred["sfh_cum_sigma"] * tails["sigma_scale_sfh_cum"]
+    pred["zh_2sigma"] = 2.0 * pred["zh_sigma"] * tails["sigma_scale_zh"]
     after = _coverage(pred, truth)
     scales = {}
     for name in SCALED_TARGETS:  # fitted to the sigmas the model gives: on top of its own factors
         scales[name] = fit[name] * (1.0 if meta[name] is None else meta[name])
-    model.get_layer("history").set_sigma_scale(scales["sigma_scale_sfh_cum"], scales["sigma_scale_zh"])
+    head = model.get_layer("history")
+    head.set_sigma_scale(scales["sigma_scale_sfh_cum"], scales["sigma_scale_zh"])
+    head.set_tail_scale(tails["sigma_scale_sfh_cum"], tails["sigma_scale_zh"])  # relative: replaced
     _atomic_save_model(model, out_path)
     return {
         "model": str(model_path),
@@ -232,6 +246,8 @@ def calibrate(model_path, calib_path, out_path, overwrite=False, n_max=None, bat
         "n_unusable": int((~usable).sum()),
         "quality": describe_quality(quality),
         **{name: value.tolist() for name, value in scales.items()},
+        "tail_scale_sfh_cum": tails["sigma_scale_sfh_cum"].tolist(),
+        "tail_scale_zh": tails["sigma_scale_zh"].tolist(),
         "pooled_bins": fit["pooled_bins"],
         "coverage_before": before,
         "coverage_after": after,

@@ -49,10 +49,13 @@ __all__ = [
     "describe_quality",
     "NoUsableObjectError",
     "PREDICTION_KEYS",
+    "INTERVAL_KEYS",
     "MISSING_VALUES",
 ]
 
 PREDICTION_KEYS = ("sfh", "sfh_cum", "sfh_cum_sigma", "zh", "zh_sigma")
+# The 2-sigma half-widths (95.45 % intervals; 2 sigma where the model has no tail factors).
+INTERVAL_KEYS = ("sfh_cum_2sigma", "zh_2sigma")
 READ_CHUNK = 16384  # rows read from HDF5 at a time
 # Rows masked and checked at a time (mask_missing, quality_flags): a block's temporaries (a few MB on
 # the MUSE grid) stay in the CPU caches, which makes the checks ~3x faster than on whole arrays.
@@ -299,13 +302,18 @@ def _predict_members(models, spectra, photometry, rows, batch_size, verbose):
 
 
 def _calibrated(model, out):
-    """One network's mass fractions, cumulative sigma, [M/H] and its sigma, each (n, n_bins), from its
-    raw outputs ``out``; the sigmas times the model's calibration factors (1 where it has none)."""
+    """One network's mass fractions, cumulative sigma, [M/H] and its sigma, and the 2-sigma half-widths
+    of the cumulative SFH and of [M/H], each (n, n_bins), from its raw outputs ``out``: the sigmas
+    times the model's calibration factors, the half-widths 2 sigma times its tail factors (1 where
+    it has none)."""
     sfh, zh = (np.asarray(out[k], dtype=np.float64) for k in ("sfh", "zh"))  # (n, n_bins, 2)
     meta = get_metadata(model)
-    scale = lambda key: 1.0 if meta[key] is None else meta[key]  # (n_bins,)
+    scale = lambda key: 1.0 if meta.get(key) is None else meta[key]  # (n_bins,)
     cum_sigma = np.exp(sfh[..., 1]) * scale("sigma_scale_sfh_cum")
-    return sfh[..., 0], cum_sigma, zh[..., 0], np.exp(zh[..., 1]) * scale("sigma_scale_zh")
+    zh_sigma = np.exp(zh[..., 1]) * scale("sigma_scale_zh")
+    cum_2sigma = 2.0 * cum_sigma * scale("tail_scale_sfh_cum")
+    zh_2sigma = 2.0 * zh_sigma * scale("tail_scale_zh")
+    return sfh[..., 0], cum_sigma, zh[..., 0], zh_sigma, cum_2sigma, zh_2sigma
 
 
 # ----------------------------------------------------------------------------------------- predict
@@ -383,8 +391,11 @@ def predict(
     -------
     dict
         ``sfh`` (mass fraction per bin), ``sfh_cum`` (cumulative from the youngest bin),
-        ``sfh_cum_sigma``, ``zh`` (dex), ``zh_sigma`` (dex): each shape (n, n_bins), float64, NaN for
-        unusable objects; ``quality``: shape (n,), int32, the flags of :func:`quality_flags`
+        ``sfh_cum_sigma``, ``zh`` (dex), ``zh_sigma`` (dex), and the 2-sigma half-widths
+        ``sfh_cum_2sigma`` and ``zh_2sigma`` (:data:`INTERVAL_KEYS`: the intervals that hold 95.45 %
+        of the truths, 2 sigma times the model's tail factors, set by
+        :func:`sfh_ml.network.calibrate`; 2 sigma without them): each shape (n, n_bins), float64, NaN
+        for unusable objects; ``quality``: shape (n,), int32, the flags of :func:`quality_flags`
         (0 = good; objects with a bit of :data:`QUALITY_UNUSABLE` have NaN predictions). No
         exception is raised when no object is usable: check ``quality``. With ``goodness``, also
         :data:`~sfh_ml.network.goodness.GOODNESS_KEYS`, shape (n,) each (NaN where not fitted):
@@ -408,17 +419,21 @@ def predict(
     overlap = _overlap_of(meta["wave_aa"], meta["filters"])
     quality = _quality_flags(spectra, photometry, overlap, min_valid_fraction, raw=True)
     usable = (quality & QUALITY_UNUSABLE) == 0  # (n,)
-    out = {key: np.full((len(spectra), meta["n_bins"]), np.nan) for key in PREDICTION_KEYS}
+    out = {key: np.full((len(spectra), meta["n_bins"]), np.nan) for key in PREDICTION_KEYS + INTERVAL_KEYS}
     if usable.any():
         raw = _predict_members(models, spectra, photometry, np.flatnonzero(usable), batch_size, verbose)
         members = [_calibrated(m, r) for m, r in zip(models, raw)]
-        sfh, cum_sigma, zh, zh_sigma = (np.stack(v) for v in zip(*members))  # (n_models, n_usable, n_bins)
+        # each (n_models, n_usable, n_bins)
+        sfh, cum_sigma, zh, zh_sigma, cum_2sigma, zh_2sigma = (np.stack(v) for v in zip(*members))
         cum = np.cumsum(sfh, axis=-1)
         out["sfh"][usable] = sfh.mean(0)
         out["sfh_cum"][usable] = cum.mean(0)
         out["sfh_cum_sigma"][usable] = np.sqrt(np.mean(cum_sigma**2, 0) + cum.var(0))
         out["zh"][usable] = zh.mean(0)
         out["zh_sigma"][usable] = np.sqrt(np.mean(zh_sigma**2, 0) + zh.var(0))
+        # the members' spread widens the 2-sigma intervals as it widens the sigmas
+        out["sfh_cum_2sigma"][usable] = np.sqrt(np.mean(cum_2sigma**2, 0) + 4.0 * cum.var(0))
+        out["zh_2sigma"][usable] = np.sqrt(np.mean(zh_2sigma**2, 0) + 4.0 * zh.var(0))
     if trust:
         out["trust"] = _trust(models, meta, out, spectra, photometry, usable, batch_size, trust_params)
         threshold = (trust_params or trust_lib.TRUST_PARAMS)["threshold"]

@@ -194,6 +194,10 @@ class HistoryHead(layers.Layer):
         set by :func:`sfh_ml.network.calibrate` (metadata, applied by
         :func:`sfh_ml.network.predict`, not here: the layer's outputs, and the loss, stay those the
         network was trained with). None: 1 (not calibrated).
+    tail_scale_sfh_cum, tail_scale_zh : sequence of float, shape (n_bins,), optional
+        Factors of the 2-sigma half-widths, set by :func:`sfh_ml.network.calibrate`: the interval
+        holding 95.45 % of the truths is +-2 x tail_scale x sigma (the errors of the cumulative SFH
+        have heavier tails than a Gaussian's, most of all in the youngest bins). None: 1 (Gaussian).
     ood_thresholds : nested sequence of float, shape (k, 2), optional
         The out-of-distribution flag thresholds of this network: ``[snr_model, threshold]`` pairs,
         S/N increasing and > 0, thresholds > 0 (:func:`sfh_ml.network.goodness.ood_threshold`), set
@@ -224,6 +228,8 @@ class HistoryHead(layers.Layer):
         sigma_scale_sfh_cum=None,
         sigma_scale_zh=None,
         ood_thresholds=None,
+        tail_scale_sfh_cum=None,
+        tail_scale_zh=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -238,6 +244,7 @@ class HistoryHead(layers.Layer):
             table, grid = check_light_table(bin_light, zh_grid, self.n_bins)
             self.bin_light, self.zh_grid = table.tolist(), grid.tolist()
         self.set_sigma_scale(sigma_scale_sfh_cum, sigma_scale_zh)
+        self.set_tail_scale(tail_scale_sfh_cum, tail_scale_zh)
         self.set_ood_thresholds(ood_thresholds)
 
     def set_sigma_scale(self, sfh_cum=None, zh=None):
@@ -250,6 +257,11 @@ class HistoryHead(layers.Layer):
         """
         self.sigma_scale_sfh_cum = self._scale(sfh_cum, "sigma_scale_sfh_cum")
         self.sigma_scale_zh = self._scale(zh, "sigma_scale_zh")
+
+    def set_tail_scale(self, sfh_cum=None, zh=None):
+        """Set (or, with None, clear) the factors of the 2-sigma half-widths (shape (n_bins,), > 0)."""
+        self.tail_scale_sfh_cum = self._scale(sfh_cum, "tail_scale_sfh_cum")
+        self.tail_scale_zh = self._scale(zh, "tail_scale_zh")
 
     def _scale(self, value, name):
         if value is None:
@@ -285,6 +297,8 @@ class HistoryHead(layers.Layer):
         config.update(bin_light=self.bin_light, zh_grid=self.zh_grid)
         config.update(sigma_scale_sfh_cum=self.sigma_scale_sfh_cum, sigma_scale_zh=self.sigma_scale_zh)
         config.update(ood_thresholds=self.ood_thresholds)
+        if self.tail_scale_sfh_cum is not None or self.tail_scale_zh is not None:  # older files: as they were
+            config.update(tail_scale_sfh_cum=self.tail_scale_sfh_cum, tail_scale_zh=self.tail_scale_zh)
         return config
 
 

@@ -27,6 +27,8 @@ def get_metadata(model):
         of the training set (None for models trained on sets without one: no light-weighted
         means); ``sigma_scale_sfh_cum`` and ``sigma_scale_zh`` (ndarray (n_bins,) or None = not
         calibrated), the factors :func:`sfh_ml.network.predict` applies to the predicted sigmas;
+        ``tail_scale_sfh_cum`` and ``tail_scale_zh`` (ndarray (n_bins,) or None = Gaussian), those of
+        the 2-sigma half-widths;
         ``ood_thresholds`` (ndarray (k, 2) of ``[snr_model, threshold]`` rows, or None = not
         calibrated: :data:`sfh_ml.network.goodness.OOD_THRESHOLDS` apply), the thresholds of the
         out-of-distribution flag (:func:`sfh_ml.network.calibrate_ood`).
@@ -49,6 +51,8 @@ def get_metadata(model):
         "zh_grid": as_array(head.zh_grid),
         "sigma_scale_sfh_cum": as_array(head.sigma_scale_sfh_cum),
         "sigma_scale_zh": as_array(head.sigma_scale_zh),
+        "tail_scale_sfh_cum": as_array(getattr(head, "tail_scale_sfh_cum", None)),
+        "tail_scale_zh": as_array(getattr(head, "tail_scale_zh", None)),
         "ood_thresholds": as_array(getattr(head, "ood_thresholds", None)),
     }
 

@@ -43,6 +43,8 @@ __all__ = [
     "zh_bin_errors",
     "coverage",
     "coverage_targets",
+    "target_coverage",
+    "TWO_SIGMA_KEYS",
     "gaussian_coverage",
     "coverage_curve",
     "uncertainty_coverage_curves",
@@ -673,9 +675,35 @@ def _tables(pairs, groupings, young, young_age_yr):
     return out
 
 
-def _uncertainty_coverage(pred, truth):
-    targets = coverage_targets(pred, truth)
-    return {name: coverage(p, sig, t, weights=w) for name, (p, sig, t, w) in targets.items()}
+# The 2-sigma half-width (predict's output) of each coverage target, where the prediction holds one.
+TWO_SIGMA_KEYS = {"sfh_cum": "sfh_cum_2sigma", "zh": "zh_2sigma", "zh_mass_weighted": "zh_2sigma"}
+
+
+def target_coverage(pred, truth):
+    """1- and 2-sigma coverage of each :func:`coverage_targets` uncertainty.
+
+    The 2-sigma coverage is the fraction within the 2-sigma interval: +-``sfh_cum_2sigma`` and
+    +-``zh_2sigma`` where ``pred`` holds them (:func:`sfh_ml.network.predict`: calibrated for
+    heavier tails than a Gaussian's), else +-2 sigma.
+
+    Parameters
+    ----------
+    pred, truth : dict of array, each shape (n, n_bins)
+        As :func:`coverage_targets`.
+
+    Returns
+    -------
+    dict
+        ``{name: {"1sigma": {"all", "per_bin"}, "2sigma": {"all", "per_bin"}}}`` (see :func:`coverage`).
+    """
+    out = {}
+    for name, (p, sig, t, w) in coverage_targets(pred, truth).items():
+        out[name] = coverage(p, sig, t, n_sigma=(1.0, 2.0), weights=w)
+        half_width = pred.get(TWO_SIGMA_KEYS[name])
+        if half_width is not None:
+            within = coverage(p, np.asarray(half_width) / 2.0, t, n_sigma=(2.0,), weights=w)
+            out[name]["2sigma"] = within["2sigma"]
+    return out
 
 
 def evaluate_predictions(
@@ -777,7 +805,7 @@ def evaluate_predictions(
         "zh_bins_mass_weighted": zh_bin_errors(pred["zh"], truth["zh"], weights=truth["sfh"]),
         **_tables(bin_pairs, groupings, young, young_age_yr),
         "exact": {"truth": exact_truth, **_tables(exact_pairs, groupings, young, young_age_yr)},
-        "coverage": _uncertainty_coverage(pred, truth),
+        "coverage": target_coverage(pred, truth),
         "notes": notes,
     }
     return _jsonable(result)
