@@ -55,6 +55,7 @@ from sfh_ml.synthesis import (  # noqa: E402
 SEED = 7100  # held-out worlds: a seed no training, calibration or comparison set uses
 TRAIN_SEED = 7200  # the domain-randomisation experiment's training sets
 CHUNK_SIZE = 250
+CALIB_N, CALIB_SEED = 5000, 7201  # the leave-one-out networks' calibration set (own world, S/N 10-100)
 SUMMARY = (("mw_log_age", "all"), ("mw_log_age", "young"), ("mw_zh", "all"))
 
 
@@ -94,7 +95,7 @@ def leave_out_networks(folder, axes, n, epochs, workers):
     ``axes``: keys of :data:`AXES` or ``"all"``; each network is trained on ``n`` spectra of
     :func:`leave_out_world` (S/N 10-100, seed :data:`TRAIN_SEED`).
     """
-    from sfh_ml.network import train
+    from sfh_ml.network import calibrate, train
 
     out = {}
     for axis in axes:
@@ -109,8 +110,45 @@ def leave_out_networks(folder, axes, n, epochs, workers):
         if not model.exists():
             generate(config, data, workers=workers, progress=True)
             train(data, version="v2", out_path=model, epochs=epochs, seed=42, verbose=2)
-        out[f"{tag} ({n // 1000}k)"] = model
+        calibrated = model.with_name(model.stem + "_calibrated.keras")
+        if not calibrated.exists():  # the sigmas and tails, on the own world as the shipped network's
+            calib = Path(folder) / f"loo_calibration_n{CALIB_N}_seed{CALIB_SEED}.h5"
+            own = DatasetConfig(n=CALIB_N, seed=CALIB_SEED, snr=(10.0, 100.0), chunk_size=CHUNK_SIZE)
+            generate(own, calib, workers=workers, progress=True)
+            calibrate(model, calib, calibrated)
+        out[f"{tag} ({n // 1000}k)"] = calibrated
     return out
+
+
+def leave_out_table(networks, folder, n, workers):
+    """The leave-one-out table: each network on each world of benchmarks/trust.py (S/N 10-100), the
+    worlds it never saw in training marked; returns (rows, Markdown)."""
+    from trust import world_rows
+
+    from sfh_ml.network import load_model
+
+    rows = []
+    for name, path in networks.items():
+        axis = name.split(" ")[0].removeprefix("no-")
+        # unseen: the left-out axis's worlds, and those of the axes the training world does not randomise
+        unseen = set(AXES.get(axis, {}).get("worlds", ()))
+        unseen |= {w for a in AXES.values() if not a["options"] for w in a["worlds"]}
+        for r in world_rows(load_model(path), folder, n, workers)[0]:
+            rows.append({"network": name, "left_out": r["world"] in unseen, **r})  # left_out: unseen
+    head = (
+        "| network | world | log age bias / NMAD | wrong | hit rate | false alarms | AUC "
+        "| SFH 1 / 2 sigma | [M/H] 1 / 2 sigma |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for r in rows:
+        world = f"**{r['world']}** (unseen)" if r["left_out"] else r["world"]
+        lines.append(
+            f"| {r['network']} | {world} | {r['age_bias']:+.3f} / {r['age_nmad']:.3f} "
+            f"| {r['wrong_fraction']:.2f} | {r['hit_rate']:.2f} | {r['false_alarm']:.2f} | {r['auc']:.2f} "
+            f"| {r['coverage_sfh_cum_1sigma']:.2f} / {r['coverage_sfh_cum_2sigma']:.2f} "
+            f"| {r['coverage_zh_1sigma']:.2f} / {r['coverage_zh_2sigma']:.2f} |"
+        )
+    return rows, "\n".join(lines)
 
 
 def score_world(path, networks, ppxf_n, folder, workers, goodness):
@@ -216,6 +254,10 @@ def main(argv=None):
         help="leave-one-out networks: 'all' (every axis randomised) and/or axes of sfh_ml.synthesis.AXES",
     )  # fmt: skip
     parser.add_argument("--loo-n", type=int, default=50_000, help="training spectra per left-out network")
+    parser.add_argument(
+        "--trust-n", type=int, default=1500,
+        help="objects per world of the leave-one-out table (benchmarks/trust.py's sets; 0: none)",
+    )  # fmt: skip
     parser.add_argument("--model", nargs="*", default=[], metavar="PATH")
     parser.add_argument("--no-shipped", action="store_true")
     parser.add_argument("--worlds", nargs="*", default=list(TEST_WORLDS), choices=list(TEST_WORLDS))
@@ -235,6 +277,11 @@ def main(argv=None):
         loo = leave_out_networks(folder, args.leave_out, args.loo_n, args.epochs, args.workers)
         for name, path in loo.items():
             networks[name] = load_model(path)
+        if args.trust_n:
+            (folder / "trust").mkdir(exist_ok=True)
+            _, table = leave_out_table(loo, folder / "trust", args.trust_n, args.workers)
+            atomic_write_text(folder / "leave_out.md", table + "\n")
+            print(table, flush=True)
     rows, flagged, hits = [], {}, {}
     for world in args.worlds:
         path = world_set(folder, world, args.n, args.snr, args.workers)
