@@ -110,6 +110,9 @@ def _cmd_generate(args):
         sky_residual=args.sky_residual,
         library_mix=args.library_mix,
         parametric_frac=args.parametric_frac,
+        zh_track=args.zh_track,
+        zh_track_frac=args.zh_track_frac,
+        burst_any_age=args.burst_any_age,
     )
     try:
         generate(config, args.out, workers=args.workers, progress=not args.quiet, overwrite=args.overwrite)
@@ -424,6 +427,24 @@ def build_parser():
         type=float,
         default=0.0,
         help="with a training family: fraction of histories drawn from the five parametric families instead",
+    )
+    p.add_argument(
+        "--zh-track",
+        choices=("rising", "constant", "falling"),
+        default="rising",
+        help="metallicity tracks: rising with the mass formed (training), constant or falling with time",
+    )
+    p.add_argument(
+        "--zh-track-frac",
+        type=float,
+        default=0.0,
+        help="with --zh-track rising: fraction of tracks made constant or falling instead",
+    )
+    p.add_argument(
+        "--burst-any-age",
+        type=float,
+        default=0.0,
+        help="probability per object of a burst at any age (1 Myr-12 Gyr, 5-50 %% of the mass)",
     )
     p.add_argument(
         "--snr", type=parse_range, default=(50.0, 50.0), help="S/N per pixel, VALUE or MIN:MAX (log-uniform)"

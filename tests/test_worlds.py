@@ -266,6 +266,58 @@ def test_a_parametric_fraction_replaces_only_that_share_of_the_training_historie
     assert "parametric_frac" not in DatasetConfig(**SMALL).to_json()  # old files keep their config
 
 
+def test_metallicity_tracks_can_be_constant_or_falling_and_leave_the_histories(emiles_synth, default_chunk):
+    big = {**SMALL, "n": 60, "chunk_size": 60}
+    ref = generate_chunk(DatasetConfig(**big), 0, emiles_synth)
+    edges = default_age_bins()
+    centre = np.sqrt(np.maximum(edges[:-1], 1e5) * edges[1:])
+    formed = ref["sfh"] > 1e-3  # bins where stars formed: their [M/H] means something
+    for track in ("constant", "falling"):
+        rec = generate_chunk(DatasetConfig(**big, zh_track=track), 0, emiles_synth)
+        np.testing.assert_array_equal(rec["sfh"], ref["sfh"])  # the same histories ...
+        np.testing.assert_array_equal(rec["tau_ism"], ref["tau_ism"])  # ... and every other draw
+        start, final = rec["sfh_params/zh_start"], rec["sfh_params/zh_final"]
+        if track == "constant":
+            np.testing.assert_allclose(
+                rec["zh"][formed], np.broadcast_to(final[:, None], rec["zh"].shape)[formed], atol=1e-6
+            )
+            np.testing.assert_array_equal(final, ref["sfh_params/zh_final"])
+        else:
+            np.testing.assert_array_equal(start, ref["sfh_params/zh_final"])
+            np.testing.assert_array_equal(final, ref["sfh_params/zh_start"])
+            # rising: the youngest stars the most metal-rich; falling: the oldest
+            for r, sign in ((ref, 1), (rec, -1)):
+                slope = [
+                    np.polyfit(np.log10(centre[f]), z[f], 1)[0]
+                    for z, f in zip(r["zh"], formed)
+                    if f.sum() > 2
+                ]
+                assert np.mean(sign * np.asarray(slope) < 1e-9) > 0.9
+    mixed = generate_chunk(
+        DatasetConfig(**{**big, "n": 400, "chunk_size": 400}, zh_track_frac=0.5), 0, emiles_synth
+    )
+    flat = np.isclose(mixed["sfh_params/zh_start"], mixed["sfh_params/zh_final"])
+    assert 0.15 < flat.mean() < 0.35  # half of the half are constant
+    assert "zh_track" not in DatasetConfig(**SMALL).to_json()
+
+
+def test_bursts_at_any_age_add_a_burst_to_every_history(emiles_synth, default_chunk):
+    big = {**SMALL, "n": 200, "chunk_size": 200}
+    rec = generate_chunk(DatasetConfig(**big, burst_any_age=1.0), 0, emiles_synth)
+    ref = generate_chunk(DatasetConfig(**big), 0, emiles_synth)
+    age, frac = rec["sfh_params/burst_age_yr"], rec["sfh_params/burst_frac"]
+    assert np.all(np.isfinite(age)) and np.all((frac >= 0.05) & (frac <= 0.5))
+    assert age.min() < 1e7 and age.max() > 3e9  # at every age, beyond the training bursts' 2 Gyr
+    np.testing.assert_allclose(rec["sfh"].sum(axis=1), 1.0, atol=1e-5)
+    edges = default_age_bins()
+    k = np.clip(np.searchsorted(edges, age * (1 + 0.05), side="right") - 1, 0, len(edges) - 2)
+    in_bin = rec["sfh"][np.arange(len(age)), k]
+    assert np.median(in_bin / frac) > 0.5  # the burst's mass sits in its bin
+    dense = rec["family"].astype(str) == "densebasis"
+    assert dense.any() and not np.allclose(rec["sfh"][dense], ref["sfh"][dense])
+    np.testing.assert_array_equal(rec["sigma_kms"], ref["sigma_kms"])
+
+
 def test_observational_errors_leave_the_photometry_and_change_the_spectra(emiles_synth, default_chunk):
     cfg = DatasetConfig(**SMALL, flux_calibration=0.03, wave_shift_kms=20.0, sky_residual=3.0)
     rec = generate_chunk(cfg, 0, emiles_synth)
@@ -350,6 +402,10 @@ def test_a_world_file_stores_its_parameters_and_reads_back(tmp_path, emiles_synt
         dict(family="burst"),
         dict(parametric_frac=1.5),
         dict(family="parametric", parametric_frac=0.3),
+        dict(zh_track="up"),
+        dict(zh_track_frac=1.5),
+        dict(zh_track="constant", zh_track_frac=0.3),
+        dict(burst_any_age=-0.1),
     ],
 )
 def test_world_options_out_of_range_are_refused(bad):

@@ -14,6 +14,7 @@ from ..constants import BIRTH_CLOUD_AGE_YR, TRAINING_SIGMA_KMS
 from ..utils import check_positive_int
 from . import schema
 from .dust import CF00_SLOPE, DUST_LAWS
+from .history_worlds import ZH_TRACKS
 from .instrument import SKY_Z_RANGE
 from .parametric import PARAMETRIC_FAMILIES
 from .photometry import PHANGS_FILTERS, phangs_snr
@@ -38,9 +39,15 @@ WORLD_DEFAULTS = dict(
     sky_residual=0.0,
     library_mix=(0.0, 1.0),
     parametric_frac=0.0,
+    zh_track="rising",
+    zh_track_frac=0.0,
+    burst_any_age=0.0,
 )
 # spawn_key (chunk, k) of each option's random stream
-_STREAMS = dict(family=1, library_mix=2, flux_calibration=3, lsf_error=4, wave_shift_kms=5, sky_residual=6)
+_STREAMS = dict(
+    family=1, library_mix=2, flux_calibration=3, lsf_error=4, wave_shift_kms=5, sky_residual=6,
+    zh_track=7, burst_any_age=8,
+)  # fmt: skip
 
 
 # The largest set generate accepts: 10^8 objects are ~3 TB of chunks plus the file (about 30 kB per
@@ -148,6 +155,17 @@ class DatasetConfig:
         With a training family: the fraction of objects (each with this probability) whose history
         is drawn instead from one of the five parametric families, equal odds (domain randomisation
         of the histories; everything else is drawn as without it). 0: none.
+    zh_track : {"rising", "constant", "falling"}
+        Metallicity tracks (:func:`sfh_ml.synthesis.history_worlds.with_zh_tracks`): the training
+        population's, rising with the mass formed; constant at their final [M/H]; or falling (the
+        first stars the most metal-rich).
+    zh_track_frac : float
+        With ``zh_track="rising"``: the fraction of objects (each with this probability) whose track
+        is made constant or falling instead, equal odds (domain randomisation). 0: none.
+    burst_any_age : float
+        Probability per object of a burst at any look-back age, 1 Myr to 12 Gyr, of 5-50 % of the
+        mass (:func:`sfh_ml.synthesis.history_worlds.with_bursts`; replacing a skew-normal history's
+        own burst). 0: none (the training bursts: skew-normal histories only, younger than 2 Gyr).
     """
 
     n: int
@@ -179,6 +197,9 @@ class DatasetConfig:
     sky_residual: float = WORLD_DEFAULTS["sky_residual"]
     library_mix: tuple = WORLD_DEFAULTS["library_mix"]
     parametric_frac: float = WORLD_DEFAULTS["parametric_frac"]
+    zh_track: str = WORLD_DEFAULTS["zh_track"]
+    zh_track_frac: float = WORLD_DEFAULTS["zh_track_frac"]
+    burst_any_age: float = WORLD_DEFAULTS["burst_any_age"]
 
     def __post_init__(self):
         self.n = check_positive_int(self.n, "n", high=MAX_N)  # before anything: 2**63 would spin
@@ -243,6 +264,15 @@ class DatasetConfig:
         self.parametric_frac = float(self.parametric_frac)
         if not 0 <= self.parametric_frac <= 1:
             raise ValueError(f"parametric_frac must be in [0, 1], got {self.parametric_frac}")
+        if self.zh_track not in ZH_TRACKS:
+            raise ValueError(f"unknown zh_track {self.zh_track!r}; choose one of {ZH_TRACKS}")
+        for name in ("zh_track_frac", "burst_any_age"):
+            value = float(getattr(self, name))
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+            setattr(self, name, value)
+        if self.zh_track_frac > 0 and self.zh_track != "rising":
+            raise ValueError(f"zh_track_frac applies to zh_track='rising', not {self.zh_track!r}")
         if self.parametric_frac > 0 and self.family not in TRAINING_FAMILIES:
             raise ValueError(
                 f"parametric_frac applies to a training family ({TRAINING_FAMILIES}), not {self.family!r}"

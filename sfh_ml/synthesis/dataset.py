@@ -40,6 +40,7 @@ from ..constants import HALPHA_LABEL
 from ..files import output_lock
 from . import schema
 from .config import FAMILIES, LIBRARIES, TRAINING_FAMILIES, DatasetConfig
+from .history_worlds import with_bursts, with_zh_tracks
 from .parametric import PARAMETRIC_FAMILIES, parametric_families
 from .perturbations import draw_lsf_scale, flux_calibration_error, shift_spectra, sky_residuals
 from .photometry import phangs_snr
@@ -108,6 +109,7 @@ def generate_chunk(config, index, synthesizer=None):
         sfh = _parametric_histories(config, index, n)
     elif config.parametric_frac > 0:
         sfh = _with_parametric(config, index, sfh)
+    sfh = _other_histories(config, index, sfh)
     n_band = len(config.filters)
     params = SynthesisParams(
         tau_bc=_draw(rng, config.tau_bc, n),
@@ -189,6 +191,22 @@ def _with_parametric(config, index, sfh):
     param = _parametric_histories(config, index, int(swap.sum()), rng=rng)
     order = np.concatenate([np.flatnonzero(~swap), np.flatnonzero(swap)])
     return concatenate([sfh.take(np.flatnonzero(~swap)), param]).take(np.argsort(order, kind="stable"))
+
+
+def _other_histories(config, index, sfh):
+    """``sfh`` with the world's metallicity tracks and bursts at any age (as given: at the defaults)."""
+    n = len(sfh)
+    if config.zh_track != "rising" or config.zh_track_frac > 0:
+        rng = config.world_rng(index, "zh_track")
+        tracks = np.full(n, config.zh_track, dtype=object)
+        if config.zh_track_frac > 0:
+            swap = rng.random(n) < config.zh_track_frac
+            tracks[swap] = rng.choice(["constant", "falling"], int(swap.sum()))
+        sfh = with_zh_tracks(sfh, tracks.astype(str))
+    if config.burst_any_age > 0:
+        rng = config.world_rng(index, "burst_any_age")
+        sfh = with_bursts(sfh, rng, chosen=rng.random(n) < config.burst_any_age)
+    return sfh
 
 
 def _observe(config, index, synth, sfh, params, rng):

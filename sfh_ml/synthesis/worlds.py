@@ -14,7 +14,13 @@ difference of a network's scores between ``"own"`` and a world is the effect of 
 * ``"birth_cloud_3myr"``: birth clouds dispersed after 3 Myr instead of 10;
 * ``"observational"``: the errors model grids lack: a 3 % smooth flux-calibration error, a 10 %
   LSF-width error, 10 km/s wavelength-calibration error and sky residuals of twice the local noise
-  (:mod:`sfh_ml.synthesis.perturbations`).
+  (:mod:`sfh_ml.synthesis.perturbations`);
+* shifts no training world of the project randomises (issue 18): ``"zh_constant"`` and
+  ``"zh_falling"``, metallicity tracks flat or falling with time
+  (:mod:`sfh_ml.synthesis.history_worlds`); ``"bursts_any_age"``, a burst at any age in every
+  history; ``"dust_steep"``, an ISM power law of slope -1.3; ``"birth_cloud_30myr"``;
+  ``"high_ionisation"``, log U above the training range (line ratios the training never made);
+  ``"flux_calibration_strong"``, an 8 % flux-calibration error alone.
 """
 
 from .config import DatasetConfig
@@ -41,6 +47,14 @@ TEST_WORLDS = {
         "wave_shift_kms": 10.0,
         "sky_residual": 2.0,
     },
+    # issue 18: shifts no training world of the project has randomised
+    "zh_constant": {"zh_track": "constant"},
+    "zh_falling": {"zh_track": "falling"},
+    "bursts_any_age": {"burst_any_age": 1.0},
+    "dust_steep": {"dust_slope": -1.3},
+    "birth_cloud_30myr": {"birth_cloud_age_yr": 3e7},
+    "high_ionisation": {"log_u": (-1.5, 0.0)},
+    "flux_calibration_strong": {"flux_calibration": 0.08},
 }
 
 # What each test world changes, in a few words (a table cell; the full account: above)
@@ -52,6 +66,13 @@ WORLD_DESCRIPTIONS = {
     "smc": "SMC attenuation of the diffuse ISM",
     "birth_cloud_3myr": "birth clouds dispersed after 3 Myr instead of 10",
     "observational": "flux- and wavelength-calibration, LSF and sky-residual errors",
+    "zh_constant": "[M/H] constant with time (at the track's final value)",
+    "zh_falling": "[M/H] falling with time: the first stars the most metal-rich",
+    "bursts_any_age": "a burst of 5-50 % of the mass at any age, 1 Myr to 12 Gyr",
+    "dust_steep": "a steeper ISM power law, slope -1.3 instead of -0.7",
+    "birth_cloud_30myr": "birth clouds dispersed after 30 Myr instead of 10",
+    "high_ionisation": "ionisation parameters log U -1.5 to 0 instead of -4 to -1.5",
+    "flux_calibration_strong": "an 8 % smooth flux-calibration error, nothing else",
 }
 
 
@@ -99,11 +120,14 @@ TRAINING_WORLD = dict(
 AXES = {
     "library": {"options": ("library", "library_mix"), "worlds": ("bc03",)},
     "histories": {"options": ("parametric_frac",), "worlds": ("parametric",)},
-    "dust": {"options": (), "worlds": ("calzetti", "smc")},
-    "birth_cloud": {"options": (), "worlds": ("birth_cloud_3myr",)},
+    "metallicity": {"options": (), "worlds": ("zh_constant", "zh_falling")},
+    "bursts": {"options": (), "worlds": ("bursts_any_age",)},
+    "dust": {"options": (), "worlds": ("calzetti", "smc", "dust_steep")},
+    "birth_cloud": {"options": (), "worlds": ("birth_cloud_3myr", "birth_cloud_30myr")},
+    "nebular": {"options": (), "worlds": ("high_ionisation",)},
     "observational": {
         "options": ("flux_calibration", "lsf_error", "wave_shift_kms", "sky_residual"),
-        "worlds": ("observational",),
+        "worlds": ("observational", "flux_calibration_strong"),
     },
 }
 
