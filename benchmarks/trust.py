@@ -78,19 +78,6 @@ def mock_runs(model, folder):
     return rows
 
 
-def auc(score, positive, negative):
-    """ROC AUC of ``score`` separating ``positive`` from ``negative`` (boolean masks; ties count half)."""
-    s = np.concatenate([score[positive], score[negative]])
-    y = np.r_[np.ones(positive.sum()), np.zeros(negative.sum())]
-    if not positive.any() or not negative.any():
-        return float("nan")
-    from scipy.stats import rankdata
-
-    r = rankdata(s)
-    n1, n0 = positive.sum(), negative.sum()
-    return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
 def world_features(model, path, dz=None, rng=None):
     """Trust features, age errors, S/N and redshift scan of one set (optionally shifted by ``dz``)."""
     from sfh_ml.network import get_metadata, load_data, predict, resynthesis_fit, trust
@@ -155,18 +142,6 @@ def cost(model, path, params, repeats=3):
     return best
 
 
-def rates(trust_value, threshold, error):
-    flag = trust_value < threshold
-    wrong, right = np.abs(error) > 0.3, np.abs(error) < 0.15
-    return {
-        "n": int(error.size),
-        "wrong_fraction": float(wrong.mean()),
-        "hit_rate": float(flag[wrong].mean()) if wrong.any() else float("nan"),
-        "false_alarm": float(flag[right].mean()) if right.any() else float("nan"),
-        "auc": auc(-trust_value, wrong, right),
-    }
-
-
 def world_path(folder, world, n, workers):
     """The benchmark's held-out set of one world (generated once, then reused)."""
     path = Path(folder) / f"world_{world}_n{n}_seed{SEED}.h5"
@@ -196,7 +171,7 @@ def world_rows(model, folder, n, workers, worlds=None):
         err = f["age_error"][np.isfinite(f["age_error"])]
         rows.append({"world": world, "age_bias": float(np.mean(err)),
                      "age_nmad": float(NMAD_FACTOR * np.median(np.abs(err - np.median(err)))),
-                     **rates(value, params["threshold"], f["age_error"]),
+                     **trust.trust_rates(value, f["age_error"], params["threshold"]),
                      "wrong_redshift_false_alarm": float(np.mean(f["wrong_redshift"])),
                      **{k: v for k, v in f.items() if k.startswith("coverage_")}})  # fmt: skip
     return rows, feats

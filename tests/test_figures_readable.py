@@ -183,6 +183,19 @@ def _spectra_tables():
     return table, ppxf
 
 
+def _world_stats():
+    from sfh_ml.synthesis import TEST_WORLDS
+
+    rng = np.random.default_rng(4)
+    stats = {w: {k: float(rng.uniform(-0.1, 0.3)) for k in ("age_bias", "age_nmad", "zh_bias", "zh_nmad")}
+             for w in TEST_WORLDS}  # fmt: skip
+    trust = {
+        w: {"hit_rate": float(rng.uniform(0.5, 1)), "false_alarm": float(rng.uniform(0, 0.3))}
+        for w in TEST_WORLDS
+    }
+    return stats, trust
+
+
 def _score_rows():
     from sfh_ml.fitting import compare
 
@@ -463,6 +476,7 @@ CASES = {
         {"pPXF": 1.8, "pPXF + HST": 2.4, "network": 0.0018}, workers={"pPXF": 16, "pPXF + HST": 16}
     ),
     "plot_valley": lambda lib, synth: pl.plot_valley({"E-MILES": _score_rows(), "BC03": _score_rows()}, 50),
+    "plot_worlds": lambda lib, synth: pl.plot_worlds(*_world_stats()),
     "plot_real_spectra_check": lambda lib, synth: pl.plot_real_spectra_check(_real_check()),
     "plot_card_metrics": lambda lib, synth: pl.plot_card_metrics(RESULTS),
     "plot_card_coverage": lambda lib, synth: pl.plot_card_coverage(RESULTS),

@@ -156,3 +156,14 @@ def test_predict_with_trust_needs_parameters(model, synthetic, monkeypatch):
     monkeypatch.setattr(trust_lib, "TRUST_PARAMS", None)
     with pytest.raises(ValueError, match="no trust parameters"):
         predict(model, synthetic["spectra"][:2], synthetic["photometry"][:2], trust=True)
+
+
+def test_trust_rates_count_hits_false_alarms_and_the_auc():
+    error = np.array([0.5, -0.4, 0.35, 0.05, -0.1, 0.0, 0.2, np.nan])
+    trust = np.array([0.1, 0.2, 0.9, 0.95, 0.3, 0.99, 0.5, 0.5])
+    r = trust_lib.trust_rates(trust, error, threshold=0.4)
+    assert r["n"] == 7 and r["wrong_fraction"] == pytest.approx(3 / 7)
+    assert r["hit_rate"] == pytest.approx(2 / 3) and r["false_alarm"] == pytest.approx(1 / 3)
+    # wrong trusts (0.1, 0.2, 0.9) against right ones (0.95, 0.3, 0.99): 8 of 9 pairs ordered
+    assert r["auc"] == pytest.approx(8 / 9)
+    assert np.isnan(trust_lib.roc_auc(trust, np.zeros(8, bool), np.ones(8, bool)))

@@ -53,7 +53,8 @@ _EXPORTS = {
         "quality",
     ),
     **dict.fromkeys(
-        ("fit_trust", "redshift_offset", "trust_features", "trust_score", "wrong_redshift"), "trust"
+        ("fit_trust", "redshift_offset", "trust_features", "trust_rates", "trust_score", "wrong_redshift"),
+        "trust",
     ),
     **dict.fromkeys(("calibrate", "calibrate_ood", "sigma_scale_factors"), "calibration"),
     **dict.fromkeys(

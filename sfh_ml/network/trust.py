@@ -52,6 +52,8 @@ __all__ = [
     "MIN_GAIN_FRACTION",
     "MIN_GAIN_CHI2",
     "trust_features",
+    "trust_rates",
+    "roc_auc",
     "fit_trust",
     "trust_score",
     "redshift_offset",
@@ -115,6 +117,62 @@ def trust_features(pred, pred_without_photometry, age_bins_yr):
             ],
             axis=1,
         )
+
+
+def roc_auc(score, positive, negative):
+    """ROC AUC of ``score`` (higher: more likely positive) between two groups (ties count half).
+
+    Parameters
+    ----------
+    score : ndarray, shape (n,)
+    positive, negative : ndarray of bool, shape (n,)
+
+    Returns
+    -------
+    float
+        NaN if either group is empty.
+    """
+    from scipy.stats import rankdata
+
+    s = np.concatenate([score[positive], score[negative]])
+    n1, n0 = int(positive.sum()), int(negative.sum())
+    if not n1 or not n0:
+        return float("nan")
+    r = rankdata(s)
+    return float((r[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def trust_rates(trust, age_error_dex, threshold=None):
+    """How well a trust score tells wrong answers from right ones.
+
+    Parameters
+    ----------
+    trust : ndarray, shape (n,)
+        :func:`trust_score` (NaN: not predicted, left out).
+    age_error_dex : ndarray, shape (n,)
+        Mass-weighted log-age errors, predicted minus true (bin level).
+    threshold : float, optional
+        Objects below it are flagged (default: that of :data:`TRUST_PARAMS`, as ``predict`` flags).
+
+    Returns
+    -------
+    dict
+        ``n`` (objects scored); ``wrong_fraction`` (error > :data:`WRONG_AGE_DEX`); ``hit_rate``
+        (the wrong ones flagged); ``false_alarm`` (those within :data:`RIGHT_AGE_DEX` flagged);
+        ``auc``: ROC AUC of ``-trust`` between the two (NaN where a group is empty).
+    """
+    threshold = TRUST_PARAMS["threshold"] if threshold is None else threshold
+    ok = np.isfinite(trust) & np.isfinite(age_error_dex)
+    trust, err = np.asarray(trust)[ok], np.abs(np.asarray(age_error_dex)[ok])
+    flag = trust < threshold
+    wrong, right = err > WRONG_AGE_DEX, err < RIGHT_AGE_DEX
+    return {
+        "n": int(ok.sum()),
+        "wrong_fraction": float(wrong.mean()) if ok.any() else float("nan"),
+        "hit_rate": float(flag[wrong].mean()) if wrong.any() else float("nan"),
+        "false_alarm": float(flag[right].mean()) if right.any() else float("nan"),
+        "auc": roc_auc(-trust, wrong, right),
+    }
 
 
 def _logistic(x):

@@ -28,6 +28,7 @@ from .comparison import (
     plot_regul_choice,
     plot_speed,
     plot_valley,
+    plot_worlds,
     plot_young_old,
 )
 from .model_card import plot_card_coverage, plot_card_metrics, plot_card_valley
@@ -119,6 +120,7 @@ __all__ = [
     "plot_young_old",
     "plot_speed",
     "plot_valley",
+    "plot_worlds",
     "plot_real_spectra_check",
     # model card
     "plot_card_metrics",

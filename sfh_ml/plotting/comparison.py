@@ -34,6 +34,7 @@ __all__ = [
     "plot_young_old",
     "plot_speed",
     "plot_valley",
+    "plot_worlds",
     "plot_real_spectra_check",
 ]
 
@@ -340,6 +341,59 @@ def plot_valley(
         ax.set(xlabel="method", ylabel=_score_label(quantity, stat))
     axes[0].legend(title="stars (test set)", ncols=1 if len(libraries) < 4 else 2)
     return axes
+
+
+@book_figure
+def plot_worlds(stats, trust=None, goals=(0.8, 0.15), axs=None):
+    """One network on many test worlds: a row per world, bias and NMAD, and the trust score's rates.
+
+    Parameters
+    ----------
+    stats : dict
+        World name -> ``{"age_bias", "age_nmad", "zh_bias", "zh_nmad"}`` (dex): the mass-weighted log
+        age's and [M/H]'s bias and NMAD.
+    trust : dict, optional
+        World name -> :func:`sfh_ml.network.trust.trust_rates` (``hit_rate``, ``false_alarm``): a
+        second row of panels, the wrong answers flagged and the right ones flagged.
+    goals : (float, float)
+        The hit rate to reach and the false-alarm rate not to pass (dashed lines).
+    axs : sequence of Axes, optional
+        Two panels (four with ``trust``).
+
+    Returns
+    -------
+    list of Axes
+    """
+    worlds = list(stats)
+    y = np.arange(len(worlds))[::-1]  # the first world on top
+    n_panels = 2 if trust is None else 4
+    if axs is None:
+        _, axs, _ = panel_grid(n_panels, 0.6 + 0.2 * len(worlds))
+    axs = list(np.atleast_1d(axs))
+    for ax, (key, label) in zip(axs, (("age", "mass-weighted log age"), ("zh", "mass-weighted [M/H]"))):
+        nmad = [stats[w][f"{key}_nmad"] for w in worlds]
+        bias = [stats[w][f"{key}_bias"] for w in worlds]
+        ax.barh(y, nmad, height=0.6, color="C0", alpha=0.5, label="NMAD")
+        ax.plot(bias, y, "o", color="C3", ms=4, label="bias")
+        ax.axvline(0.0, color="0.6", lw=0.8)
+        ax.set(xlabel=f"{label} (dex)")
+    if trust is not None:
+        for ax, (key, label, goal) in zip(
+            axs[2:],
+            (
+                ("hit_rate", "wrong answers flagged", goals[0]),
+                ("false_alarm", "right answers flagged", goals[1]),
+            ),
+        ):
+            ax.barh(y, [trust[w][key] for w in worlds], height=0.6, color="C2" if key == "hit_rate" else "C1")
+            ax.axvline(goal, color="k", ls="--", lw=0.8)
+            ax.set(xlabel=f"{label} (fraction)", xlim=(0, 1))
+    for k, ax in enumerate(axs):
+        ax.set_yticks(y, worlds if k % 2 == 0 else [""] * len(worlds))
+        ax.set_ylim(-0.6, len(worlds) - 0.4)
+        ax.set_ylabel("test world" if k % 2 == 0 else "(the same worlds)")
+    axs[0].legend(loc="lower right")
+    return axs
 
 
 @book_figure
