@@ -89,7 +89,7 @@ TRUST_PARAMS = {
 MAX_OFFSET_KMS = 16000.0  # lags of the wrong-redshift scan: dz up to ~0.053 either way
 MIN_OFFSET_KMS = 300.0  # a best lag closer to zero than this is the right redshift
 MIN_GAIN_FRACTION = 0.5  # the best lag explains at least half the features' chi-square ...
-MIN_GAIN_CHI2 = 10.0  # ... and at least this much chi-square
+MIN_GAIN_CHI2 = 5.0  # ... and at least this much chi-square (10: 92 % of dz 0.005-0.01 caught, 5: 97 %)
 _SMOOTH_PX = 101  # running mean the features are divided by (~5,500 km/s on the MUSE grid)
 _EDGE_PX = 200  # pixels left out at each end (the running mean's edge, the shifted model's)
 
