@@ -159,7 +159,8 @@ def real_spectra_check(
         the network's trust score (:mod:`sfh_ml.network.trust`): ``trust`` (in [0, 1]),
         ``untrusted`` (bool: below the threshold), ``redshift_offset_kms`` and ``wrong_redshift``
         (bool: the spectrum's features match the network's answer best away from its redshift);
-        ``verdict`` (str): "no answer" (not usable), "wrong redshift?", "untrusted" or "trusted".
+        ``verdict`` (str): "wrong redshift?" (first: it explains the rest), "no answer" (not usable),
+        "untrusted" or "trusted".
     """
     from ..network import (  # Keras: on first use
         QUALITY_UNTRUSTED,
@@ -251,8 +252,8 @@ def real_spectra_check(
         out[f"ppxf_{key}"] = np.where(usable, out[f"ppxf_{key}"], np.nan)
     out["usable"] = usable
     out["verdict"] = np.select(
-        [~usable, out["wrong_redshift"], out["untrusted"]],
-        ["no answer", "wrong redshift?", "untrusted"],
+        [out["wrong_redshift"], ~usable, out["untrusted"]],
+        ["wrong redshift?", "no answer", "untrusted"],
         default="trusted",
     )
     return out
