@@ -122,18 +122,22 @@ def leave_out_networks(folder, axes, n, epochs, workers):
 
 def leave_out_table(networks, folder, n, workers):
     """The leave-one-out table: each network on each world of benchmarks/trust.py (S/N 10-100), the
-    worlds it never saw in training marked; returns (rows, Markdown)."""
+    worlds it never saw in training marked, and the networks as one ensemble (a deep ensemble whose
+    members were trained on different worlds); returns (rows, Markdown)."""
     from trust import world_rows
 
     from sfh_ml.network import load_model
 
     rows = []
-    for name, path in networks.items():
+    models = {name: load_model(path) for name, path in networks.items()}
+    if len(models) > 1:  # members trained on different worlds: their spread is a modelling error
+        models["ensemble of these"] = list(models.values())
+    for name, model in models.items():
         axis = name.split(" ")[0].removeprefix("no-")
         # unseen: the left-out axis's worlds, and those of the axes the training world does not randomise
         unseen = set(AXES.get(axis, {}).get("worlds", ()))
         unseen |= {w for a in AXES.values() if not a["options"] for w in a["worlds"]}
-        for r in world_rows(load_model(path), folder, n, workers)[0]:
+        for r in world_rows(model, folder, n, workers)[0]:
             rows.append({"network": name, "left_out": r["world"] in unseen, **r})  # left_out: unseen
     head = (
         "| network | world | log age bias / NMAD | wrong | hit rate | false alarms | AUC "
