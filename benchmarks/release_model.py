@@ -81,7 +81,7 @@ from sfh_ml.network import (  # noqa: E402
     train,
 )
 from sfh_ml.network.card import QUANTITY_LABELS, render_model_card  # noqa: E402
-from sfh_ml.synthesis import TEST_WORLDS, TRAINING_WORLD, WORLD_DESCRIPTIONS, photometry  # noqa: E402
+from sfh_ml.synthesis import AXES, TEST_WORLDS, TRAINING_WORLD, WORLD_DESCRIPTIONS, photometry  # noqa: E402
 from sfh_ml.synthesis.schema import SCHEMA_VERSION  # noqa: E402
 from sfh_ml.synthesis.ssp import LIBRARY_VERSION, SEAM_AGE_YR, load_library  # noqa: E402
 
@@ -206,6 +206,7 @@ def train_one(args, steps, train_path, out_path, seed, version="v2", **hyper):
         patience=args.patience,
         val_fraction=VAL_FRACTION,
         augment=True,
+        **({} if args.schedule == "cosine" else {"schedule": args.schedule}),  # the v2 run's record
     )
 
     def run():
@@ -442,15 +443,31 @@ def _finite(value):
 
 
 def randomisation_note(world):
-    """What a domain-randomised training set (``TRAINING_WORLD``) mixed: the valley's note, or None."""
-    parts, seen = [], []
+    """What a domain-randomised training set (``TRAINING_WORLD``) mixed: the valley's note, or None.
+
+    The worlds named as partly seen are those of the axes (:data:`sfh_ml.synthesis.AXES`) whose
+    options the training world sets."""
+    parts = []
     if world.get("library") == "mix":
         lo, hi = world.get("library_mix", (0.0, 1.0))
         parts.append(f"E-MILES and BC03 stars mixed per object (E-MILES share uniform in {lo:g}-{hi:g})")
-        seen.append("bc03")
-    if world.get("parametric_frac"):
-        parts.append(f"{world['parametric_frac']:.0%} of the histories from the parametric families")
-        seen.append("parametric")
+    for key, label in (
+        ("parametric_frac", "{:.0%} of the histories from the parametric families"),
+        ("zh_track_frac", "{:.0%} of the [M/H] tracks constant or falling"),
+        ("burst_any_age", "{:.0%} of the histories with a burst at any age"),
+        ("line_scatter", "metal-line ratios scattered by {:g} dex per ion"),
+    ):
+        if world.get(key):
+            parts.append(label.format(world[key]))
+    for key, label in (
+        ("dust_slope", "the ISM power-law index {:g} to {:g} per object"),
+        ("ml_slope", "an IMF-like mass-to-light slope of {:g} to {:g} per object"),
+    ):
+        if isinstance(world.get(key), tuple) and world[key][0] != world[key][1]:
+            parts.append(label.format(*world[key]))
+    if isinstance(world.get("birth_cloud_age_yr"), tuple):
+        lo, hi = (a / 1e6 for a in world["birth_cloud_age_yr"])
+        parts.append(f"birth clouds dispersed after {lo:g}-{hi:g} Myr per object")
     errors = [
         (key, label)
         for key, label in (
@@ -465,7 +482,7 @@ def randomisation_note(world):
         parts.append(
             "observational errors (" + ", ".join(label.format(world[key]) for key, label in errors) + ")"
         )
-        seen.append("observational")
+    seen = [w for axis in AXES.values() if set(axis["options"]) & set(world) for w in axis["worlds"]]
     if not parts:
         return None
     names = [f"*{w}*" for w in seen]
@@ -579,6 +596,7 @@ def reproduce_command(args, backend):
         f"--batch-size {args.batch_size}",
         f"--lr {args.lr:g}",
         f"--patience {args.patience}",
+        *([] if args.schedule == "cosine" else [f"--schedule {args.schedule}"]),
         f"--seed {args.seed}",
         f"--members {args.members}",
         *(["--no-randomisation"] if args.no_randomisation else []),
@@ -656,7 +674,7 @@ def build_results(args, sets, trained, names, release, evals, speed, valley_figu
             "seam_age_yr": SEAM_AGE_YR,
             "tau_bc": _pair(cfg.get("tau_bc")),
             "tau_ism": _pair(cfg.get("tau_ism")),
-            "birth_cloud_age_yr": BIRTH_CLOUD_AGE_YR,
+            "birth_cloud_age_yr": cfg.get("birth_cloud_age_yr", BIRTH_CLOUD_AGE_YR),
         },
         "metrics": [metrics_row(label, TEST_SETS[label][1], evals["release"][label]) for label in TEST_SETS],
         "coverage": [
@@ -725,6 +743,12 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
     parser.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
+    parser.add_argument(
+        "--schedule",
+        choices=("cosine", "plateau"),
+        default="cosine",
+        help="learning rate: cosine over --epochs, or halved on a plateau (train until it stops improving)",
+    )
     parser.add_argument("--seed", type=int, default=42, help="seed of member 0 (member i: seed + i)")
     parser.add_argument("--members", type=int, default=1, help="networks in the shipped ensemble (default 1)")
     parser.add_argument("--workers", type=int, default=1, help="processes generating the synthetic sets")

@@ -102,8 +102,8 @@ def _cmd_generate(args):
         library=args.library,
         **({} if args.young_bins is None else {"young_bins_yr": args.young_bins}),
         dust_law=args.dust_law,
-        **({} if args.dust_slope is None else {"dust_slope": args.dust_slope}),
-        **({} if args.birth_cloud_age is None else {"birth_cloud_age_yr": args.birth_cloud_age}),
+        **({} if args.dust_slope is None else {"dust_slope": tuple(args.dust_slope)}),
+        **({} if args.birth_cloud_age is None else {"birth_cloud_age_yr": tuple(args.birth_cloud_age)}),
         flux_calibration=args.flux_calibration,
         lsf_error=args.lsf_error,
         wave_shift_kms=args.wave_shift,
@@ -113,6 +113,8 @@ def _cmd_generate(args):
         zh_track=args.zh_track,
         zh_track_frac=args.zh_track_frac,
         burst_any_age=args.burst_any_age,
+        ml_slope=args.ml_slope,
+        line_scatter=args.line_scatter,
     )
     try:
         generate(config, args.out, workers=args.workers, progress=not args.quiet, overwrite=args.overwrite)
@@ -172,6 +174,7 @@ def _cmd_train(args):
         seed=args.seed,
         learning_rate=args.lr,
         patience=args.patience,
+        schedule=args.schedule,
         n_max=args.n_max,
         resume=not args.no_resume,
         augment=not args.no_augment,
@@ -481,10 +484,34 @@ def build_parser():
     )
     p.add_argument("--dust-law", default="cf00", help="ISM dust curve: cf00 (default), calzetti or smc")
     p.add_argument(
-        "--dust-slope", type=float, default=None, help="cf00 ISM power-law index (default CF00's -0.7)"
+        "--dust-slope",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="SLOPE",
+        help="cf00 ISM power-law index (default CF00's -0.7), or MIN MAX: one per object, uniform",
     )
     p.add_argument(
-        "--birth-cloud-age", type=float, default=None, help="birth-cloud dispersal age, yr (default 1e7)"
+        "--birth-cloud-age",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="YR",
+        help="birth-cloud dispersal age, yr (default 1e7), or MIN MAX: one per object, log-uniform",
+    )
+    p.add_argument(
+        "--ml-slope",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.0),
+        metavar=("MIN", "MAX"),
+        help="IMF-like mass-to-light perturbation: light x 10**(s (log t - 9)), s uniform per object",
+    )
+    p.add_argument(
+        "--line-scatter",
+        type=float,
+        default=0.0,
+        help="rms (dex) of per-object, per-ion factors on the metal emission lines",
     )
     p.add_argument(
         "--flux-calibration", type=float, default=0.0, help="rms of a smooth multiplicative calibration error"
@@ -518,6 +545,12 @@ def build_parser():
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
     p.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
+    p.add_argument(
+        "--schedule",
+        choices=("cosine", "plateau"),
+        default="cosine",
+        help="learning rate: cosine over --epochs, or halved on a plateau (train until it stops improving)",
+    )
     p.add_argument("--n-max", type=int, default=None, help="use only the first N objects")
     p.add_argument("--no-augment", action="store_true", help="no masked spans / missing bands")
     p.add_argument(

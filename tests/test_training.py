@@ -297,6 +297,33 @@ def test_training_on_other_grids_is_refused(runs, tmp_path):
         training.train(other, out_path=out / "a.keras", epochs=4, **RUN)  # resuming a's checkpoint
 
 
+def test_the_plateau_schedule_halves_the_rate_after_epochs_without_improvement():
+    cb = training._Checkpointer(None, {"lr": 1e-3}, None, "val_point_error", 5, plateau_lr=1e-3)
+    rates = []
+    for improved in (True, False, False, True, False, False, False, False) + (False,) * 12:
+        cb._plateau(improved)
+        rates.append(cb.state["lr"])
+    assert rates[:4] == [1e-3, 1e-3, 5e-4, 5e-4]  # two epochs without improvement: halved
+    assert rates[5] == 2.5e-4 and rates[7] == 1.25e-4  # and again two epochs later
+    assert min(rates) == pytest.approx(1e-5)  # never below 1 % of the initial rate
+
+
+def test_a_plateau_run_records_its_rates_resumes_them_and_refuses_a_cosine_resume(toy_file, tmp_path):
+    opts = {**RUN, "patience": 3, "learning_rate": 3e-2, "schedule": "plateau"}  # a rate that stalls
+    a = training.train(toy_file, out_path=tmp_path / "a.keras", epochs=8, **opts)
+    lrs = [row["learning_rate"] for row in a.history]
+    assert lrs[0] == pytest.approx(3e-2) and all(np.diff(lrs) <= 0)  # constant, then halved
+    assert a.stopped is None or "no improvement" in a.stopped
+    with pytest.raises(KeyboardInterrupt):
+        training.train(toy_file, out_path=tmp_path / "c.keras", epochs=8, callbacks=[_Interrupt(2)], **opts)
+    c = training.train(toy_file, out_path=tmp_path / "c.keras", epochs=8, **opts)
+    assert [row["learning_rate"] for row in c.history] == lrs and c.best_epoch == a.best_epoch
+    with pytest.raises(ValueError, match="schedule"):
+        training.train(toy_file, out_path=tmp_path / "c.keras", epochs=8, **{**opts, "schedule": "cosine"})
+    with pytest.raises(ValueError, match="schedule"):
+        training.train(toy_file, out_path=tmp_path / "d.keras", epochs=8, **{**opts, "schedule": "step"})
+
+
 # ----------------------------------------------------------------------------------------- evaluation
 def test_evaluate_gives_zero_error_for_a_perfect_predictor(runs, toy_file, monkeypatch):
     out, _, _, _, _ = runs

@@ -381,6 +381,89 @@ def test_an_lsf_error_widens_the_emission_lines(world_synth):
     np.testing.assert_allclose(sigma, expected, rtol=0.03)
 
 
+def test_a_per_object_ism_slope_replaces_the_synthesizers_law_for_that_object(world_synth):
+    sfh = ExponentialTau().sample(2, np.random.default_rng(5))
+    slope = np.array([-1.3, np.nan])  # object 0: a steep power law; object 1: the synthesizer's Calzetti
+    clear = world_synth(sfh, _params(2, ism_slope=slope), noise=False)
+    dusty = world_synth(sfh, _params(2, tau_ism=0.8, ism_slope=slope), noise=False)
+    ratio = dusty["spectra_noiseless"] / clear["spectra_noiseless"]
+    np.testing.assert_allclose(ratio[0], np.exp(-0.8 * (WAVE / 5500.0) ** -1.3), rtol=1e-5)
+    np.testing.assert_allclose(ratio[1], np.exp(-0.8 * calzetti_curve(WAVE)), rtol=1e-5)
+    phot = dusty["photometry_noiseless"] / clear["photometry_noiseless"]
+    pivot = pivot_wavelengths(PHANGS_FILTERS)
+    np.testing.assert_allclose(phot[0], np.exp(-0.8 * (pivot / 5500.0) ** -1.3), rtol=0.05)
+    assert phot[0, 0] < phot[1, 0]  # F275W: the steep law dims the UV more than Calzetti
+
+
+def test_a_per_object_birth_cloud_age_keeps_only_that_objects_stars_in_their_clouds(world_synth):
+    sfh = TruncatedConstant().batch(np.full(2, 25e6), np.full(2, 12e6), *zh_tracks(2))  # 12-25 Myr old
+    bc = np.array([3e7, 1e7])  # object 0: in clouds until 30 Myr; object 1: out at 10 Myr
+    clear = world_synth(sfh, _params(2, birth_cloud_age_yr=bc), noise=False)["spectra_noiseless"]
+    cloud = world_synth(sfh, _params(2, tau_bc=1.0, birth_cloud_age_yr=bc), noise=False)["spectra_noiseless"]
+    expected = transmission(np.ones(1), attenuation_curve(WAVE))[0]
+    np.testing.assert_allclose(cloud[0] / clear[0], expected, rtol=1e-5)
+    np.testing.assert_allclose(cloud[1], clear[1], rtol=1e-6)
+    with pytest.raises(ValueError, match="birth_cloud_age_yr"):  # beyond what the synthesizer was built for
+        world_synth(sfh, _params(2, birth_cloud_age_yr=np.array([1e8, 1e7])), noise=False)
+
+
+def test_an_imf_like_perturbation_changes_the_light_per_unit_mass_and_not_the_mass(world_synth):
+    young = TruncatedConstant().batch(np.full(1, 25e6), np.full(1, 12e6), *zh_tracks(1))
+    ref = world_synth(young, _params(1), noise=False)
+    top = world_synth(young, _params(1, ml_slope=-0.1), noise=False)
+    ratio = top["spectra_noiseless"] / ref["spectra_noiseless"]
+    lo, hi = 10 ** (-0.1 * (np.log10([25e6, 12e6]) - 9.0))  # the factor at the population's ages
+    assert lo * 0.97 < np.median(ratio) < hi * 1.03 and np.ptp(ratio) < 0.05
+    mixed = ExponentialTau().batch(np.full(1, 12e9), np.full(1, 1e11), *zh_tracks(1))  # ~constant SFR
+    a = world_synth(mixed, _params(1), noise=False)
+    b = world_synth(mixed, _params(1, ml_slope=-0.1), noise=False)
+    np.testing.assert_allclose(b["mw_log_age"], a["mw_log_age"])  # the truth is the mass
+    np.testing.assert_allclose(b["mstar_frac"], a["mstar_frac"])
+    assert b["lw_log_age"][0] < a["lw_log_age"][0] - 0.05  # young stars brighter: younger in light
+
+
+def test_line_ratios_scatter_per_ion_and_keep_the_recombination_lines(world_synth):
+    from sfh_ml.synthesis.lines import ion_of, ion_scales
+
+    names = world_synth.library.line_names
+    f = ion_scales(names, 0.3, np.random.default_rng(3), 4000)
+    ions = ion_of(names)
+    assert f.shape == (4000, len(names))
+    np.testing.assert_array_equal(f[:, np.isin(ions, ["H  1", "He 1", "He 2"])], 1.0)
+    n2 = np.flatnonzero(ions == "N  2")
+    np.testing.assert_array_equal(f[:, n2[0]], f[:, n2[1]])  # [N II] 6583/6548 stays the atomic ratio
+    assert abs(np.std(np.log10(f[:, n2[0]])) - 0.3) < 0.02
+    o3 = np.flatnonzero(ions == "O  3")[0]
+    assert abs(np.corrcoef(np.log10(f[:, n2[0]]), np.log10(f[:, o3]))[0, 1]) < 0.1  # ions independent
+    hii = TruncatedConstant().batch(np.full(2, 5e6), np.full(2, 1e6), *zh_tracks(2))
+    scale = np.ones((2, len(names)))
+    scale[1, n2] = 2.0
+    out = world_synth(hii, _params(2, line_scale=scale), noise=False, components=True)
+    line_lum = out["line_lum"]
+    lib = world_synth.library
+    ha, nii = lib.line_index("H  1  6562.80A"), lib.line_index("N  2  6583.45A")
+    np.testing.assert_allclose(line_lum[1, ha], line_lum[0, ha])
+    np.testing.assert_allclose(line_lum[1, nii], 2 * line_lum[0, nii], rtol=1e-6)
+
+
+def test_the_per_object_world_options_draw_from_their_own_streams_and_are_stored(emiles_synth):
+    big = {**SMALL, "n": 300, "chunk_size": 300, "birth_cloud_age_yr": (3e6, 1e7)}
+    synth = DatasetConfig(**big).synthesizer()
+    ref = generate_chunk(DatasetConfig(**{**SMALL, "n": 300, "chunk_size": 300}), 0, emiles_synth)
+    opts = dict(dust_slope=(-1.3, -0.4), ml_slope=(-0.05, 0.05), line_scatter=0.2)
+    rec = generate_chunk(DatasetConfig(**big, **opts), 0, synth)
+    for k in ("sfh", "tau_ism", "tau_bc", "sigma_kms", "snr", "halpha_lum"):  # every other draw unchanged
+        np.testing.assert_array_equal(rec[k], ref[k], err_msg=k)
+    slope, bc, ml = rec["world/ism_slope"], rec["world/birth_cloud_age_yr"], rec["world/ml_slope"]
+    assert slope.min() >= -1.3 and slope.max() <= -0.4 and np.ptp(slope) > 0.7
+    assert bc.min() >= 3e6 and bc.max() <= 1e7 and 0.4 < np.mean(bc < np.sqrt(3e6 * 1e7)) < 0.6  # log-uniform
+    assert np.abs(ml).max() <= 0.05 and not np.array_equal(rec["spectra"], ref["spectra"])
+    cfg = DatasetConfig(**big, **opts)
+    assert DatasetConfig.from_json(cfg.to_json()) == cfg
+    plain = DatasetConfig(**SMALL, dust_slope=(-0.7, -0.7), birth_cloud_age_yr=(1e7, 1e7), ml_slope=(0, 0))
+    assert plain.to_json() == DatasetConfig(**SMALL).to_json()  # equal ends: the defaults, left out
+
+
 def test_a_world_file_stores_its_parameters_and_reads_back(tmp_path, emiles_synth, monkeypatch):
     monkeypatch.setattr(DatasetConfig, "synthesizer", lambda self, library=None: emiles_synth)
     cfg = DatasetConfig(**SMALL, family="lognormal", wave_shift_kms=10.0)
@@ -406,6 +489,11 @@ def test_a_world_file_stores_its_parameters_and_reads_back(tmp_path, emiles_synt
         dict(zh_track_frac=1.5),
         dict(zh_track="constant", zh_track_frac=0.3),
         dict(burst_any_age=-0.1),
+        dict(dust_slope=(-4.0, -1.0)),
+        dict(dust_law="calzetti", dust_slope=(-1.3, -0.4)),
+        dict(birth_cloud_age_yr=(1e7, 3e6)),
+        dict(ml_slope=(0.5, 2.0)),
+        dict(line_scatter=-0.1),
     ],
 )
 def test_world_options_out_of_range_are_refused(bad):
@@ -440,6 +528,15 @@ def test_the_command_line_makes_a_test_world_and_refuses_a_bad_option(tmp_path, 
     assert main(args) == 0
     with h5py.File(randomised) as f:
         assert json.loads(f.attrs["config"])["parametric_frac"] == 0.5
+    per_object = tmp_path / "per_object.h5"
+    args = ["generate", "--n", "4", "--chunk-size", "4", "--dust-slope", "-1.3", "-0.4", "--birth-cloud-age",
+            "3e6", "3e7", "--ml-slope", "-0.05", "0.05", "--line-scatter", "0.1", "--out", str(per_object),
+            "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    d = read_dataset(per_object, keys=["world/ism_slope", "world/birth_cloud_age_yr", "world/ml_slope"])
+    assert np.all((d["world/ism_slope"] >= -1.3) & (d["world/ism_slope"] <= -0.4))
+    assert np.all((d["world/birth_cloud_age_yr"] >= 3e6) & (d["world/birth_cloud_age_yr"] <= 3e7))
+    assert json.loads(read_dataset(per_object, keys=[])["attrs"]["config"])["line_scatter"] == 0.1
     assert main(["generate", "--n", "4", "--parametric-frac", "2", "--out", str(tmp_path / "y.h5")]) == 2
     assert "parametric_frac" in capsys.readouterr().err
     # every named world is a valid configuration

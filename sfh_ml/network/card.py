@@ -146,6 +146,16 @@ def _age(age_yr):
     return f"{age_yr / 1e6:.3g} Myr"
 
 
+def _age_or_range(value):
+    """An age, or a (min, max) range of them drawn per object: "10 Myr", "3-30 Myr (per object)"."""
+    if isinstance(value, (list, tuple)):
+        lo, hi = _age(value[0]), _age(value[1])
+        if lo.split()[1] == hi.split()[1]:
+            lo = lo.split()[0]
+        return f"{lo}-{hi}, per object"
+    return _age(value)
+
+
 def _range(pair, unit="", fmt="g", sep="-"):
     lo, hi = pair
     return f"{lo:{fmt}}{unit}" if lo == hi else f"{lo:{fmt}}{sep}{hi:{fmt}}{unit}"
@@ -538,7 +548,9 @@ def _limitations(results):
         )
     if d.get("tau_bc") or d.get("tau_ism"):
         bc_age = (
-            f" (stars younger than {_age(d['birth_cloud_age_yr'])})" if d.get("birth_cloud_age_yr") else ""
+            f" (stars younger than {_age_or_range(d['birth_cloud_age_yr'])})"
+            if d.get("birth_cloud_age_yr")
+            else ""
         )
         items.append(
             "**Dust.** Charlot & Fall (2000) screens only: a birth cloud"

@@ -42,6 +42,11 @@ __all__ = [
 ]
 
 MIN_LR_FRACTION = 0.01  # the cosine schedule ends at this fraction of the initial learning rate
+SCHEDULES = ("cosine", "plateau")
+# "plateau": the learning rate is halved after PLATEAU_PATIENCE epochs without improvement of the
+# monitor, down to MIN_LR_FRACTION of the initial one; training stops after `patience` such epochs.
+PLATEAU_FACTOR = 0.5
+PLATEAU_PATIENCE = 2
 # A training set whose spectra are missing (NaN, inf, flags: sfh_ml.utils.is_missing) in more than this
 # fraction of their pixels is refused: the augmentation masks at most ~25 % of a spectrum, so such a
 # set teaches nothing (an all-NaN set would train to the prior and save a confident model).
@@ -345,13 +350,24 @@ class _Checkpointer(keras.callbacks.Callback):
     checkpointed nor recorded, so the checkpoint keeps the last good epoch.
     """
 
-    def __init__(self, dataset, state, paths, monitor, patience):
+    def __init__(self, dataset, state, paths, monitor, patience, plateau_lr=None):
         super().__init__()
         self.dataset, self.state, self.paths = dataset, state, paths
         self.monitor, self.patience = monitor, patience
+        self.plateau_lr = plateau_lr  # the initial learning rate of a "plateau" schedule, else None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.dataset.set_epoch(epoch)
+        if self.plateau_lr is not None:  # the state's rate: a resumed run goes on where it was
+            self.model.optimizer.learning_rate = self.state.setdefault("lr", self.plateau_lr)
+
+    def _plateau(self, improved):
+        """Halve the learning rate after PLATEAU_PATIENCE epochs without improvement (state: JSON)."""
+        state = self.state
+        state["lr_wait"] = 0 if improved else state.get("lr_wait", 0) + 1
+        if state["lr_wait"] >= PLATEAU_PATIENCE:
+            state["lr"] = max(state["lr"] * PLATEAU_FACTOR, self.plateau_lr * MIN_LR_FRACTION)
+            state["lr_wait"] = 0
 
     def on_train_batch_end(self, batch, logs=None):
         if not math.isfinite(float((logs or {}).get("loss", 0.0))):
@@ -369,11 +385,15 @@ class _Checkpointer(keras.callbacks.Callback):
             self.model.stop_training = True
             return  # keep the last good checkpoint
         value = logs.get(self.monitor, math.nan)
-        if math.isfinite(value) and (state["best"] is None or value < state["best"]):
+        improved = math.isfinite(value) and (state["best"] is None or value < state["best"])
+        if improved:
             state.update(best=value, best_epoch=epoch, wait=0)
             _atomic_save_weights(self.model, self.paths["best"])
         else:
             state["wait"] += 1
+        if self.plateau_lr is not None:
+            logs["learning_rate"] = state["lr"]
+            self._plateau(improved)
         if state["wait"] >= self.patience:
             state["stopped"] = f"no improvement of {self.monitor} in {self.patience} epochs"
             self.model.stop_training = True
@@ -557,6 +577,7 @@ def train(
     verbose=1,
     callbacks=None,
     deterministic=True,
+    schedule="cosine",
     **hyper,
 ):
     """Train a network on an HDF5 training set and save it.
@@ -580,7 +601,7 @@ def train(
     seed : int
         Seeds the weights, the split, the order of the batches and the augmentation.
     learning_rate : float
-        Initial learning rate (> 0), decayed with a cosine over ``epochs`` to 1 % of it.
+        Initial learning rate (> 0).
     patience : int
         Early stopping: epochs without improvement of the point error (MAE of the cumulative SFH
         plus MAE of [M/H]) on the validation set.
@@ -602,6 +623,11 @@ def train(
         Extra callbacks, run after the checkpoint is written.
     deterministic : bool
         On TensorFlow, enable op determinism (process-wide) so that runs are reproducible.
+    schedule : {"cosine", "plateau"}
+        ``"cosine"``: the learning rate decays with a cosine over ``epochs`` to 1 % of it (a run
+        of a fixed length); ``"plateau"``: it is halved after :data:`PLATEAU_PATIENCE` epochs without
+        improvement of the validation point error, down to 1 % (training until it stops improving:
+        give a generous ``epochs`` and let ``patience`` end it). Stored with the checkpoint.
     **hyper
         Network hyper-parameters (see :func:`sfh_ml.network.build_model`).
 
@@ -630,6 +656,8 @@ def train(
     resuming, so a resumed run follows the same schedule as an uninterrupted one.
     """
     _check_options(epochs, batch_size, learning_rate, patience, val_fraction)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule (--schedule) must be one of {SCHEDULES}, got {schedule!r}")
     paths = _paths(out_path)
     _check_output(paths, data_path)
     # One run per output: a second run on the same --out would mix its checkpoint with this one's
@@ -652,6 +680,7 @@ def train(
             seed=seed,
             learning_rate=learning_rate,
             augment=augment,
+            **({} if schedule == "cosine" else {"schedule": schedule}),  # old checkpoints: cosine
         )
         run = _run_record(data_path, data, version, options, hyper)
         model, state = _resume_or_build(paths, data, train_idx, run, resume, learning_rate, hyper)
@@ -665,9 +694,14 @@ def train(
             # Early stopping and the best epoch follow the point errors (cumulative SFH + [M/H] MAE), not the
             # NLL: a few over-confident objects can swing a validation NLL while the histories improve.
             monitor = "val_point_error" if val_set is not None else "point_error"
+            plateau = schedule == "plateau"
             cbs = [
-                keras.callbacks.LearningRateScheduler(_cosine_schedule(learning_rate, epochs)),
-                _Checkpointer(train_set, state, paths, monitor, patience),
+                *(
+                    []
+                    if plateau
+                    else [keras.callbacks.LearningRateScheduler(_cosine_schedule(learning_rate, epochs))]
+                ),
+                _Checkpointer(train_set, state, paths, monitor, patience, learning_rate if plateau else None),
                 *(callbacks or []),
             ]
             if verbose == "tqdm":

@@ -42,11 +42,13 @@ WORLD_DEFAULTS = dict(
     zh_track="rising",
     zh_track_frac=0.0,
     burst_any_age=0.0,
+    ml_slope=(0.0, 0.0),
+    line_scatter=0.0,
 )
 # spawn_key (chunk, k) of each option's random stream
 _STREAMS = dict(
     family=1, library_mix=2, flux_calibration=3, lsf_error=4, wave_shift_kms=5, sky_residual=6,
-    zh_track=7, burst_any_age=8,
+    zh_track=7, burst_any_age=8, dust_slope=9, birth_cloud_age_yr=10, ml_slope=11, line_scatter=12,
 )  # fmt: skip
 
 
@@ -63,6 +65,12 @@ def _pair(value, name):
     if v.size != 2 or not np.all(np.isfinite(v)) or v[1] < v[0]:
         raise ValueError(f"{name} must be a value or an increasing (min, max) range, got {value!r}")
     return (float(v[0]), float(v[1]))
+
+
+def _value_or_range(value, name):
+    """A float, or a (min, max) tuple of floats when the two differ (a range drawn per object)."""
+    lo, hi = _pair(value, name)
+    return lo if lo == hi else (lo, hi)
 
 
 @dataclass
@@ -134,10 +142,13 @@ class DatasetConfig:
     dust_law : {"cf00", "calzetti", "smc"}
         Curve of the diffuse-ISM screen (:func:`sfh_ml.synthesis.dust.dust_curve`, normalised at
         5500 A); the birth clouds keep the CF00 power law.
-    dust_slope : float
-        Index of the ISM power law for ``"cf00"`` (default -0.7, CF00).
-    birth_cloud_age_yr : float
-        Age at which stars leave their birth clouds, years (default 1e7; any value in (0, 1e9]).
+    dust_slope : float or (float, float)
+        Index of the ISM power law for ``"cf00"`` (default -0.7, CF00); a (min, max) range draws one
+        per object, uniformly (domain randomisation of the dust law: grey, Calzetti-like curves near
+        -0.4, SMC-like ones near -1.3).
+    birth_cloud_age_yr : float or (float, float)
+        Age at which stars leave their birth clouds, years (default 1e7; any value in (0, 1e9]); a
+        (min, max) range draws one per object, log-uniformly.
     flux_calibration : float
         Rms of a smooth multiplicative flux-calibration error of the spectra (Legendre orders 1-3,
         :func:`sfh_ml.synthesis.perturbations.flux_calibration_error`), e.g. 0.03; 0: none.
@@ -166,6 +177,16 @@ class DatasetConfig:
         Probability per object of a burst at any look-back age, 1 Myr to 12 Gyr, of 5-50 % of the
         mass (:func:`sfh_ml.synthesis.history_worlds.with_bursts`; replacing a skew-normal history's
         own burst). 0: none (the training bursts: skew-normal histories only, younger than 2 Gyr).
+    ml_slope : (float, float)
+        Range (uniform, per object) of an IMF-like perturbation of the mass-to-light ratio: the light
+        of the stars of age t times 10**(ml_slope (log10 t - 9)), their mass unchanged (see
+        :class:`~sfh_ml.synthesis.synthesizer.SynthesisParams`); e.g. (-0.1, 0.1) moves the light of
+        10 Myr and 10 Gyr stars relative to each other by up to 0.4 dex. (0, 0): none.
+    line_scatter : float
+        Rms, dex, of per-object factors on the metal lines, one per ion
+        (:func:`sfh_ml.synthesis.lines.ion_scales`): line ratios ([N II]/H-alpha, [O III]/H-beta,
+        [S II]/H-alpha, ...) outside the Cloudy grid's, as abundance patterns, shocks or diffuse
+        ionised gas give; the H and He lines are kept. 0: none.
     """
 
     n: int
@@ -200,6 +221,8 @@ class DatasetConfig:
     zh_track: str = WORLD_DEFAULTS["zh_track"]
     zh_track_frac: float = WORLD_DEFAULTS["zh_track_frac"]
     burst_any_age: float = WORLD_DEFAULTS["burst_any_age"]
+    ml_slope: tuple = WORLD_DEFAULTS["ml_slope"]
+    line_scatter: float = WORLD_DEFAULTS["line_scatter"]
 
     def __post_init__(self):
         self.n = check_positive_int(self.n, "n", high=MAX_N)  # before anything: 2**63 would spin
@@ -244,14 +267,23 @@ class DatasetConfig:
     def _check_world(self):
         if self.dust_law not in DUST_LAWS:
             raise ValueError(f"unknown dust law {self.dust_law!r}; choose one of {DUST_LAWS}")
-        self.dust_slope = float(self.dust_slope)
-        if not np.isfinite(self.dust_slope) or (self.dust_law != "cf00" and self.dust_slope != CF00_SLOPE):
+        self.dust_slope = _value_or_range(self.dust_slope, "dust_slope")
+        if self.dust_law != "cf00" and self.dust_slope != CF00_SLOPE:
             raise ValueError(
-                f"dust_slope must be finite, and applies to dust_law='cf00' only (got {self.dust_slope})"
+                f"dust_slope applies to dust_law='cf00' only (got {self.dust_slope} with {self.dust_law!r})"
             )
-        self.birth_cloud_age_yr = float(self.birth_cloud_age_yr)
-        if not 0 < self.birth_cloud_age_yr <= 1e9:
+        if min(self.dust_slope_range) < -3 or max(self.dust_slope_range) > 0:
+            raise ValueError(f"dust_slope must lie in [-3, 0], got {self.dust_slope}")
+        self.birth_cloud_age_yr = _value_or_range(self.birth_cloud_age_yr, "birth_cloud_age_yr")
+        lo, hi = self.birth_cloud_age_range
+        if not (0 < lo and hi <= 1e9):
             raise ValueError(f"birth_cloud_age_yr must be in (0, 1e9] yr, got {self.birth_cloud_age_yr}")
+        self.ml_slope = _pair(self.ml_slope, "ml_slope")
+        if self.ml_slope[0] < -1 or self.ml_slope[1] > 1:
+            raise ValueError(f"ml_slope must lie in [-1, 1], got {self.ml_slope}")
+        self.line_scatter = float(self.line_scatter)
+        if not 0 <= self.line_scatter <= 1:
+            raise ValueError(f"line_scatter must be in [0, 1] dex, got {self.line_scatter}")
         limits = dict(flux_calibration=0.5, lsf_error=0.5, wave_shift_kms=1000.0, sky_residual=100.0)
         for name, hi in limits.items():
             value = float(getattr(self, name))
@@ -279,6 +311,16 @@ class DatasetConfig:
             )
 
     @property
+    def dust_slope_range(self):
+        """(min, max) of the ISM power-law index (equal values: one for the whole set)."""
+        return _pair(self.dust_slope, "dust_slope")
+
+    @property
+    def birth_cloud_age_range(self):
+        """(min, max) of the birth-cloud age, yr (equal values: one for the whole set)."""
+        return _pair(self.birth_cloud_age_yr, "birth_cloud_age_yr")
+
+    @property
     def parametric(self):
         """Whether the set draws parametric families (and stores their parameters)."""
         return self.family not in TRAINING_FAMILIES or self.parametric_frac > 0
@@ -290,6 +332,9 @@ class DatasetConfig:
             library_weight=self.library == "mix",
             lsf_scale=self.lsf_error > 0,
             wave_shift_kms=self.wave_shift_kms > 0,
+            ism_slope=isinstance(self.dust_slope, tuple),
+            birth_cloud_age_yr=isinstance(self.birth_cloud_age_yr, tuple),
+            ml_slope=self.ml_slope != (0.0, 0.0),
         )
         return tuple(name for name in schema.WORLD_PARAMS if used[name])
 
@@ -352,6 +397,6 @@ class DatasetConfig:
             filters=self.filters,
             sigma_kms=sigma,
             dust_law=self.dust_law,
-            dust_slope=self.dust_slope,
-            birth_cloud_age_yr=self.birth_cloud_age_yr,
+            dust_slope=CF00_SLOPE if isinstance(self.dust_slope, tuple) else self.dust_slope,
+            birth_cloud_age_yr=self.birth_cloud_age_range[1],  # per-object ages: the largest
         )

@@ -41,6 +41,7 @@ from ..files import output_lock
 from . import schema
 from .config import FAMILIES, LIBRARIES, TRAINING_FAMILIES, DatasetConfig
 from .history_worlds import with_bursts, with_zh_tracks
+from .lines import ion_scales
 from .parametric import PARAMETRIC_FAMILIES, parametric_families
 from .perturbations import draw_lsf_scale, flux_calibration_error, shift_spectra, sky_residuals
 from .photometry import phangs_snr
@@ -126,7 +127,9 @@ def generate_chunk(config, index, synthesizer=None):
         sky_frac=_draw(rng, config.sky_frac, n),
         sky_z=_draw(rng, config.sky_z, n),
     )
-    out, world = _observe(config, index, synth, sfh, params, rng)
+    world = _per_object_physics(config, index, synth, params)
+    out, observed = _observe(config, index, synth, sfh, params, rng)
+    world.update(observed)
     edges = config.age_bins_yr
     ha = synth.library.line_index(HALPHA_LABEL)
     rec = dict(
@@ -207,6 +210,27 @@ def _other_histories(config, index, sfh):
         rng = config.world_rng(index, "burst_any_age")
         sfh = with_bursts(sfh, rng, chosen=rng.random(n) < config.burst_any_age)
     return sfh
+
+
+def _per_object_physics(config, index, synth, params):
+    """Draw the world's per-object dust law, birth-cloud age, mass-to-light perturbation and line
+    ratios into ``params`` (each from its own stream; nothing at the defaults); returns the draws
+    to store (a dict keyed by :data:`schema.WORLD_PARAMS` names)."""
+    n, world = len(params), {}
+    if isinstance(config.dust_slope, tuple):
+        rng = config.world_rng(index, "dust_slope")
+        params.ism_slope = world["ism_slope"] = _draw(rng, config.dust_slope, n)
+    if isinstance(config.birth_cloud_age_yr, tuple):
+        params.birth_cloud_age_yr = world["birth_cloud_age_yr"] = _draw(
+            config.world_rng(index, "birth_cloud_age_yr"), config.birth_cloud_age_yr, n, log=True
+        )
+    if config.ml_slope != (0.0, 0.0):
+        params.ml_slope = world["ml_slope"] = _draw(config.world_rng(index, "ml_slope"), config.ml_slope, n)
+    if config.line_scatter > 0:
+        params.line_scale = ion_scales(
+            synth.library.line_names, config.line_scatter, config.world_rng(index, "line_scatter"), n
+        )
+    return world
 
 
 def _observe(config, index, synth, sfh, params, rng):

@@ -20,7 +20,12 @@ __all__ = [
     "LINE_MIN_HBETA_RATIO",
     "masked_lines_aa",
     "emission_line_mask",
+    "ion_of",
+    "ion_scales",
 ]
+
+# Cloudy's line labels start with the ion ("N  2", "O  3", "He 1") or "Blnd" for blends
+_KEPT_IONS = ("H  1", "He 1", "He 2", "Blnd")  # recombination lines and blends: left as the grid has them
 
 # Half-width of each masked window in sigmas of the broadest line: at 1-4 Myr EW(H-alpha) reaches ~1000 A,
 # a peak ~300 times the continuum; at 5 sigma its wing is down to ~1e-3 of the continuum.
@@ -73,3 +78,38 @@ def emission_line_mask(library, lam_aa, sigma_gas_kms=MASK_SIGMA_GAS_KMS, n_sigm
         sigma = np.hypot(muse_lsf_fwhm(lam) * FWHM_TO_SIGMA, sigma_gas_kms * lam / C_KMS)
         good &= np.abs(lam_aa - lam) > n_sigma * sigma
     return good
+
+
+def ion_of(line_names):
+    """The ion of each Cloudy line label (its first four characters, e.g. ``"N  2"``), ndarray of str."""
+    return np.array([str(name)[:4] for name in line_names])
+
+
+def ion_scales(line_names, scatter_dex, rng, n_obj):
+    """Per-object factors on the emission lines: one log-normal factor per object and metal ion.
+
+    The lines of one ion share their factor, so atomic ratios ([N II] 6583/6548, [O III] 5007/4959)
+    stay exact while the ratios to the Balmer lines and between ions move, as the abundance
+    pattern (N/O), shocks or diffuse ionised gas make them; the H and He recombination lines and
+    Cloudy's blends keep the grid's luminosities.
+
+    Parameters
+    ----------
+    line_names : sequence of str, shape (n_lines,)
+        :attr:`sfh_ml.synthesis.ssp.SSPLibrary.line_names`.
+    scatter_dex : float
+        Rms of log10 of the factors, dex.
+    rng : numpy.random.Generator
+    n_obj : int
+
+    Returns
+    -------
+    ndarray, shape (n_obj, n_lines)
+        Factors (1 for the kept lines), for :attr:`SynthesisParams.line_scale
+        <sfh_ml.synthesis.synthesizer.SynthesisParams>`.
+    """
+    ions = ion_of(line_names)
+    names, which = np.unique(ions, return_inverse=True)
+    log_f = scatter_dex * rng.standard_normal((n_obj, names.size))
+    log_f[:, np.isin(names, _KEPT_IONS)] = 0.0
+    return 10.0 ** log_f[:, which]

@@ -162,8 +162,16 @@ PARAMETRIC_SFH_PARAMS = (
 )
 # Per-object draws of the held-out worlds' options (DatasetConfig), stored as ``world/<name>`` only in
 # sets that use the option: library_weight (share of E-MILES in a library mix), lsf_scale (LSF width
-# over the nominal MUSE LSF), wave_shift_kms (wavelength-calibration error, km/s).
-WORLD_PARAMS = ("library_weight", "lsf_scale", "wave_shift_kms")
+# over the nominal MUSE LSF), wave_shift_kms (wavelength-calibration error, km/s), ism_slope (index of
+# the ISM power law), birth_cloud_age_yr (yr) and ml_slope (the IMF-like mass-to-light perturbation).
+WORLD_PARAMS = (
+    "library_weight",
+    "lsf_scale",
+    "wave_shift_kms",
+    "ism_slope",
+    "birth_cloud_age_yr",
+    "ml_slope",
+)
 
 
 def sfh_param_names(n_tx, parametric=False):

@@ -229,14 +229,17 @@ class SFHBatch:
 
         Parameters
         ----------
-        age_yr : ndarray, shape (n_age,)
-            Look-back ages in years, within [0, 14.1 Gyr].
+        age_yr : ndarray, shape (n_age,) or (n_obj, n_age)
+            Look-back ages in years, within [0, 14.1 Gyr]: the same for every object, or one row
+            per object.
 
         Returns
         -------
         ndarray, shape (n_obj, n_age)
         """
         age_yr = np.asarray(age_yr, dtype=float)
+        if age_yr.ndim == 2 and age_yr.shape[0] != len(self):
+            raise ValueError(f"age_yr has {age_yr.shape[0]} rows for {len(self)} histories")
         if np.any(age_yr < 0) or np.any(age_yr > self.age_grid_yr[-1] * (1 + 1e-9)):
             raise ValueError(f"ages must lie in [0, {self.age_grid_yr[-1]:.4g}] yr")
         # Linear interpolation in log age (linear in age in the first grid cell).
@@ -245,10 +248,14 @@ class SFHBatch:
         j = np.clip(np.searchsorted(x_grid, x, side="right") - 1, 0, x_grid.size - 2)
         w = np.where(j == 0, age_yr / self.age_grid_yr[1], (x - x_grid[j]) / (x_grid[j + 1] - x_grid[j]))
         w = np.clip(w, 0.0, 1.0)
-        smooth = (1 - w) * self.cumulative[:, j] + w * self.cumulative[:, j + 1]
-        burst = np.clip(
-            (age_yr[None, :] - self.burst_age_yr[:, None]) / self.burst_duration_yr[:, None], 0.0, 1.0
-        )
+        if age_yr.ndim == 2:  # one row of ages per object
+            lo = np.take_along_axis(self.cumulative, j, axis=1)
+            hi = np.take_along_axis(self.cumulative, j + 1, axis=1)
+        else:
+            lo, hi = self.cumulative[:, j], self.cumulative[:, j + 1]
+        smooth = (1 - w) * lo + w * hi
+        rows = age_yr if age_yr.ndim == 2 else age_yr[None, :]
+        burst = np.clip((rows - self.burst_age_yr[:, None]) / self.burst_duration_yr[:, None], 0.0, 1.0)
         f = self.burst_frac[:, None]
         return (1.0 - f) * smooth + f * burst
 

@@ -132,6 +132,24 @@ class SynthesisParams:
         sqrt(sigma_kms**2 + (lsf_scale**2 - 1) sigma_LSF**2), sigma_LSF in km/s at
         :data:`LSF_REF_WAVE_AA` (the stellar dispersion is >= 150 km/s, the LSF 40-80 km/s, so
         the error of this approximation across the range is below 2 km/s for a 10 % LSF error).
+    ism_slope : ndarray
+        Per-object index of the diffuse-ISM power law, tau(lambda) / tau_V = (lambda / 5500 A)**slope,
+        in place of the synthesizer's ``dust_law`` (domain randomisation of the dust law); NaN (the
+        default): the synthesizer's curve.
+    birth_cloud_age_yr : ndarray
+        Per-object age at which stars leave their birth clouds, years, at most the synthesizer's
+        ``birth_cloud_age_yr`` (which sets how many SSP ages can be in clouds); NaN (the default):
+        the synthesizer's.
+    ml_slope : ndarray
+        An IMF-like perturbation of the mass-to-light ratio: the light of the stars of age t is
+        multiplied by 10**(ml_slope (log10 t - 9)) (spectra, fluxes and light weights), their mass
+        is not (the truth). Negative values make young stars brighter per unit mass than the
+        library's IMF says and old ones fainter, as a top-heavy IMF would; the nebular emission and
+        the spectral shape of each SSP (dwarf-to-giant features) are unchanged. Default 0.
+    line_scale : ndarray, shape (n_obj,) or (n_obj, n_lines)
+        Factors on the library's emission-line luminosities (all lines, or one per line of
+        :attr:`sfh_ml.synthesis.ssp.SSPLibrary.line_wave_aa`): line ratios outside the Cloudy grid's
+        (:func:`sfh_ml.synthesis.lines.ion_scales`). Default 1.
     """
 
     tau_bc: np.ndarray
@@ -144,15 +162,23 @@ class SynthesisParams:
     sky_frac: np.ndarray = 0.0
     sky_z: np.ndarray = 0.0
     lsf_scale: np.ndarray = 1.0
+    ism_slope: np.ndarray = np.nan
+    birth_cloud_age_yr: np.ndarray = np.nan
+    ml_slope: np.ndarray = 0.0
+    line_scale: np.ndarray = 1.0
+
+    _PER_BAND_OR_LINE = ("snr_phot", "line_scale")  # may hold one value per object and band or line
+    _NAN_IS_DEFAULT = ("ism_slope", "birth_cloud_age_yr")  # NaN: the synthesizer's own
 
     def __post_init__(self):
         n = None
         for f in fields(self):
             value = np.atleast_1d(np.asarray(getattr(self, f.name), dtype=float))
-            if value.ndim > (2 if f.name == "snr_phot" else 1):
+            if value.ndim > (2 if f.name in self._PER_BAND_OR_LINE else 1):
                 raise ValueError(f"{f.name} has shape {value.shape}: expected one value per object")
             setattr(self, f.name, value)
-            if not np.all(np.isfinite(value)):
+            finite = np.isfinite(value) | (np.isnan(value) if f.name in self._NAN_IS_DEFAULT else False)
+            if not np.all(finite):
                 raise ValueError(f"{f.name} contains NaN or infinite values")
             rows = value.shape[0]
             n = rows if n is None else n
@@ -176,6 +202,12 @@ class SynthesisParams:
             raise ValueError("sky_z must be >= 0")
         if np.any(self.lsf_scale <= 0):
             raise ValueError("lsf_scale must be > 0")
+        if np.any(self.birth_cloud_age_yr <= 0) or np.any(self.birth_cloud_age_yr > 1e9):
+            raise ValueError("birth_cloud_age_yr must be in (0, 1e9] yr (or NaN: the synthesizer's)")
+        if np.any(np.abs(self.ml_slope) > 1):
+            raise ValueError("ml_slope must lie in [-1, 1] (dex of light per dex of age)")
+        if np.any(self.line_scale < 0):
+            raise ValueError("line_scale must be >= 0")
 
     def stellar_sigma_kms(self):
         """Velocity dispersion the stellar templates are broadened to, km/s, shape (n_obj,): ``sigma_kms``,
@@ -412,6 +444,7 @@ class Synthesizer:
     def _dust_curves(self, lam_col):
         """tau(lambda) / tau_V of the birth clouds (``_k_*``) and of the ISM (``_k_*_ism``) on the output
         grid, the flux columns and the emission lines."""
+        self._lam_col = lam_col
         self._k_wave = attenuation_curve(self.wave_aa).astype(self.dtype)
         self._k_phot = attenuation_curve(lam_col).astype(self.dtype)
         self._line_k = attenuation_curve(self.library.line_wave_aa)
@@ -423,6 +456,22 @@ class Synthesizer:
             self._k_wave_ism = dust_curve(self.wave_aa, law, slope).astype(self.dtype)
             self._k_phot_ism = dust_curve(lam_col, law, slope).astype(self.dtype)
             self._line_k_ism = dust_curve(self.library.line_wave_aa, law, slope)
+
+    def _ism_curves(self, params):
+        """tau(lambda) / tau_V of each object's ISM on the output grid, the flux columns and the lines:
+        the synthesizer's curves (shape (n_wave,), ...) or, with per-object ``params.ism_slope``,
+        (n_obj, n_wave), ..., the power law for those objects and the synthesizer's for the rest."""
+        fixed = (self._k_wave_ism, self._k_phot_ism, self._line_k_ism)
+        own = np.isfinite(params.ism_slope)
+        if not own.any():
+            return fixed
+        grids = (self.wave_aa, self._lam_col, self.library.line_wave_aa)
+        out = []
+        for grid, k in zip(grids, fixed):
+            curves = np.repeat(np.asarray(k)[None, :], len(params), axis=0)
+            curves[own] = attenuation_curve(grid, params.ism_slope[own][:, None])
+            out.append(curves)
+        return tuple(out)
 
     def _lines_on_the_grid(self):
         """Lines drawn on the spectra: near the grid, and reaching
@@ -446,18 +495,34 @@ class Synthesizer:
         return bin_light(self.library, age_bins_yr, zh_grid, closed)
 
     # ------------------------------------------------------------------ weights
-    def _weights(self, sfh):
-        """Mass-and-metallicity weights of the SSPs and of the nebular grid for each object."""
+    def _weights(self, sfh, params=None):
+        """Mass-and-metallicity weights of the SSPs and of the nebular grid for each object (with
+        ``params``: its own birth-cloud age and mass-to-light perturbation, if it has them)."""
         lib = self.library
+        n = len(sfh)
         edges = lib.age_edges_yr
         c = sfh.cumulative_at(np.concatenate([[0.0], edges[1:-1], [edges[-1]]]))
         c[:, 0], c[:, -1] = 0.0, 1.0
         mass = np.clip(np.diff(c, axis=1), 0, None)  # (n, n_age)
-        c_bc = sfh.cumulative_at(np.minimum(edges[: self.n_young + 1], self.birth_cloud_age_yr))
-        mass_young = np.clip(np.diff(c_bc, axis=1), 0, None)  # (n, n_young): part of each bin < 10 Myr
+        bc = np.full(n, self.birth_cloud_age_yr)
+        if params is not None:
+            own = np.isfinite(params.birth_cloud_age_yr)
+            bc[own] = params.birth_cloud_age_yr[own]
+            if np.any(bc > self.birth_cloud_age_yr * (1 + 1e-9)):
+                raise ValueError(
+                    f"per-object birth_cloud_age_yr up to {bc.max():.3g} yr, above the "
+                    f"{self.birth_cloud_age_yr:.3g} yr this Synthesizer was built for: build it with "
+                    "birth_cloud_age_yr set to the largest one"
+                )
+        c_bc = sfh.cumulative_at(np.minimum(edges[None, : self.n_young + 1], bc[:, None]))
+        mass_young = np.clip(np.diff(c_bc, axis=1), 0, None)  # (n, n_young): part of each bin in clouds
         mass_old = mass.copy()
         mass_old[:, : self.n_young] -= mass_young
         mass_old = np.clip(mass_old, 0, None)
+        if params is not None and np.any(params.ml_slope != 0):
+            light = 10.0 ** (params.ml_slope[:, None] * (lib.log_age[None, :] - 9.0))  # (n, n_age)
+            mass_old = mass_old * light
+            mass_young = mass_young * light[:, : self.n_young]
         zh = sfh.zh_in_bins(edges)  # (n, n_age)
         wz = interp_weights(zh, lib.zh)  # (n, n_age, n_zh)
         neb_edges = lib.neb_age_edges_yr
@@ -465,8 +530,8 @@ class Synthesizer:
             mass=mass,
             zh=zh,
             wz=wz,
-            w_old=(mass_old[:, :, None] * wz).reshape(len(sfh), -1),
-            w_young=(mass_young[:, :, None] * wz[:, : self.n_young]).reshape(len(sfh), -1),
+            w_old=(mass_old[:, :, None] * wz).reshape(n, -1),
+            w_young=(mass_young[:, :, None] * wz[:, : self.n_young]).reshape(n, -1),
             m_neb=np.clip(np.diff(sfh.cumulative_at(neb_edges), axis=1), 0, None),
             z_neb=sfh.zh_in_bins(neb_edges, closed=False),
         )
@@ -534,18 +599,19 @@ class Synthesizer:
             return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         self._check_sigma(params.stellar_sigma_kms())
         dt = self.dtype
-        w = self._weights(sfh)
+        w = self._weights(sfh, params)
         w_old, w_young = w.w_old.astype(dt), w.w_young.astype(dt)
         w_neb = self._nebular_weights(w.m_neb, w.z_neb, params.log_u).astype(dt)
-        line_lum = w_neb @ self._line_lum  # (n, n_lines)
+        line_lum = (w_neb @ self._line_lum) * params.line_scale.reshape(n, -1).astype(dt)  # (n, n_lines)
         neb_coef = w_neb @ self._neb_coef  # (n, rank)
         old, young = self._stellar_spectra(w_old, w_young, params.stellar_sigma_kms())
         neb_cont = neb_coef @ self._neb_basis
         lines = self._emission_lines(line_lum, params.sigma_gas_kms, params.lsf_scale)
-        att_ism = transmission(params.tau_ism, self._k_wave_ism)
+        ism = self._ism_curves(params)
+        att_ism = transmission(params.tau_ism, ism[0])
         att_bc = transmission(params.tau_bc, self._k_wave)
         spec = att_ism * (old + att_bc * (young + neb_cont + lines))
-        phot = self._photometry(w_old, w_young, neb_coef, line_lum, params)
+        phot = self._photometry(w_old, w_young, neb_coef, line_lum, params, ism)
         out = dict(
             spectra_noiseless=spec,
             photometry_noiseless=phot,
@@ -598,20 +664,20 @@ class Synthesizer:
         sig_line = np.sqrt(lsf**2 + (sigma_gas_kms[:, None] * lam / C_KMS) ** 2)
         return add_lines(lines, self.wave_aa, lam, line_lum[:, idx], sig_line)
 
-    def _photometry(self, w_old, w_young, neb_coef, line_lum, params):
-        """Fluxes: template integrals per bin with that bin's dust, lines as delta functions."""
+    def _photometry(self, w_old, w_young, neb_coef, line_lum, params, ism):
+        """Fluxes: template integrals per bin with that bin's dust, lines as delta functions (``ism``:
+        the ISM curves of :meth:`_ism_curves`)."""
         dt = self.dtype
-        a_ism = transmission(params.tau_ism, self._k_phot_ism)
+        _, k_phot_ism, line_k_ism = ism
+        a_ism = transmission(params.tau_ism, k_phot_ism)
         a_bc = transmission(params.tau_bc, self._k_phot)
         cols = a_ism * (
             w_old @ self._phot_tpl + a_bc * (w_young @ self._phot_tpl_young + neb_coef @ self._phot_neb)
         )
-        if self._same_dust:
+        if self._same_dust and line_k_ism is self._line_k:
             line_att = transmission(params.tau_ism + params.tau_bc, self._line_k)
         else:
-            line_att = transmission(params.tau_ism, self._line_k_ism) * transmission(
-                params.tau_bc, self._line_k
-            )
+            line_att = transmission(params.tau_ism, line_k_ism) * transmission(params.tau_bc, self._line_k)
         return cols @ self._phot_sum + ((line_lum * line_att) @ self._line_phot).astype(dt)
 
     def _summaries(self, w, params):
@@ -706,10 +772,11 @@ class Synthesizer:
         """
         lib = self.library
         n = len(sfh)
-        w = self._weights(sfh)
+        w = self._weights(sfh, params)
         tpl = lib.flux.reshape(self.n_age * self.n_zh, -1).astype(np.float64)
         w_neb = self._nebular_weights(w.m_neb, w.z_neb, params.log_u)
         line_lum = w_neb @ lib.line_lum.reshape(-1, lib.line_wave_aa.size)
+        line_lum = line_lum * params.line_scale.reshape(n, -1)
         neb = w_neb @ lib.neb_cont.reshape(-1, lib.wave_aa.size).astype(np.float64)
         lines = np.zeros((n, lib.wave_aa.size))
         lam = lib.line_wave_aa
@@ -717,7 +784,10 @@ class Synthesizer:
         sig = np.maximum(params.sigma_gas_kms[:, None] * lam[inside] / C_KMS, 0.3)
         add_lines(lines, lib.wave_aa, lam[inside], line_lum[:, inside], sig)
         k = attenuation_curve(lib.wave_aa)
-        a_ism = transmission(params.tau_ism, dust_curve(lib.wave_aa, self.dust_law, self.dust_slope))
+        k_ism = np.repeat(dust_curve(lib.wave_aa, self.dust_law, self.dust_slope)[None, :], n, axis=0)
+        own = np.isfinite(params.ism_slope)
+        k_ism[own] = attenuation_curve(lib.wave_aa, params.ism_slope[own][:, None])
+        a_ism = transmission(params.tau_ism, k_ism)
         a_bc = transmission(params.tau_bc, k)
         young = w.w_young @ tpl[: self.n_young * self.n_zh]
         return lib.wave_aa, a_ism * (w.w_old @ tpl + a_bc * (young + neb + lines))
