@@ -167,3 +167,38 @@ def test_trust_rates_count_hits_false_alarms_and_the_auc():
     # wrong trusts (0.1, 0.2, 0.9) against right ones (0.95, 0.3, 0.99): 8 of 9 pairs ordered
     assert r["auc"] == pytest.approx(8 / 9)
     assert np.isnan(trust_lib.roc_auc(trust, np.zeros(8, bool), np.ones(8, bool)))
+
+
+def test_calibrate_trust_stores_the_fitted_parameters_in_the_model_and_predict_uses_them(
+    model, synthetic, tmp_path
+):
+    from pathlib import Path
+
+    from sfh_ml.network import calibrate_trust, get_metadata, load_model
+    from sfh_ml.network.pretrained import PRETRAINED_DIR
+
+    noisy = tmp_path / "snr4.h5"  # many wrong answers beside the S/N 30 set's right ones
+    generate(DatasetConfig(n=80, seed=13, snr=(4.0, 4.0)), noisy, progress=False)
+    own = tmp_path / "snr30.h5"
+    generate(DatasetConfig(n=N, seed=12, snr=(SNR, SNR)), own, progress=False)
+    out = tmp_path / "with_trust.keras"
+    result = calibrate_trust(Path(PRETRAINED_DIR) / "v2.keras", [own, noisy], out, false_alarm=0.2)
+    params = result["trust_params"]
+    assert params["threshold"] != trust_lib.TRUST_PARAMS["threshold"]
+    assert params["n_wrong"] >= 10 and params["n_right"] >= 10
+    by_set = {Path(s["data"]).name: s for s in result["sets"]}
+    assert by_set["snr4.h5"]["wrong_fraction"] > by_set["snr30.h5"]["wrong_fraction"]
+    reloaded = load_model(out)
+    assert get_metadata(reloaded)["trust_params"] == params  # stored in the file
+    assert get_metadata(model)["trust_params"] is None  # the shipped file: the module's
+    spectra, phot = synthetic["spectra"], synthetic["photometry"]
+    mine = predict(reloaded, spectra, phot, trust=True)
+    explicit = predict(model, spectra, phot, trust=True, trust_params=params)
+    np.testing.assert_allclose(mine["trust"], explicit["trust"], rtol=1e-6)
+    np.testing.assert_array_equal(
+        (mine["quality"] & QUALITY_UNTRUSTED) > 0, mine["trust"] < params["threshold"]
+    )
+    with pytest.raises(FileExistsError):
+        calibrate_trust(Path(PRETRAINED_DIR) / "v2.keras", [own, noisy], out)
+    with pytest.raises(ValueError, match="trust parameters must"):
+        reloaded.get_layer("history").set_trust_params({**params, "weights": params["weights"][:2]})

@@ -10,7 +10,8 @@
 * :mod:`~sfh_ml.network.inference`: ``predict`` (with a quality flag per object), ``evaluate``,
   ``predict_file``;
 * :mod:`~sfh_ml.network.calibration`: ``calibrate``, the sigma factors fitted on a held-out set, and
-  ``calibrate_ood``, the thresholds of the out-of-distribution flag;
+  ``calibrate_ood``, the thresholds of the out-of-distribution flag; ``calibrate_trust``, the
+  trust score's parameters;
 * :mod:`~sfh_ml.network.goodness`: ``resynthesis_fit``, each prediction re-synthesised and scored
   against the data, the out-of-distribution flag of ``predict(..., goodness=True)``;
 * :mod:`~sfh_ml.network.trust`: the trust score (is this answer right?) and the wrong-redshift check
@@ -56,7 +57,7 @@ _EXPORTS = {
         ("fit_trust", "redshift_offset", "trust_features", "trust_rates", "trust_score", "wrong_redshift"),
         "trust",
     ),
-    **dict.fromkeys(("calibrate", "calibrate_ood", "sigma_scale_factors"), "calibration"),
+    **dict.fromkeys(("calibrate", "calibrate_ood", "calibrate_trust", "sigma_scale_factors"), "calibration"),
     **dict.fromkeys(
         ("GOODNESS_KEYS", "BinnedHistory", "fit_ood_thresholds", "ood_threshold", "resynthesis_fit"),
         "goodness",

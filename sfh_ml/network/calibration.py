@@ -385,3 +385,94 @@ def calibrate_ood(
         "ood_thresholds": table.tolist(),
         "sets": sets,
     }
+
+
+def calibrate_trust(
+    model_path,
+    data_paths,
+    out_path,
+    overwrite=False,
+    n_max=None,
+    batch_size=1024,
+    filters=None,
+    false_alarm=None,
+):
+    """Fit the trust score of a model on held-out sets and save the model with its parameters.
+
+    Each set is predicted with and without its HST fluxes, the features of
+    :func:`sfh_ml.network.trust.trust_features` are computed, and
+    :func:`~sfh_ml.network.trust.fit_trust` fits the logistic regression of the wrong answers
+    (mass-weighted log age off by more than :data:`~sfh_ml.network.trust.WRONG_AGE_DEX`) on them,
+    over all the sets together, with the threshold that flags ``false_alarm`` of the right ones. The
+    sets should span what the network will meet: its own world and the test worlds of
+    :data:`sfh_ml.synthesis.TEST_WORLDS`, at a range of S/N, none of them used in training. The
+    parameters are stored in the head (``trust_params``) and used by ``predict(..., trust=True)``;
+    the rest of the model is untouched. Calibrate the sigmas first (:func:`calibrate`): the features
+    are the calibrated sigmas.
+
+    Parameters
+    ----------
+    model_path : str or Path
+        A trained (and calibrated) model (``.keras``).
+    data_paths : str or Path, or sequence of them
+        Labelled sets (``sfh-ml generate`` schema) on the model's grids.
+    out_path : str or Path
+        Where the model with its trust parameters goes (atomic, never over an input).
+    overwrite : bool
+        Replace an existing ``out_path``.
+    n_max : int, optional
+        Use only the first ``n_max`` objects of each set.
+    batch_size : int
+    filters : sequence of str, optional
+        Band order of the sets' photometry; required for a set without a ``filters`` dataset.
+    false_alarm : float, optional
+        Fraction of the right answers flagged (default :data:`~sfh_ml.network.trust.FALSE_ALARM`).
+
+    Returns
+    -------
+    dict
+        ``model``, ``data``, ``out`` (paths); ``trust_params``: what is now in the model; ``sets``:
+        per set, ``data``, ``n_objects`` and :func:`~sfh_ml.network.trust.trust_rates` of the fitted
+        score on it (in-sample: measure on other sets, as ``benchmarks/trust.py`` does, leaving
+        each world out).
+
+    Raises
+    ------
+    FileExistsError
+        ``out_path`` exists and ``overwrite`` is False.
+    ValueError
+        ``out_path`` is an input; a set is on other grids or bands; fewer than 10 wrong or 10 right
+        answers in all.
+    """
+    from . import trust
+
+    paths = [data_paths] if isinstance(data_paths, str | Path) else list(data_paths)
+    if not paths:
+        raise ValueError("calibrate_trust needs at least one held-out set")
+    check_output(out_path, overwrite, inputs=(model_path, *paths))
+    model = load_model(model_path)
+    meta = get_metadata(model)
+    features, errors = [], []
+    for path in paths:
+        data = _checked_set(model, meta, model_path, path, filters, n_max)
+        spectra, photometry = mask_missing(data["spectra"], data["photometry"])
+        pred = predict(model, spectra, photometry, batch_size=batch_size)
+        no_phot = predict(model, spectra, np.full_like(photometry, np.nan), batch_size=batch_size)
+        features.append(trust.trust_features(pred, no_phot, meta["age_bins_yr"]))
+        edges = data["age_bins_yr"]
+        errors.append(metrics.mean_log_age(pred["sfh"], edges) - metrics.mean_log_age(data["sfh"], edges))
+    kw = {} if false_alarm is None else {"false_alarm": float(false_alarm)}
+    params = trust.fit_trust(np.concatenate(features), np.concatenate(errors), **kw)
+    sets = []
+    for path, x, err in zip(paths, features, errors):
+        rates = trust.trust_rates(trust.trust_score(x, params), err, params["threshold"])
+        sets.append({"data": str(path), "n_objects": len(err), **rates})
+    model.get_layer("history").set_trust_params(params)
+    _atomic_save_model(model, out_path)
+    return {
+        "model": str(model_path),
+        "data": [str(p) for p in paths],
+        "out": str(out_path),
+        "trust_params": model.get_layer("history").trust_params,
+        "sets": sets,
+    }

@@ -384,8 +384,9 @@ def predict(
         (:func:`sfh_ml.network.trust.redshift_offset`): ``redshift_offset_kms``, and
         :data:`QUALITY_WRONG_REDSHIFT` where the features match the model best away from lag 0.
     trust_params : dict, optional
-        :func:`sfh_ml.network.trust.fit_trust` output (default
-        :data:`sfh_ml.network.trust.TRUST_PARAMS`, fitted for the shipped network).
+        :func:`sfh_ml.network.trust.fit_trust` output (default: the model's own, set by
+        :func:`sfh_ml.network.calibrate_trust`, else :data:`sfh_ml.network.trust.TRUST_PARAMS`,
+        fitted for the first shipped network; for an ensemble, its first member's).
 
     Returns
     -------
@@ -435,8 +436,9 @@ def predict(
         out["sfh_cum_2sigma"][usable] = np.sqrt(np.mean(cum_2sigma**2, 0) + 4.0 * cum.var(0))
         out["zh_2sigma"][usable] = np.sqrt(np.mean(zh_2sigma**2, 0) + 4.0 * zh.var(0))
     if trust:
+        trust_params = trust_params or meta.get("trust_params") or trust_lib.TRUST_PARAMS
         out["trust"] = _trust(models, meta, out, spectra, photometry, usable, batch_size, trust_params)
-        threshold = (trust_params or trust_lib.TRUST_PARAMS)["threshold"]
+        threshold = trust_params["threshold"]
         quality[out["trust"] < threshold] |= QUALITY_UNTRUSTED  # NaN compares False
     if goodness:
         masked = _masked_spectra(spectra)

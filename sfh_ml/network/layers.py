@@ -14,6 +14,7 @@ from keras import layers, ops
 from ..constants import ZH_RANGE
 from ..utils import as_str, float_list
 from .metrics import check_light_table
+from .trust import check_trust_params
 
 __all__ = [
     "LOG_SIGMA_RANGE",
@@ -204,6 +205,10 @@ class HistoryHead(layers.Layer):
         by :func:`sfh_ml.network.calibrate_ood` (metadata, used by ``predict(..., goodness=True)``).
         None: not calibrated (the module's :data:`~sfh_ml.network.goodness.OOD_THRESHOLDS`, those of
         the first shipped network, are used).
+    trust_params : dict, optional
+        The trust score's parameters for this network (:func:`sfh_ml.network.trust.fit_trust`), set
+        by :func:`sfh_ml.network.calibrate_trust` and used by ``predict(..., trust=True)``. None: the
+        module's :data:`~sfh_ml.network.trust.TRUST_PARAMS` (those of the first shipped network).
 
     Call arguments
     --------------
@@ -230,6 +235,7 @@ class HistoryHead(layers.Layer):
         ood_thresholds=None,
         tail_scale_sfh_cum=None,
         tail_scale_zh=None,
+        trust_params=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -246,6 +252,11 @@ class HistoryHead(layers.Layer):
         self.set_sigma_scale(sigma_scale_sfh_cum, sigma_scale_zh)
         self.set_tail_scale(tail_scale_sfh_cum, tail_scale_zh)
         self.set_ood_thresholds(ood_thresholds)
+        self.set_trust_params(trust_params)
+
+    def set_trust_params(self, params=None):
+        """Set (or, with None, clear) the trust parameters (:func:`~sfh_ml.network.trust.fit_trust`)."""
+        self.trust_params = check_trust_params(params)
 
     def set_sigma_scale(self, sfh_cum=None, zh=None):
         """Set (or, with None, clear) the calibration factors of the predicted sigmas.
@@ -299,6 +310,8 @@ class HistoryHead(layers.Layer):
         config.update(ood_thresholds=self.ood_thresholds)
         if self.tail_scale_sfh_cum is not None or self.tail_scale_zh is not None:  # older files: as they were
             config.update(tail_scale_sfh_cum=self.tail_scale_sfh_cum, tail_scale_zh=self.tail_scale_zh)
+        if self.trust_params is not None:
+            config.update(trust_params=self.trust_params)
         return config
 
 

@@ -31,7 +31,9 @@ def get_metadata(model):
         the 2-sigma half-widths;
         ``ood_thresholds`` (ndarray (k, 2) of ``[snr_model, threshold]`` rows, or None = not
         calibrated: :data:`sfh_ml.network.goodness.OOD_THRESHOLDS` apply), the thresholds of the
-        out-of-distribution flag (:func:`sfh_ml.network.calibrate_ood`).
+        out-of-distribution flag (:func:`sfh_ml.network.calibrate_ood`); ``trust_params`` (dict or
+        None = the module's :data:`sfh_ml.network.trust.TRUST_PARAMS`), the trust score's
+        (:func:`sfh_ml.network.calibrate_trust`).
     """
     try:
         norm, head = model.get_layer("normalisation"), model.get_layer("history")
@@ -54,6 +56,7 @@ def get_metadata(model):
         "tail_scale_sfh_cum": as_array(getattr(head, "tail_scale_sfh_cum", None)),
         "tail_scale_zh": as_array(getattr(head, "tail_scale_zh", None)),
         "ood_thresholds": as_array(getattr(head, "ood_thresholds", None)),
+        "trust_params": getattr(head, "trust_params", None),
     }
 
 

@@ -66,6 +66,7 @@ __all__ = [
     "roc_auc",
     "fit_trust",
     "trust_score",
+    "check_trust_params",
     "redshift_offset",
     "wrong_redshift",
 ]
@@ -239,6 +240,47 @@ def fit_trust(features, age_error_dex, false_alarm=FALSE_ALARM, l2=1e-3, iterati
     params["threshold"] = float(np.quantile(trust, false_alarm))
     params.update(n_wrong=int(wrong.sum()), n_right=int(right.sum()))
     return params
+
+
+def check_trust_params(params):
+    """The trust parameters as plain JSON (lists of float), or None; ValueError if malformed.
+
+    Parameters
+    ----------
+    params : dict or None
+        :func:`fit_trust` output: ``mean``, ``scale`` (k,), ``weights`` (k + 1,) and ``threshold``,
+        all finite, scales > 0, threshold in [0, 1]; ``n_wrong`` and ``n_right`` are kept if given.
+    """
+    if params is None:
+        return None
+    try:
+        mean, scale, weights = (np.asarray(params[k], dtype=np.float64) for k in ("mean", "scale", "weights"))
+        threshold = float(params["threshold"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"trust parameters need mean, scale, weights and threshold (fit_trust): {err}"
+        ) from err
+    k = len(TRUST_FEATURES)
+    good = (
+        mean.shape == scale.shape == (k,)
+        and weights.shape == (k + 1,)
+        and np.all(np.isfinite(np.r_[mean, scale, weights]))
+        and np.all(scale > 0)
+        and 0.0 <= threshold <= 1.0
+    )
+    if not good:
+        raise ValueError(
+            f"trust parameters must give {k} finite means and scales > 0, {k + 1} weights and a "
+            f"threshold in [0, 1] (features {TRUST_FEATURES}), got {params}"
+        )
+    out = {
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+        "weights": weights.tolist(),
+        "threshold": threshold,
+    }
+    out.update({key: int(params[key]) for key in ("n_wrong", "n_right") if key in params})
+    return out
 
 
 def trust_score(features, params=None):
