@@ -12,7 +12,9 @@ Steps, each resumable (run the same command again after an interruption; what is
    leaves it out);
 3. calibrating each member's uncertainties on the calibration set (``sfh_ml.network.calibrate``;
    ``--skip-calibration`` ships them uncalibrated), then its out-of-distribution thresholds on the
-   same set (``sfh_ml.network.calibrate_ood``, in :data:`OOD_NODES` bins of S/N);
+   same set (``sfh_ml.network.calibrate_ood``, in :data:`OOD_NODES` bins of S/N), then its trust
+   score on ``--trust-n`` objects of every test world at S/N 10-100 (``sfh_ml.network.calibrate_trust``,
+   seed :data:`TRUST_FIT_SEED`; ``--skip-trust`` leaves it out);
 4. the release files in ``OUT/release/``: the members saved without optimizer state (the files
    that ship), then every figure measured on exactly those files: ``sfh_ml.network.evaluate`` on
    each test set (bin and exact levels), the coverage before (uncalibrated members) and after
@@ -20,7 +22,11 @@ Steps, each resumable (run the same command again after an interruption; what is
    S/N 10, 20 and 50: all objects and the young ones), the synthetic valley (the shipped files on
    every test world of :data:`sfh_ml.synthesis.TEST_WORLDS`, ``--valley-n`` objects each at S/N 50,
    with the out-of-distribution flag, by ``benchmarks/worlds.py``; sets in ``OUT/worlds/``;
-   ``--skip-valley`` leaves it out) and the inference speed;
+   ``--skip-valley`` leaves it out), the trust score's hit and false-alarm rates, ROC AUC and the
+   coverage at 1 and 2 sigma on every test world (``benchmarks/trust.py``'s sets and protocol: each
+   world scored with parameters fitted on the others) and the inference speed; the training curve
+   (validation error and learning rate per epoch) and, with ``--leave-out JSON``, the leave-one-out
+   table of ``benchmarks/worlds.py --leave-out`` go into the card too;
 5. ``results.json`` (schema: :mod:`sfh_ml.network.card`), ``MODEL_CARD.md``
    (:func:`sfh_ml.network.card.render_model_card`) and ``MANIFEST.json``
    (:func:`sfh_ml.network.pretrained.write_manifest`) in ``OUT/release/``;
@@ -72,6 +78,7 @@ from sfh_ml.constants import BIRTH_CLOUD_AGE_YR, MAX_AGE_YR  # noqa: E402
 from sfh_ml.files import atomic_write_text  # noqa: E402
 from sfh_ml.network import (  # noqa: E402
     calibrate_ood,
+    calibrate_trust,
     evaluate,
     get_metadata,
     load_data,
@@ -81,11 +88,19 @@ from sfh_ml.network import (  # noqa: E402
     train,
 )
 from sfh_ml.network.card import QUANTITY_LABELS, render_model_card  # noqa: E402
-from sfh_ml.synthesis import AXES, TEST_WORLDS, TRAINING_WORLD, WORLD_DESCRIPTIONS, photometry  # noqa: E402
+from sfh_ml.synthesis import (  # noqa: E402
+    AXES,
+    TEST_WORLDS,
+    TRAINING_WORLD,
+    WORLD_DESCRIPTIONS,
+    photometry,
+    world_config,
+)
 from sfh_ml.synthesis.schema import SCHEMA_VERSION  # noqa: E402
 from sfh_ml.synthesis.ssp import LIBRARY_VERSION, SEAM_AGE_YR, load_library  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import trust as trust_bench  # noqa: E402  (benchmarks/trust.py)
 import worlds  # noqa: E402  (benchmarks/worlds.py)
 from inference import inference_rate  # noqa: E402  (benchmarks/inference.py)
 
@@ -106,6 +121,10 @@ OOD_NODES = 4  # S/N bins of the out-of-distribution thresholds fitted on the ca
 VALLEY_SNR = 50.0  # S/N per pixel of the test worlds' sets (their seed: worlds.SEED)
 VAL_FRACTION = 0.1  # held out of the training set for early stopping and the best epoch
 SPEED_BATCH = 1024  # batch of the speed figures (the issue's target: 5,000 spectra/s at batch 1024)
+# The trust score's fitting sets: every test world at S/N 10-100 (--trust-n objects each), a seed no
+# other set uses; its rates are then measured on benchmarks/trust.py's sets (seed trust_bench.SEED),
+# each world with parameters fitted on the others.
+TRUST_FIT_SEED = 7500
 
 
 def _slug(label):
@@ -267,6 +286,63 @@ def calibrate_ood_one(steps, model_path, calib_path, out_path):
         "nodes": OOD_NODES,
     }
     return steps.run(f"calibrate_ood_{Path(model_path).stem}", params, run)
+
+
+def trust_fit_sets(args, out):
+    """The sets the trust score is fitted on: every test world, S/N 10-100, ``--trust-n`` objects."""
+    folder = out / "trust_fit"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for world in TEST_WORLDS:
+        path = folder / f"world_{world}_n{args.trust_n}_seed{TRUST_FIT_SEED}.h5"
+        config = world_config(world, args.trust_n, TRUST_FIT_SEED, snr=SNR_RANGE, chunk_size=250)
+        generate(config, path, workers=args.workers, progress=True)
+        paths.append(path)
+    return paths
+
+
+def calibrate_trust_one(steps, model_path, fit_paths, out_path):
+    """Fit a member's trust score (``sfh_ml.network.calibrate_trust``) on the trust sets into ``out_path``."""
+
+    def run():
+        return calibrate_trust(model_path, fit_paths, out_path, overwrite=True)
+
+    params = {"model_sha256": pretrained.file_digest(model_path), "data": [str(p) for p in fit_paths]}
+    return steps.run(f"calibrate_trust_{Path(model_path).stem}", params, run)
+
+
+def trust_figures(args, steps, out, release, names):
+    """results["trust"]: the shipped files' trust-score rates and coverage on every test world
+    (``benchmarks/trust.py``'s sets and protocol: each world scored with parameters fitted on the
+    others, S/N 10-100)."""
+    files = [release / n for n in names]
+
+    def run():
+        folder = out / "trust"
+        folder.mkdir(parents=True, exist_ok=True)
+        models = [load_model(f) for f in files]
+        rows, _ = trust_bench.world_rows(
+            models if len(models) > 1 else models[0], folder, args.trust_n, args.workers
+        )
+        return {"n_objects": args.trust_n, "snr": list(SNR_RANGE), "seed": trust_bench.SEED, "rows": rows}
+
+    params = {
+        "models": {n: pretrained.file_digest(release / n) for n in names},
+        "n": args.trust_n,
+        "worlds": TEST_WORLDS,
+        "schema_version": SCHEMA_VERSION,
+    }
+    return steps.run("trust", params, run)
+
+
+def training_history(out_path):
+    """The validation curve of one training run (``STEM_history.json`` beside the model): rows of
+    ``epoch``, ``point_error``, ``val_point_error``, ``val_loss`` and ``learning_rate``."""
+    path = Path(out_path).with_name(f"{Path(out_path).stem}_history.json")
+    if not path.is_file():
+        return None
+    keys = ("epoch", "point_error", "val_point_error", "val_loss", "learning_rate")
+    return [{k: _finite(row.get(k)) for k in keys} for row in json.loads(path.read_text())]
 
 
 # ----------------------------------------------------------------------------------------- 4. release files
@@ -647,6 +723,7 @@ def build_results(args, sets, trained, names, release, evals, speed, valley_figu
             "batch_size": args.batch_size,
             "learning_rate": args.lr,
             "patience": args.patience,
+            "schedule": args.schedule,
             "val_fraction": VAL_FRACTION,
             "augment": True,
             "epochs_run": [m["epochs_run"] for m in members],
@@ -757,6 +834,15 @@ def parse_args(argv):
     )
     parser.add_argument("--skip-calibration", action="store_true", help="ship uncalibrated uncertainties")
     parser.add_argument("--skip-valley", action="store_true", help="no test worlds, no valley table")
+    parser.add_argument("--skip-trust", action="store_true", help="no trust score fitted, no trust table")
+    parser.add_argument(
+        "--trust-n", type=int, default=1000, help="objects per test world to fit and measure the trust score"
+    )
+    parser.add_argument(
+        "--leave-out",
+        metavar="JSON",
+        help="the leave-one-out table for the card (leave_out.json of benchmarks/worlds.py --leave-out)",
+    )
     parser.add_argument(
         "--valley-n", type=int, default=1000, help="objects per test world of the valley table (default 1000)"
     )
@@ -835,10 +921,16 @@ def main(argv=None):
         shipped = raw
     else:
         calibrated = [models / f"m{i}_calibrated.keras" for i in range(args.members)]
+        ood = [models / f"m{i}_ood.keras" for i in range(args.members)]
         shipped = [models / f"m{i}_shipped.keras" for i in range(args.members)]
-        for src, mid, dst in zip(raw, calibrated, shipped):
+        fit_paths = None if args.skip_trust else trust_fit_sets(args, out)
+        for src, mid, with_ood, dst in zip(raw, calibrated, ood, shipped):
             calibrate_one(steps, src, sets["calibration"][1], mid)
-            calibrate_ood_one(steps, mid, sets["calibration"][1], dst)
+            if fit_paths is None:
+                calibrate_ood_one(steps, mid, sets["calibration"][1], dst)
+            else:
+                calibrate_ood_one(steps, mid, sets["calibration"][1], with_ood)
+                calibrate_trust_one(steps, with_ood, fit_paths, dst)
 
     names = release_files(steps, shipped, release, args.name)
     files = [release / n for n in names]
@@ -855,9 +947,15 @@ def main(argv=None):
             )
             evals["nophot"][label] = evaluation(steps, "nophot", [models / "nophot.keras"], label, path)
     valley_figures = None if args.skip_valley else valley(args, steps, out, release, names)
+    trust = None if args.skip_trust else trust_figures(args, steps, out, release, names)
     speed = measure_speed(steps, release, names, sets["S/N 50"][1])
 
     results = build_results(args, sets, trained, names, release, evals, speed, valley_figures)
+    results["training"]["history"] = training_history(raw[0])
+    if trust is not None:
+        results["trust"] = trust
+    if args.leave_out is not None:  # benchmarks/worlds.py --leave-out ... writes it
+        results["leave_out"] = {"rows": json.loads(Path(args.leave_out).read_text())}
     atomic_write_text(release / pretrained.RESULTS_NAME, json.dumps(results, indent=1) + "\n")
     atomic_write_text(release / pretrained.CARD_NAME, render_model_card(results))
     pretrained.write_manifest(release, args.name, names)

@@ -31,6 +31,7 @@ young-dominated objects' log-age bias) and writes ``worlds.csv`` (the rows of
 
 import argparse
 import csv
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -45,6 +46,7 @@ from sfh_ml.network.metrics import SCORE_COLUMNS, score_rows  # noqa: E402
 from sfh_ml.synthesis import (  # noqa: E402
     AXES,
     TEST_WORLDS,
+    TRAINING_WORLD,
     DatasetConfig,
     generate,
     leave_out_world,
@@ -136,7 +138,9 @@ def leave_out_table(networks, folder, n, workers):
         axis = name.split(" ")[0].removeprefix("no-")
         # unseen: the left-out axis's worlds, and those of the axes the training world does not randomise
         unseen = set(AXES.get(axis, {}).get("worlds", ()))
-        unseen |= {w for a in AXES.values() if not a["options"] for w in a["worlds"]}
+        unseen |= {
+            w for a in AXES.values() if not set(a["options"]) & set(TRAINING_WORLD) for w in a["worlds"]
+        }
         for r in world_rows(model, folder, n, workers)[0]:
             rows.append({"network": name, "left_out": r["world"] in unseen, **r})  # left_out: unseen
     head = (
@@ -283,8 +287,10 @@ def main(argv=None):
             networks[name] = load_model(path)
         if args.trust_n:
             (folder / "trust").mkdir(exist_ok=True)
-            _, table = leave_out_table(loo, folder / "trust", args.trust_n, args.workers)
+            loo_rows, table = leave_out_table(loo, folder / "trust", args.trust_n, args.workers)
             atomic_write_text(folder / "leave_out.md", table + "\n")
+            # for the model card (benchmarks/release_model.py --leave-out DIR/leave_out.json)
+            atomic_write_text(folder / "leave_out.json", json.dumps(loo_rows, indent=1) + "\n")
             print(table, flush=True)
     rows, flagged, hits = [], {}, {}
     for world in args.worlds:

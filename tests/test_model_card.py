@@ -385,7 +385,7 @@ def test_sections_left_out_of_the_results_render_as_not_measured():
     for key in ("ablation", "speed", "coverage", "domain", "limitations", "valley", "zh_prior"):
         del results[key]
     card = render_model_card(results)
-    assert card.count("Not measured") == 5
+    assert card.count("Not measured") == 7  # and the trust and leave-one-out sections, absent here too
     assert card.split("## The synthetic valley: test worlds")[1].split("## ")[0].strip() == "Not measured."
     assert card.split("## Is the network pulled toward its [M/H] prior?")[1].split("## ")[0].strip() == (
         "Not measured."
@@ -421,3 +421,44 @@ def test_long_tables_are_folded_and_short_ones_are_not():
             tables.append(rows - 2)  # header and rule
             rows = 0
     assert tables and max(tables) <= FOLD_ROWS
+
+
+def _trust_row(world, **kw):
+    row = {"world": world, "wrong_fraction": 0.18, "hit_rate": 0.79, "false_alarm": 0.13, "auc": 0.93,
+           "coverage_sfh_cum_1sigma": 0.69, "coverage_sfh_cum_2sigma": 0.95, "coverage_zh_1sigma": 0.67,
+           "coverage_zh_2sigma": 0.94, "age_bias": -0.01, "age_nmad": 0.16}  # fmt: skip
+    return {**row, **kw}
+
+
+def test_the_training_curve_trust_and_leave_one_out_tables_hold_their_figures():
+    results = copy.deepcopy(RESULTS)
+    results["training"].update(schedule="plateau", best_epoch=[2, 1, 2], stopped=["no improvement"] * 3)
+    curve = [(0.28, 1e-3), (0.2, 1e-3), (0.1875, 5e-4), (0.19, 5e-4)]
+    results["training"]["history"] = [
+        {
+            "epoch": e,
+            "point_error": 0.3 - 0.05 * e,
+            "val_point_error": v,
+            "val_loss": -3.0 - e,
+            "learning_rate": r,
+        }
+        for e, (v, r) in enumerate(curve)
+    ]
+    rows = [_trust_row("own"), _trust_row("bursts_any_age", hit_rate=0.83, false_alarm=0.32)]
+    results["trust"] = {"n_objects": 1500, "snr": [10.0, 100.0], "seed": 7400, "rows": rows}
+    unseen = _trust_row("bc03", network="no-library (50k)", left_out=True, age_bias=-0.249)
+    results["leave_out"] = {"rows": [unseen, _trust_row("own", network="no-library (50k)", left_out=False)]}
+    card = render_model_card(results)
+    header, body = table_after(card, "## How long it trained")
+    assert header[0] == "Epoch" and len(body) == 4
+    assert row_of(body, "**2** (shipped)")[1] == "0.1875" and row_of(body, "3")[4] == "0.0005"
+    section = card.split("## How long it trained")[1].split("## ")[0]
+    assert "halved after 2 epochs" in section and "no improvement" in section and "0.2800" in section
+    _, body = table_after(card, "## How far to trust an answer: the trust score on every test world")
+    assert row_of(body, "bursts_any_age")[1:5] == ["0.18", "0.83", "0.32", "0.93"]
+    assert row_of(body, "own")[5:] == ["0.69 / 0.95", "0.67 / 0.94"]
+    assert "1,500 objects per test world at S/N 10-100" in card
+    _, body = table_after(card, "## Unseen shifts: leave one axis out")
+    assert row_of(body, "no-library (50k)", "**bc03** (unseen)")[2] == "-0.249 / 0.160"
+    assert row_of(body, "no-library (50k)", "own")[2] == "-0.010 / 0.160"
+    assert "Not measured" not in card.split("## How far to trust")[1].split("## Inference speed")[0]

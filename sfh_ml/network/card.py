@@ -27,8 +27,10 @@ A dict (all numbers plain floats or ints; ``None`` where not measured). Required
     :class:`~sfh_ml.synthesis.config.DatasetConfig` as a dict; its ``seed`` is the data seed),
     ``seed`` * (seed of the weights, split and augmentation; member ``i`` uses ``seed + i``),
     ``epochs`` (maximum), ``batch_size``, ``learning_rate``, ``patience``, ``val_fraction``,
-    ``augment`` (bool), ``epochs_run``, ``best_epoch`` and ``stopped`` (why training ended; lists,
-    one per member), ``backend``
+    ``augment`` (bool), ``schedule`` (``"cosine"`` or ``"plateau"``, of the learning rate; absent:
+    cosine), ``epochs_run``, ``best_epoch`` and ``stopped`` (why training ended; lists, one per
+    member), ``history`` (member 0's rows ``{"epoch", "point_error", "val_point_error", "val_loss",
+    "learning_rate"}``, one per epoch), ``backend``
     (Keras backend), ``device``, ``seconds`` (wall time of the training runs), ``calibration``
     (``{"n": spectra, "seed": data seed, "snr": [min, max]}`` of the calibration set, or None),
     ``test_sets`` (list of ``{"label", "n", "seed", "snr": [min, max]}``).
@@ -84,6 +86,16 @@ A dict (all numbers plain floats or ints; ``None`` where not measured). Required
     (``sfh_ml.network.QUALITY_FLAGS["out_of_distribution"]``) and ``hit_rate`` the fraction of the
     objects whose mass-weighted log age is off by more than 0.3 dex that carry it; ``n_lost``
     (optional) how many objects are that far off.
+``trust`` : dict
+    The trust score (:mod:`sfh_ml.network.trust`) on every test world: ``n_objects`` (per world),
+    ``snr`` ([min, max]), ``seed``, ``rows``: list of ``{"world", "wrong_fraction", "hit_rate",
+    "false_alarm", "auc", "coverage_sfh_cum_1sigma", "coverage_sfh_cum_2sigma", "coverage_zh_1sigma",
+    "coverage_zh_2sigma", "age_bias", "age_nmad"}`` (each world scored with parameters fitted on the
+    others; ``benchmarks/trust.py``).
+``leave_out`` : dict
+    The leave-one-out table of ``benchmarks/worlds.py --leave-out``: ``rows``, the keys of a
+    ``trust`` row plus ``network`` (which axis was left out) and ``left_out`` (bool: the world is one
+    the network never saw in training).
 ``speed`` : dict
     ``batch_size``, ``backend``, ``device``, ``rows``: list of ``{"what": str, "spectra_per_s":
     float}``.
@@ -96,6 +108,7 @@ A dict (all numbers plain floats or ints; ``None`` where not measured). Required
 import math
 
 from .metrics import gaussian_coverage
+from .trust import RIGHT_AGE_DEX, WRONG_AGE_DEX
 
 __all__ = ["render_model_card", "card_summary", "QUANTITY_LABELS", "COVERAGE_LABELS"]
 
@@ -267,7 +280,8 @@ def _training_section(results):
     for key, label in (
         ("epochs", "Epochs (maximum)"),
         ("batch_size", "Batch size"),
-        ("learning_rate", "Initial learning rate (cosine decay)"),
+        ("learning_rate", "Initial learning rate"),
+        ("schedule", "Learning-rate schedule"),
         ("patience", "Early-stopping patience (epochs)"),
         ("val_fraction", "Validation fraction"),
         ("augment", "Augmentation (masked spans, missing bands)"),
@@ -300,6 +314,58 @@ def _training_section(results):
             ("Set", "Spectra", "Data seed", "S/N per pixel"), cells
         )
     return text
+
+
+_SCHEDULES = {
+    "cosine": "cosine decay over the maximum epochs",
+    "plateau": "halved after 2 epochs without improvement",
+}
+
+
+def _history_section(results):
+    """How long it trained: the validation curve, the best epoch and why training ended."""
+    t = results["training"]
+    rows = t.get("history")
+    title = "## How long it trained"
+    if not rows:
+        return f"{title}\n\nThe training curve was not recorded."
+    best = (t.get("best_epoch") or [None])[0]
+    stopped = (t.get("stopped") or [None])[0]
+    cells = []
+    for r in rows:
+        epoch = str(r["epoch"]) if r["epoch"] != best else f"**{r['epoch']}** (shipped)"
+        cells.append(
+            [
+                epoch,
+                _num(r.get("val_point_error"), ".4f"),
+                _num(r.get("point_error"), ".4f"),
+                _num(r.get("val_loss"), ".3f"),
+                _num(r.get("learning_rate"), ".2g"),
+            ]
+        )
+    first, last = (
+        rows[0].get("val_point_error"),
+        min((r["val_point_error"] for r in rows if r.get("val_point_error") is not None), default=None),
+    )
+    gain = (
+        f" The validation error fell from {_num(first, '.4f')} after the first epoch to {_num(last, '.4f')}."
+        if first is not None and last is not None
+        else ""
+    )
+    member = " (member 0)" if results["model"]["n_members"] > 1 else ""
+    return (
+        f"{title}\n\n"
+        f"Training{member} ran {len(rows)} epochs, with the learning rate "
+        f"{_SCHEDULES.get(t.get('schedule', 'cosine'), t.get('schedule', 'cosine'))}; the weights of "
+        f"the epoch with the lowest validation point error ship (epoch {_num(best, 'd')}); it ended: "
+        f"{stopped or DASH}.{gain} *Point error*: the mean absolute error of the cumulative SFH plus that "
+        "of [M/H] per bin, on the training set's validation part (held out by the seed) and on the "
+        "training batches (augmented); *loss*: the validation negative log-likelihood.\n\n"
+        + _table(
+            ("Epoch", "validation point error", "training point error", "validation loss", "learning rate"),
+            cells,
+        )
+    )
 
 
 def _generator_section(results):
@@ -486,6 +552,77 @@ def _valley_section(results):
     )
 
 
+def _trust_cells(row):
+    """The trust score's and the coverage's cells of one row of results["trust"] or ["leave_out"]."""
+    cov = lambda key: " / ".join(_num(row.get(f"coverage_{key}_{k}sigma"), ".2f") for k in (1, 2))  # noqa: E731
+    return [
+        _num(row.get("wrong_fraction"), ".2f"),
+        _num(row.get("hit_rate"), ".2f"),
+        _num(row.get("false_alarm"), ".2f"),
+        _num(row.get("auc"), ".2f"),
+        cov("sfh_cum"),
+        cov("zh"),
+    ]
+
+
+_TRUST_HEADER = (
+    "wrong",
+    "hit rate",
+    "false alarms",
+    "ROC AUC",
+    "cumulative SFH within 1σ / 2σ",
+    "[M/H] within 1σ / 2σ",
+)
+
+
+def _trust_words():
+    return (
+        f"*wrong*: the fraction of objects whose mass-weighted log age is off by more than "
+        f"{WRONG_AGE_DEX:g} dex (bin level); *hit rate*: the fraction of those flagged untrusted; "
+        f"*false alarms*: the fraction of the right ones (within {RIGHT_AGE_DEX:g} dex) flagged; *ROC "
+        "AUC*: how well the score orders the two (0.5: not at all); coverage: the fraction of true "
+        "values within the predicted 1σ and 2σ (a Gaussian has 0.68 and 0.95)"
+    )
+
+
+def _trust_section(results):
+    tr = results.get("trust")
+    title = "## How far to trust an answer: the trust score on every test world"
+    if not tr or not tr.get("rows"):
+        return f"{title}\n\nNot measured."
+    cells = [[r["world"], *_trust_cells(r)] for r in tr["rows"]]
+    where = f"{tr['n_objects']:,} objects per test world at S/N {_range(tr['snr'])}, data seed {tr['seed']}"
+    return (
+        f"{title}\n\n"
+        "`predict(..., trust=True)` (`sfh-ml predict/apply --trust`) scores how far each answer can be "
+        "trusted, from the network's own calibrated sigmas and the shift of its answer without the HST "
+        "fluxes (`sfh_ml.network.trust`), and flags the untrusted ones. Each world is scored with the "
+        f"score's parameters fitted on the other worlds ({where}): {_trust_words()}.\n\n"
+        + _table(("World", *_TRUST_HEADER), cells)
+    )
+
+
+def _leave_out_section(results):
+    lo = results.get("leave_out")
+    title = "## Unseen shifts: leave one axis out"
+    if not lo or not lo.get("rows"):
+        return f"{title}\n\nNot measured for this release."
+    cells = []
+    for r in lo["rows"]:
+        world = f"**{r['world']}** (unseen)" if r.get("left_out") else r["world"]
+        age = f"{_signed(r.get('age_bias'))} / {_dex(r.get('age_nmad'))}"
+        cells.append([r["network"], world, age, *_trust_cells(r)])
+    return (
+        f"{title}\n\n"
+        "Networks of the workshop size (`benchmarks/worlds.py --leave-out`), each trained on the "
+        "training world with one axis of its domain randomisation left out (`sfh_ml.synthesis.AXES`), "
+        "then tested on every world: the rows marked *unseen* are the worlds of the left-out axis, what "
+        "a real spectrum made otherwise than the training set is to a network. Log age: mass-weighted "
+        f"bias / NMAD, dex; {_trust_words()}.\n\n"
+        + _table(("Network", "World", "log age bias / NMAD", *_TRUST_HEADER), cells)
+    )
+
+
 def _worst_world(results):
     """The valley row with the largest mass-weighted log-age error (bias and NMAD together), or None."""
     rows = [
@@ -613,9 +750,10 @@ def render_model_card(results):
     -------
     str
         The card: a summary paragraph, then the sections *What the model is*, *Training*,
-        *Generator*, *Accuracy*, *Is the network pulled toward its [M/H] prior?*, *Uncertainties*,
-        *Does the photometry help?*, *The synthetic valley*, *Inference speed*, *Known limitations*
-        and *Reproducing this model*.
+        *How long it trained*, *Generator*, *Accuracy*, *Is the network pulled toward its [M/H]
+        prior?*, *Uncertainties*, *Does the photometry help?*, *The synthetic valley*, *How far to
+        trust an answer*, *Unseen shifts: leave one axis out*, *Inference speed*, *Known
+        limitations* and *Reproducing this model*.
 
     Raises
     ------
@@ -629,12 +767,15 @@ def render_model_card(results):
         _summary(results),
         _model_section(results),
         _training_section(results),
+        _history_section(results),
         _generator_section(results),
         _metrics_section(results),
         _zh_prior_section(results),
         _coverage_section(results),
         _ablation_section(results),
         _valley_section(results),
+        _trust_section(results),
+        _leave_out_section(results),
         _speed_section(results),
         _limitations(results),
         _reproduce_section(results),
