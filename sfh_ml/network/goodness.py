@@ -165,9 +165,14 @@ class BinnedHistory:
         return time_overlap(self.edges_yr, given) / np.diff(self.edges_yr)[:, None]
 
     def cumulative_at(self, age_yr):
-        """Fraction of the mass formed at look-back ages younger than ``age_yr``, shape (n, n_age)."""
+        """Fraction of the mass formed at look-back ages younger than ``age_yr`` ((n_age,), or one
+        row per history, (n, n_age)), shape (n, n_age)."""
         age_yr = np.asarray(age_yr, dtype=np.float64)
-        inside = np.clip((age_yr[None, :] - self.edges_yr[:-1, None]) / np.diff(self.edges_yr)[:, None], 0, 1)
+        lo, width = self.edges_yr[:-1, None], np.diff(self.edges_yr)[:, None]  # (n_bins, 1)
+        if age_yr.ndim == 2:
+            inside = np.clip((age_yr[:, None, :] - lo) / width, 0, 1)  # (n, n_bins, n_age)
+            return np.einsum("nb,nba->na", self.sfh, inside)
+        inside = np.clip((age_yr[None, :] - lo) / width, 0, 1)
         return self.sfh @ inside  # (n, n_bins) @ (n_bins, n_age)
 
     def mass_fractions(self, edges_yr, closed=True):

@@ -514,7 +514,10 @@ class Synthesizer:
                     f"{self.birth_cloud_age_yr:.3g} yr this Synthesizer was built for: build it with "
                     "birth_cloud_age_yr set to the largest one"
                 )
-        c_bc = sfh.cumulative_at(np.minimum(edges[None, : self.n_young + 1], bc[:, None]))
+        if np.all(bc == self.birth_cloud_age_yr):  # one age for all: the histories' shared-grid call
+            c_bc = sfh.cumulative_at(np.minimum(edges[: self.n_young + 1], self.birth_cloud_age_yr))
+        else:
+            c_bc = sfh.cumulative_at(np.minimum(edges[None, : self.n_young + 1], bc[:, None]))
         mass_young = np.clip(np.diff(c_bc, axis=1), 0, None)  # (n, n_young): part of each bin in clouds
         mass_old = mass.copy()
         mass_old[:, : self.n_young] -= mass_young
