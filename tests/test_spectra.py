@@ -286,8 +286,11 @@ def test_cli_and_python_give_the_same_numbers(model, tmp_path):
     assert main(args + ["--sigma", "120", "--velocity", "10"]) == 0
     table = sfh_ml.predict_spectra(read_spectra(SDSS_FILES[0]), model, sigma_kms=120.0, v_kms=10.0)
     cli = Table.read(out)
-    for key in ("sfh", "sfh_cum_sigma", "zh", "mw_log_age", "mw_zh", "coverage", "quality", "snr"):
+    keys = ("sfh", "sfh_cum_sigma", "sfh_cum_2sigma", "zh", "zh_2sigma", "mw_log_age", "mw_zh", "coverage")
+    for key in (*keys, "quality", "snr"):
         np.testing.assert_allclose(np.asarray(cli[key]), np.asarray(table[key]), rtol=1e-6, err_msg=key)
+    # the 95.45 % half-widths: 2 sigma for a network without tail factors
+    np.testing.assert_allclose(table["sfh_cum_2sigma"], 2 * table["sfh_cum_sigma"], rtol=1e-6)
     assert cli.meta["age_bins_yr"] == table.meta["age_bins_yr"]
     # never over an existing file without --overwrite; FITS too
     assert main(args + ["--sigma", "120", "--velocity", "10"]) == 2

@@ -31,7 +31,7 @@ from .comparison import (
     plot_worlds,
     plot_young_old,
 )
-from .model_card import plot_card_coverage, plot_card_metrics, plot_card_valley
+from .model_card import plot_card_coverage, plot_card_metrics, plot_card_training, plot_card_valley
 from .style import BOOK_STYLE, BOOK_WIDTH_IN, book_style, use_book_style
 from .synthesis import (
     plot_binned_histories,
@@ -126,4 +126,5 @@ __all__ = [
     "plot_card_metrics",
     "plot_card_coverage",
     "plot_card_valley",
+    "plot_card_training",
 ]

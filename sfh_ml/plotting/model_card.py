@@ -11,7 +11,7 @@ from ._axes import book_figure, legend_below, snr_axis
 from .style import BOOK_WIDTH_IN
 from .validation import _single_snr_rows
 
-__all__ = ["plot_card_metrics", "plot_card_coverage", "plot_card_valley"]
+__all__ = ["plot_card_metrics", "plot_card_coverage", "plot_card_valley", "plot_card_training"]
 
 CARD_QUANTITIES = ("mw_log_age", "lw_log_age", "mw_zh", "lw_zh")
 
@@ -132,4 +132,47 @@ def plot_card_valley(results, axs=None):
     snr = valley.get("snr")
     axs[0].set_title(f"test worlds at S/N = {snr:g}" if snr else "test worlds")
     axs[1].legend(loc="lower right")
+    return axs
+
+
+@book_figure
+def plot_card_training(results, axs=None):
+    """The training curve: validation and training point errors per epoch, and the learning rate.
+
+    Parameters
+    ----------
+    results : dict
+        ``pretrained_results()``: ``training["history"]`` rows of ``epoch``, ``val_point_error``,
+        ``point_error`` and ``learning_rate``, and ``training["best_epoch"]`` (one per member).
+    axs : pair of Axes, optional
+
+    Returns
+    -------
+    pair of Axes
+        The point errors (log scale) against the epoch, the shipped (best) epoch marked; the
+        learning rate against the epoch.
+
+    Raises
+    ------
+    ValueError
+        The results hold no training curve (networks released before it was recorded).
+    """
+    rows = results["training"].get("history")
+    if not rows:
+        raise ValueError(f"the results of {results.get('name')!r} hold no training curve (training.history)")
+    owns = axs is None
+    if owns:
+        fig, axs = plt.subplots(1, 2, figsize=(BOOK_WIDTH_IN, 3.4), width_ratios=(2, 1))
+    epoch = np.array([r["epoch"] for r in rows])
+    get = lambda key: np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float)  # noqa: E731
+    ax, lr = axs
+    ax.plot(epoch, get("val_point_error"), "o-", color="C0", ms=4, label="validation")
+    ax.plot(epoch, get("point_error"), "--", color="C1", label="training (augmented)")
+    best = (results["training"].get("best_epoch") or [None])[0]
+    for a in axs if best is not None else ():
+        a.axvline(best, color="0.5", ls=":", lw=1, label="shipped epoch" if a is ax else None)
+    ax.set(xlabel="epoch", ylabel="point error", yscale="log")
+    lr.step(epoch, get("learning_rate"), where="mid", color="C2")
+    lr.set(xlabel="epoch", ylabel="learning rate", yscale="log")
+    legend_below(ax.figure, ax, ncol=3, owns_figure=owns)
     return axs

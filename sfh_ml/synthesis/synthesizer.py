@@ -6,7 +6,10 @@ For each object (all quantities per solar mass formed in total):
    each bin's spectrum is interpolated linearly in [M/H] between the two nearest SSP metallicities;
 2. Charlot & Fall (2000) dust: stars younger than 10 Myr (``birth_cloud_age_yr``) and the nebular
    emission see the birth cloud and the ISM, older stars the ISM only (:mod:`sfh_ml.synthesis.dust`;
-   the ISM screen may follow another law, ``dust_law``, for held-out sets);
+   the ISM screen may follow another law, ``dust_law``, for held-out sets; per object,
+   :class:`SynthesisParams` may give its own ISM power-law index and birth-cloud age, an IMF-like
+   mass-to-light slope and factors on the emission lines: the domain randomisation of
+   :data:`sfh_ml.synthesis.TRAINING_WORLD`);
 3. nebular continuum and lines from the Cloudy grids, scaled by the mass formed at each age
    younger than 10 Myr, interpolated in [M/H] and log U (:mod:`sfh_ml.synthesis.nebular`);
 4. the five HST fluxes from the full-range (1680-11010 A) spectrum (:mod:`sfh_ml.synthesis.photometry`);

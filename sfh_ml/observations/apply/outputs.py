@@ -190,8 +190,10 @@ def result_table(
     """One table row per object: the schema of the per-bin, per-cluster and per-spectrum tables.
 
     Columns, in order: ``columns``; the predictions (``sfh``, ``sfh_cum``, ``sfh_cum_sigma``, ``zh``,
-    ``zh_sigma``, shape (n, n_bins), float32); the goodness of fit (``chi2_pixel``, ``phot_rms``,
-    ``ood_score``) and the trust score (``trust``, ``redshift_offset_kms``) if computed; ``summary``;
+    ``zh_sigma``, shape (n, n_bins), float32); the 2-sigma half-widths (``sfh_cum_2sigma``,
+    ``zh_2sigma``: the 95.45 % intervals, heavier-tailed than 2 sigma) if given; the goodness of fit
+    (``chi2_pixel``, ``phot_rms``, ``ood_score``) and the trust score (``trust``,
+    ``redshift_offset_kms``) if computed; ``summary``;
     ``photometry`` (in ``flux_unit``), ``coverage``,
     ``quality``; ``photometry_err`` if given.
 
@@ -228,7 +230,7 @@ def result_table(
     """
     from astropy.table import Table
 
-    from ...network import PREDICTION_KEYS
+    from ...network import INTERVAL_KEYS, PREDICTION_KEYS
 
     i_young, i_old = age_fraction_edges(meta["age_bins_yr"])
     t = Table()
@@ -236,7 +238,8 @@ def result_table(
         t[k] = v
     for k in PREDICTION_KEYS:  # float32: the network's own precision, half the size of the tables
         t[k] = res[k].astype(np.float32)
-    for k in GOODNESS_KEYS + TRUST_KEYS:  # the goodness of fit and the trust score, if computed
+    # the 2-sigma half-widths (spectra tables), the goodness of fit and the trust score, if computed
+    for k in INTERVAL_KEYS + GOODNESS_KEYS + TRUST_KEYS:
         if k in res:
             t[k] = res[k].astype(np.float32)
     for k, v in summary.items():
@@ -247,8 +250,9 @@ def result_table(
     t["quality"] = res["quality"]
     if photometry_err is not None:
         t["photometry_err"] = photometry_err
-    for k in ("mw_log_age_err", "mw_zh", "mw_zh_err", "lw_zh", "zh", "zh_sigma"):  # dex: no FITS unit
-        t[k].description = "dex"
+    for k in ("mw_log_age_err", "mw_zh", "mw_zh_err", "lw_zh", "zh", "zh_sigma", "zh_2sigma"):  # dex
+        if k in t.colnames:  # no FITS unit for dex
+            t[k].description = "dex"
     for k in ("mw_log_age", "lw_log_age"):
         t[k].description = "log10(age / yr)"
     if "redshift_offset_kms" in t.colnames:

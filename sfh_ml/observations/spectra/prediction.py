@@ -119,7 +119,7 @@ def predict_spectra(
         unusable or where its preparation set a bit of :data:`UNUSABLE_FLAGS`. ``meta``: the age
         bins, the quality bits, the options.
     """
-    from ...network import GOODNESS_KEYS, PREDICTION_KEYS, get_metadata, predict
+    from ...network import GOODNESS_KEYS, INTERVAL_KEYS, PREDICTION_KEYS, get_metadata, predict
     from ...network.trust import TRUST_KEYS
 
     n = len(spectra)
@@ -183,14 +183,14 @@ def predict_spectra(
         goodness=trust,
         noise=np.sqrt(prep.var) if trust else None,
     )
-    keys = PREDICTION_KEYS + ((*GOODNESS_KEYS, *TRUST_KEYS) if trust else ())
+    keys = PREDICTION_KEYS + INTERVAL_KEYS + ((*GOODNESS_KEYS, *TRUST_KEYS) if trust else ())
     res = {k: np.array(pred[k], dtype=np.float64) for k in keys}
     res["network_quality"] = np.asarray(pred["quality"], dtype=np.int64)
     res["flags"] = prep.flags
     res["coverage"] = prep.coverage
     res["quality"] = combine_quality(res, snr, min_snr)
     unusable = (prep.flags & UNUSABLE_FLAGS) != 0
-    for k in PREDICTION_KEYS:
+    for k in PREDICTION_KEYS + INTERVAL_KEYS:
         res[k][unusable] = np.nan
     usable = usable_mask(res["quality"]) & ~unusable
     summary = summarise_histories(res, meta["age_bins_yr"], meta["bin_light"], meta["zh_grid"])
