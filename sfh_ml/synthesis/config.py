@@ -144,8 +144,8 @@ class DatasetConfig:
         5500 A); the birth clouds keep the CF00 power law.
     dust_slope : float or (float, float)
         Index of the ISM power law for ``"cf00"`` (default -0.7, CF00); a (min, max) range draws one
-        per object, uniformly (domain randomisation of the dust law: grey, Calzetti-like curves near
-        -0.4, SMC-like ones near -1.3).
+        per object, uniformly (domain randomisation of the dust law: greyer than Calzetti's, about
+        -0.8 in the optical, near -0.4, as star-dust mixed geometries give; SMC-like near -1.3).
     birth_cloud_age_yr : float or (float, float)
         Age at which stars leave their birth clouds, years (default 1e7; any value in (0, 1e9]); a
         (min, max) range draws one per object, log-uniformly.
