@@ -678,6 +678,7 @@ def reproduce_command(args, backend):
         *(["--no-randomisation"] if args.no_randomisation else []),
         *(["--skip-ablation"] if args.skip_ablation else []),
         *(["--skip-valley"] if args.skip_valley else [f"--valley-n {args.valley_n}"]),
+        *(["--skip-trust"] if args.skip_trust else [f"--trust-n {args.trust_n}"]),
         *([f"--ablation-seed {args.ablation_seed}"] if args.ablation_seed is not None else []),
         *(["--skip-calibration"] if args.skip_calibration else []),
         *([f"--time-limit {args.time_limit:g}"] if args.time_limit is not None else []),
