@@ -392,7 +392,8 @@ def plot_worlds(stats, trust=None, goals=(0.8, 0.15), axs=None):
         ax.set_yticks(y, worlds if k % 2 == 0 else [""] * len(worlds))
         ax.set_ylim(-0.6, len(worlds) - 0.4)
         ax.set_ylabel("test world" if k % 2 == 0 else "(the same worlds)")
-    axs[0].legend(loc="lower right")
+    # above the first panel: every row's bars may reach its right end
+    axs[0].legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False, borderaxespad=0.2)
     return axs
 
 
