@@ -128,10 +128,8 @@ def _nan_filled(values, dtype=np.float32, copy=True):
 def _band_overlap(filters, wave_bytes):
     """Throughput weights of each band on the spectral pixels, and each band's full weight.
 
-    Returns ``(weights (n_bands, n_pix), totals (n_bands,), pixels)``: ``pixels`` the slice of the
-    grid where some band has throughput (the weights are those pixels'; the HST bands overlap the
-    red part of MUSE only, so the check reads a part of each spectrum), or None if pyphot does not
-    know a band (then the photometry cannot be compared with the spectrum).
+    Returns ``(weights (n_bands, n_wave), totals (n_bands,))``, or None if pyphot does not know a
+    band (then the photometry cannot be compared with the spectrum).
     """
     from ..synthesis.photometry import load_filters
 
@@ -144,9 +142,7 @@ def _band_overlap(filters, wave_bytes):
     # photon-weighted band mean (as photometry.band_weights): weight T(lambda) lambda dlambda
     weights = np.array([np.interp(wave_aa, fw, ft, left=0.0, right=0.0) * wave_aa * dw for fw, ft in curves])
     totals = np.array([np.trapezoid(ft * fw, fw) for fw, ft in curves])  # (n_bands,)
-    used = np.flatnonzero(weights.any(axis=0))
-    pixels = slice(int(used[0]), int(used[-1]) + 1) if used.size else slice(0, 0)
-    return np.ascontiguousarray(weights[:, pixels], dtype=np.float32), totals.astype(np.float32), pixels
+    return weights.astype(np.float32), totals.astype(np.float32)
 
 
 def _photometry_ratio(block, valid, photometry, overlap):
@@ -156,8 +152,7 @@ def _photometry_ratio(block, valid, photometry, overlap):
     their fluxes and ``overlap`` what :func:`_band_overlap` gives. NaN where a band is missing or
     covered by usable pixels for less than :data:`MIN_BAND_OVERLAP` of its throughput.
     """
-    weights, totals, pixels = overlap  # (n_bands, n_pix), (n_bands,), slice of the n_wave pixels
-    block, valid = block[:, pixels], valid[:, pixels]  # (b, n_pix)
+    weights, totals = overlap  # (n_bands, n_wave), (n_bands,)
     covered = valid.astype(np.float32) @ weights.T  # (b, n_bands)
     level = np.where(valid, block, 0.0) @ weights.T / np.maximum(covered, np.finfo(np.float32).tiny)
     level[covered < MIN_BAND_OVERLAP * totals] = np.nan
