@@ -69,6 +69,19 @@ def recipe_args(results, args):
     return args
 
 
+def reference_entry(results):
+    """The shipped network the comparisons are trained beside, as comparisons.json keeps it: a later
+    release with another recipe (``benchmarks/release_model.py`` carries the file on) still shows
+    v1, the learning curve and the spectra-only twin against the network of their own recipe."""
+    return {
+        "name": results["name"],
+        "n_train": results["training"]["n_train"],
+        "epochs_run": results["training"].get("epochs_run"),
+        "metrics": results["metrics"],
+        "ablation": results.get("ablation"),
+    }
+
+
 def make_sets(results, args, out):
     """The shipped network's training set and its test sets, regenerated from the card's configs."""
     training = results["training"]
@@ -133,6 +146,8 @@ def main(argv=None):
         "test_sets": [r for r in results["training"]["test_sets"] if r["label"] in TEST_LABELS],
         "statistic": "bin level, uncalibrated networks (the point estimates do not depend on calibration)",
         "networks": records,
+        # the full-size network of this recipe, which later releases (another recipe) compare against
+        "reference": reference_entry(results),
         "reproduce": "python benchmarks/release_comparisons.py --out OUT --workers 2 --learning-curve "
         + " ".join(str(n) for n in sorted(args.learning_curve))
         + (" --skip-v1" if args.skip_v1 else "")

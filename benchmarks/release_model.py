@@ -789,6 +789,24 @@ def build_results(args, sets, trained, names, release, evals, speed, valley_figu
 
 
 # ----------------------------------------------------------------------------------------- 6. install
+def carry_comparisons(release):
+    """Carry the installed comparisons.json (v1, the learning curve: benchmarks/release_comparisons.py)
+    into the release, where it has none of its own and the installed one names the network it was
+    trained beside (its ``reference``): chapter 3 then shows them against that network, beside this."""
+    target = release / pretrained.COMPARISONS_NAME
+    if target.exists():
+        return
+    try:
+        comparisons = pretrained.pretrained_comparisons()
+    except pretrained.PretrainedError:  # none installed, or damaged: the release has no comparisons
+        return
+    if "reference" not in comparisons:
+        print("note: the installed comparisons.json names no reference network: not carried on")
+        return
+    atomic_write_text(target, json.dumps(comparisons, indent=1) + "\n")
+    print(f"carried on the comparisons of release {comparisons['reference']['name']!r}")
+
+
 def install(release):
     """Copy the release into sfh_ml/pretrained/ (the manifest last), then load it back."""
     target = Path(pretrained.PRETRAINED_DIR)
@@ -959,6 +977,7 @@ def main(argv=None):
         results["leave_out"] = {"rows": json.loads(Path(args.leave_out).read_text())}
     atomic_write_text(release / pretrained.RESULTS_NAME, json.dumps(results, indent=1) + "\n")
     atomic_write_text(release / pretrained.CARD_NAME, render_model_card(results))
+    carry_comparisons(release)
     pretrained.write_manifest(release, args.name, names)
     print(f"wrote {release}: {', '.join(sorted(p.name for p in release.iterdir()))}")
     if results["generator"]["git_commit"] and "uncommitted" in results["generator"]["git_commit"]:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,6 +169,40 @@ def test_info_and_card_come_from_the_manifest_and_the_card_is_checked(shipped):
     (shipped / "MODEL_CARD.md").write_text(CARD.replace("tiny", "huge"))
     with pytest.raises(PretrainedError, match="MODEL_CARD.md does not match"):
         network.pretrained_card()
+
+
+def test_a_later_release_keeps_the_comparisons_against_the_network_they_were_trained_beside(shipped):
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(Path(pretrained.__file__).parents[2] / "benchmarks"))
+    release_model = importlib.import_module("release_model")
+    rows = [{"label": "S/N 50", "snr": [50.0, 50.0], "bin": {"mw_log_age": {"nmad": 0.12}}}]
+    old = {"name": "tiny", "training": {"n_train": 1000}, "metrics": rows, "ablation": None}
+    # comparisons made for the shipped network itself: it is their reference
+    assert network.comparisons_reference({"networks": {}}, old)["name"] == "tiny"
+    assert network.comparisons_reference({"networks": {}}, old)["metrics"] == rows
+    # installed comparisons naming their reference are carried into a new release, which then
+    # lists them in its manifest; the reference stays the old network, not the new one
+    reference = {"name": "tiny", "n_train": 1000, "metrics": rows, "ablation": None}
+    (shipped / pretrained.COMPARISONS_NAME).write_text(json.dumps({"networks": {}, "reference": reference}))
+    pretrained.write_manifest(shipped, "tiny", MEMBERS)
+    new_release = shipped.parent / "new_release"
+    new_release.mkdir()
+    tiny_network(3).save(new_release / "later.keras")
+    release_model.carry_comparisons(new_release)
+    manifest = pretrained.write_manifest(new_release, "later", ["later.keras"])
+    assert manifest["comparisons"] == pretrained.COMPARISONS_NAME
+    carried = json.loads((new_release / pretrained.COMPARISONS_NAME).read_text())
+    later = {**old, "name": "later", "metrics": [{**rows[0], "bin": {"mw_log_age": {"nmad": 0.08}}}]}
+    assert network.comparisons_reference(carried, later)["name"] == "tiny"
+    assert network.comparisons_reference(carried, later)["metrics"][0]["bin"]["mw_log_age"]["nmad"] == 0.12
+    # comparisons without a reference would be read as the new network's own: not carried
+    (new_release / pretrained.COMPARISONS_NAME).unlink()
+    (shipped / pretrained.COMPARISONS_NAME).write_text(json.dumps({"networks": {}}))
+    pretrained.write_manifest(shipped, "tiny", MEMBERS)
+    release_model.carry_comparisons(new_release)
+    assert not (new_release / pretrained.COMPARISONS_NAME).exists()
 
 
 def write_input(path, n=5):

@@ -65,6 +65,7 @@ _EXPORTS = {
     **dict.fromkeys(
         (
             "PretrainedError",
+            "comparisons_reference",
             "load_pretrained",
             "pretrained_card",
             "pretrained_comparisons",

@@ -49,6 +49,7 @@ __all__ = [
     "pretrained_card",
     "pretrained_results",
     "pretrained_comparisons",
+    "comparisons_reference",
     "default_model_label",
     "describe_pretrained",
     "verify_pretrained",
@@ -302,6 +303,37 @@ def pretrained_results():
         No model (or no results file) ships, or the file fails its digest check.
     """
     return _shipped_json("results", RESULTS_NAME)
+
+
+def comparisons_reference(comparisons, results):
+    """The network the release's comparisons were trained beside (their recipe's full-size v2).
+
+    Parameters
+    ----------
+    comparisons : dict
+        :func:`pretrained_comparisons`; its ``reference`` is ``{"name", "n_train", "epochs_run",
+        "metrics", "ablation"}`` (``benchmarks/release_comparisons.py``), kept when a later release
+        with another recipe carries the file on.
+    results : dict
+        :func:`pretrained_results`: the shipped network, taken as the reference where the
+        comparisons carry none (they were then made for it).
+
+    Returns
+    -------
+    dict
+        ``name``, ``n_train``, ``metrics`` (rows like ``results["metrics"]``) and ``ablation``
+        (``results["ablation"]``'s form, or None).
+    """
+    ref = comparisons.get("reference")
+    if ref is not None:
+        return ref
+    return {
+        "name": results.get("name"),
+        "n_train": results["training"]["n_train"],
+        "epochs_run": results["training"].get("epochs_run"),
+        "metrics": results["metrics"],
+        "ablation": results.get("ablation"),
+    }
 
 
 def pretrained_comparisons():

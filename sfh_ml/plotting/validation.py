@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..network.metrics import bin_centres_yr, group_statistic, scatter_stats, snr_bin_centres
+from ..network.pretrained import comparisons_reference
 from ._axes import (
     SNR_LABEL,
     WAVE_LABEL,
@@ -261,18 +262,19 @@ def _nmad_by_snr(rows, quantity, level="bin"):
 
 @book_figure
 def plot_release_comparison(comparisons, results, axs=None):
-    """NMAD of the mass-weighted log age and [M/H] (bin level) against S/N: v1, the shipped v2 and the
-    spectra-only v2.
+    """NMAD of the mass-weighted log age and [M/H] (bin level) against S/N: v1, the v2 of the same
+    recipe and its spectra-only twin, and the shipped network where it is another one.
 
     Parameters
     ----------
     comparisons : dict
         ``pretrained_comparisons()``: ``{"networks": {name: {"version", "n_train", "history",
-        "metrics"}}}``, ``metrics`` rows like ``results["metrics"]`` (``label``, ``snr`` [lo, hi],
-        ``bin`` -> quantity -> ``nmad``...).
+        "metrics"}}, "reference": {"name", "n_train", "metrics", "ablation"}}``, ``metrics`` rows like
+        ``results["metrics"]`` (``label``, ``snr`` [lo, hi], ``bin`` -> quantity -> ``nmad``...),
+        ``ablation`` rows ``snr``, ``sample``, ``without_photometry`` -> quantity -> NMAD. Without
+        ``reference`` the comparisons are taken to be the shipped network's own.
     results : dict
-        ``pretrained_results()``: the shipped network's ``metrics`` and, where measured, its
-        ``ablation`` (rows ``snr``, ``sample``, ``without_photometry`` -> quantity -> NMAD).
+        ``pretrained_results()``: the shipped network's ``name`` and ``metrics``.
     axs : pair of Axes, optional
 
     Returns
@@ -282,17 +284,23 @@ def plot_release_comparison(comparisons, results, axs=None):
     if axs is None:
         _, axs = plt.subplots(1, 2, figsize=(BOOK_WIDTH_IN, 3.4))
     networks = comparisons.get("networks", {})
-    ablation = [r for r in (results.get("ablation") or {}).get("rows", []) if r["sample"] == "all"]
+    ref = comparisons_reference(comparisons, results)
+    shipped = results.get("name", ref["name"])
+    ablation = [r for r in (ref.get("ablation") or {}).get("rows", []) if r["sample"] == "all"]
     ablation = sorted(ablation, key=lambda r: r["snr"])
     for ax, (quantity, label) in zip(axs, RELEASE_QUANTITIES.items()):
         if "v1" in networks:
             ax.plot(*_nmad_by_snr(networks["v1"]["metrics"], quantity), "s-", color="C1", label="v1")
-        ax.plot(*_nmad_by_snr(results["metrics"], quantity), "o-", color="C0", label="v2 (shipped)")
+        own = " (shipped)" if ref["name"] == shipped else ""
+        ax.plot(*_nmad_by_snr(ref["metrics"], quantity), "o-", color="C0", label=f"{ref['name']}{own}")
         if ablation:
             snr = [r["snr"] for r in ablation]
             nmad = [r["without_photometry"][quantity] for r in ablation]
-            ax.plot(snr, nmad, "^--", color="C2", label="v2, spectra only")
-        snr_axis(ax, list(_single_snr_rows(results["metrics"]))).set_ylabel(f"NMAD of {label} (dex)")
+            ax.plot(snr, nmad, "^--", color="C2", label=f"{ref['name']}, spectra only")
+        if ref["name"] != shipped:
+            ax.plot(*_nmad_by_snr(results["metrics"], quantity), "*-", color="C3", ms=9,
+                    label=f"{shipped} (shipped)")  # fmt: skip
+        snr_axis(ax, list(_single_snr_rows(ref["metrics"]))).set_ylabel(f"NMAD of {label} (dex)")
     axs[0].legend()
     return axs
 
@@ -304,9 +312,11 @@ def plot_release_learning_curve(comparisons, results, ax=None, snr=50.0):
     Parameters
     ----------
     comparisons : dict
-        ``pretrained_comparisons()``; its networks named ``v2_n*`` (``n_train``, ``metrics``).
+        ``pretrained_comparisons()``; its networks named ``v2_n*`` (``n_train``, ``metrics``) and its
+        ``reference`` (the full-size network of the same recipe, see :func:`plot_release_comparison`).
     results : dict
-        ``pretrained_results()``: the shipped network, at ``results["training"]["n_train"]``.
+        ``pretrained_results()``: the shipped network, at ``results["training"]["n_train"]``; drawn
+        apart (its own recipe) where it is not the reference.
     ax : Axes, optional
     snr : float
         The test set (single S/N) the NMAD is read from.
@@ -318,14 +328,17 @@ def plot_release_learning_curve(comparisons, results, ax=None, snr=50.0):
     ax = axes_or_new(ax, 3.6)
     runs = [net for name, net in comparisons.get("networks", {}).items() if name.startswith("v2_n")]
     runs = sorted(runs, key=lambda net: net["n_train"])
-    shipped_n = results["training"]["n_train"]
+    ref = comparisons_reference(comparisons, results)
+    other = results.get("name", ref["name"]) != ref["name"]
     for k, (quantity, label) in enumerate(RELEASE_QUANTITIES.items()):
-        n = [net["n_train"] for net in runs]
+        n = [net["n_train"] for net in runs] + [ref["n_train"]]
         y = [_single_snr_rows(net["metrics"])[snr]["bin"][quantity]["nmad"] for net in runs]
+        y.append(_single_snr_rows(ref["metrics"])[snr]["bin"][quantity]["nmad"])
+        ax.plot(n, y, "o-", color=f"C{k}", label=label)
         shipped = _single_snr_rows(results["metrics"])[snr]["bin"][quantity]["nmad"]
-        ax.plot(n + [shipped_n], y + [shipped], "o-", color=f"C{k}", label=label)
-        ax.plot(shipped_n, shipped, "*", color=f"C{k}", ms=13, mec="k")
-    ax.plot([], [], "*", color="0.6", mec="k", ms=13, label="shipped network")
+        ax.plot(results["training"]["n_train"], shipped, "*", color=f"C{k}", ms=13, mec="k")
+    shipped_label = f"shipped ({results.get('name')}, its own recipe)" if other else "shipped network"
+    ax.plot([], [], "*", color="0.6", mec="k", ms=13, label=shipped_label)
     ax.set(xscale="log", xlabel="training spectra", ylabel=f"NMAD at S/N = {snr:g} (dex)")
     ax.legend()
     return ax
