@@ -13,6 +13,7 @@ from sfh_ml.network import (
     QUALITY_UNTRUSTED,
     QUALITY_WRONG_REDSHIFT,
     fit_trust,
+    get_metadata,
     predict,
     redshift_offset,
     resynthesis_fit,
@@ -108,7 +109,8 @@ def test_predict_with_trust_scores_flags_and_leaves_unusable_objects_nan(model, 
     np.testing.assert_array_equal(out["sfh"], plain["sfh"])  # the answer itself is unchanged
     assert np.isnan(out["trust"][0]) and np.all((out["trust"][1:] >= 0) & (out["trust"][1:] <= 1))
     flagged = (out["quality"] & QUALITY_UNTRUSTED) > 0
-    np.testing.assert_array_equal(flagged[1:], out["trust"][1:] < trust_lib.TRUST_PARAMS["threshold"])
+    params = get_metadata(model).get("trust_params") or trust_lib.TRUST_PARAMS  # its own, if fitted
+    np.testing.assert_array_equal(flagged[1:], out["trust"][1:] < params["threshold"])
     assert not flagged[0]
     # with the goodness of fit, the wrong-redshift check runs too: a shifted spectrum is caught
     rng = np.random.default_rng(5)
@@ -152,8 +154,10 @@ def test_a_mis_trained_network_is_not_trusted_and_the_shipped_one_is(model, synt
     assert right.sum() >= 20 and flagged(good)[right].mean() <= 0.25
 
 
-def test_predict_with_trust_needs_parameters(model, synthetic, monkeypatch):
-    monkeypatch.setattr(trust_lib, "TRUST_PARAMS", None)
+def test_predict_with_trust_needs_parameters(synthetic, monkeypatch):
+    model = load_pretrained()  # its own copy: the fixture's keeps its parameters
+    model.get_layer("history").set_trust_params(None)  # a network without its own ...
+    monkeypatch.setattr(trust_lib, "TRUST_PARAMS", None)  # ... and no default
     with pytest.raises(ValueError, match="no trust parameters"):
         predict(model, synthetic["spectra"][:2], synthetic["photometry"][:2], trust=True)
 
@@ -174,15 +178,17 @@ def test_calibrate_trust_stores_the_fitted_parameters_in_the_model_and_predict_u
 ):
     from pathlib import Path
 
-    from sfh_ml.network import calibrate_trust, get_metadata, load_model
-    from sfh_ml.network.pretrained import PRETRAINED_DIR
+    from sfh_ml.network import calibrate_trust, load_model
+    from sfh_ml.network.pretrained import pretrained_paths
+
+    shipped = pretrained_paths()[0]
 
     noisy = tmp_path / "snr4.h5"  # many wrong answers beside the S/N 30 set's right ones
     generate(DatasetConfig(n=80, seed=13, snr=(4.0, 4.0)), noisy, progress=False)
     own = tmp_path / "snr30.h5"
     generate(DatasetConfig(n=N, seed=12, snr=(SNR, SNR)), own, progress=False)
     out = tmp_path / "with_trust.keras"
-    result = calibrate_trust(Path(PRETRAINED_DIR) / "v2.keras", [own, noisy], out, false_alarm=0.2)
+    result = calibrate_trust(shipped, [own, noisy], out, false_alarm=0.2)
     params = result["trust_params"]
     assert params["threshold"] != trust_lib.TRUST_PARAMS["threshold"]
     assert params["n_wrong"] >= 10 and params["n_right"] >= 10
@@ -190,7 +196,7 @@ def test_calibrate_trust_stores_the_fitted_parameters_in_the_model_and_predict_u
     assert by_set["snr4.h5"]["wrong_fraction"] > by_set["snr30.h5"]["wrong_fraction"]
     reloaded = load_model(out)
     assert get_metadata(reloaded)["trust_params"] == params  # stored in the file
-    assert get_metadata(model)["trust_params"] is None  # the shipped file: the module's
+    assert get_metadata(model)["trust_params"] != params  # the shipped file keeps its own
     spectra, phot = synthetic["spectra"], synthetic["photometry"]
     mine = predict(reloaded, spectra, phot, trust=True)
     explicit = predict(model, spectra, phot, trust=True, trust_params=params)
@@ -199,6 +205,6 @@ def test_calibrate_trust_stores_the_fitted_parameters_in_the_model_and_predict_u
         (mine["quality"] & QUALITY_UNTRUSTED) > 0, mine["trust"] < params["threshold"]
     )
     with pytest.raises(FileExistsError):
-        calibrate_trust(Path(PRETRAINED_DIR) / "v2.keras", [own, noisy], out)
+        calibrate_trust(shipped, [own, noisy], out)
     with pytest.raises(ValueError, match="trust parameters must"):
         reloaded.get_layer("history").set_trust_params({**params, "weights": params["weights"][:2]})

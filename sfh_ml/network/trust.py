@@ -13,11 +13,13 @@ mass-weighted age right?" (within :data:`RIGHT_AGE_DEX` of the truth, against wr
 A logistic regression of these (:func:`fit_trust`) gives the probability that the age is wrong;
 ``trust = 1 - p_wrong`` in [0, 1] and the flag :data:`~sfh_ml.network.quality.QUALITY_UNTRUSTED`
 is set below the fitted threshold, chosen so that about :data:`FALSE_ALARM` of the right answers of
-the calibration worlds are flagged. :data:`TRUST_PARAMS` were fitted for the shipped network by
+the calibration worlds are flagged. A network carries its own parameters once
+:func:`sfh_ml.network.calibrate_trust` has fitted them into its file (the shipped v3 does); the
+others use :data:`TRUST_PARAMS`, fitted for the earlier v2 network by
 ``benchmarks/trust.py --fit`` on every test world of :data:`sfh_ml.synthesis.TEST_WORLDS`; the
 benchmark measures each world with the parameters fitted on the others (leave one world out). The
 fit gives the [M/H] sigma and the photometry shift almost no weight: the sigma of the cumulative SFH
-carries what the network knows about its own errors. What it measured for the shipped network (1500
+carries what the network knows about its own errors. What it measured for the v2 network (1500
 objects per world, S/N 10-100): ROC AUC 0.83-0.94 on every world, 65-87 % of the wrong answers
 flagged at 11-18 % false alarms, except on bursts at any age (46 % of the answers wrong; 83 %
 flagged, 32 % false alarms): the score knows when an answer is uncertain, not when the network is
@@ -82,8 +84,9 @@ FALSE_ALARM = 0.15  # the fraction of right answers the fitted threshold flags (
 TRUST_FEATURES = ("log_sfh_cum_sigma", "log_zh_sigma", "log_photometry_shift")
 # Photometry shifts below this (dex) count as this: the log of the feature stays finite.
 _MIN_SHIFT_DEX = 1e-3
-# The shipped network's, fitted on 1500 objects of each of the 14 test worlds at S/N 10-100
-# (``benchmarks/trust.py --fit``): standardisation, logistic weights (intercept first), threshold.
+# The v2 network's (the default of networks without their own), fitted on 1500 objects of each of
+# the 14 test worlds at S/N 10-100 (``benchmarks/trust.py --fit``): standardisation, logistic
+# weights (intercept first), threshold.
 TRUST_PARAMS = {
     "mean": [-1.4053, -1.1016, -1.5532],
     "scale": [0.23904, 0.17430, 0.53767],

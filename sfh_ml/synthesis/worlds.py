@@ -105,15 +105,15 @@ def world_config(world, n, seed, snr=50.0, **overrides):
     return DatasetConfig(n=n, seed=seed, snr=snr, **{**TEST_WORLDS[world], **overrides})
 
 
-# Domain randomisation of the training set of the networks to come (issues 10 and 18): stars of
+# Domain randomisation of the training set of the shipped v3 network (issues 10, 18, 19): stars of
 # E-MILES and BC03 mixed with a weight uniform in 0-1 per object; 30 % of the histories from the
 # parametric families, 30 % with constant or falling [M/H] tracks, 30 % with a burst at any age; the
 # ISM power-law index per object in -1.3 to -0.4 and the birth-cloud age in 3-30 Myr; an IMF-like
 # mass-to-light perturbation of +-0.05 dex per dex of age; metal-line ratios scattered by 0.15 dex
 # per ion; observational errors at about half the "observational" test world's. Each test world
 # then lies at or beyond an edge of its axis's training range. Calibration and test sets stay the
-# project's own world. (The shipped v2 network was trained on the issue-10 part of it: the library
-# mix, the parametric histories and the observational errors; its card lists them.)
+# project's own world. (The earlier v2 network was trained on the issue-10 part of it: the library
+# mix, the parametric histories and the observational errors.)
 TRAINING_WORLD = dict(
     library="mix",
     library_mix=(0.0, 1.0),
