@@ -73,13 +73,7 @@ def reference_entry(results):
     """The shipped network the comparisons are trained beside, as comparisons.json keeps it: a later
     release with another recipe (``benchmarks/release_model.py`` carries the file on) still shows
     v1, the learning curve and the spectra-only twin against the network of their own recipe."""
-    return {
-        "name": results["name"],
-        "n_train": results["training"]["n_train"],
-        "epochs_run": results["training"].get("epochs_run"),
-        "metrics": results["metrics"],
-        "ablation": results.get("ablation"),
-    }
+    return pretrained.comparisons_reference({}, results)  # no reference yet: the shipped one is it
 
 
 def make_sets(results, args, out):
